@@ -1,0 +1,46 @@
+import type { Command } from 'commander';
+import { loadConfig, type Config } from '../config.ts';
+import { isPrewarmError, toError } from '../errors.ts';
+import { createLogger, type Logger } from '../log.ts';
+import { createPool, type Pool } from '../db/pool.ts';
+
+export interface CliContext {
+  config: Readonly<Config>;
+  log: Logger;
+}
+
+/** Config and logger for one CLI invocation; parsed once, here, and passed down. */
+export function createCliContext(): CliContext {
+  const config = loadConfig();
+  const log = createLogger({ level: config.logLevel, name: 'prewarm-cli' });
+  return { config, log };
+}
+
+export function openPool(context: CliContext, applicationName = 'prewarm-cli'): Pool {
+  return createPool({
+    databaseUrl: context.config.databaseUrl,
+    schema: context.config.dbSchema,
+    max: context.config.dbPoolSize,
+    applicationName,
+    log: context.log,
+  });
+}
+
+/**
+ * Wraps a command's action: any failure becomes one line on stderr and exit code 1 (2 for bad
+ * usage), as DESIGN.md promises scripts.
+ */
+export function action<A extends unknown[]>(run: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    try {
+      await run(...args);
+    } catch (thrown) {
+      const error = toError(thrown);
+      const code = isPrewarmError(error) ? `${error.code}: ` : '';
+      process.stderr.write(`prewarm: ${code}${error.message.split('\n')[0]}\n`);
+      process.exitCode = isPrewarmError(error, 'PREWARM_ERR_BAD_INPUT') || isPrewarmError(error, 'PREWARM_ERR_CONFIG') ? 2 : 1;
+    }
+  };
+}
+
+export type RegisterCommand = (program: Command) => void;

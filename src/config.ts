@@ -1,0 +1,154 @@
+import { z } from 'zod';
+import { parseDuration } from './duration.ts';
+import { PrewarmError } from './errors.ts';
+
+const duration = z.string().transform((text, ctx) => {
+  try {
+    return parseDuration(text);
+  } catch (error) {
+    ctx.addIssue({ code: 'custom', message: (error as Error).message });
+    return z.NEVER;
+  }
+});
+
+const positiveInt = z.coerce.number().int().positive();
+
+const tokenList = z
+  .string()
+  .transform((text) => text.split(',').map((token) => token.trim()).filter((token) => token.length > 0))
+  .refine((tokens) => tokens.every((token) => token.length >= 16), {
+    message: 'every token must be at least 16 characters long',
+  });
+
+const url = (protocols: string[]) =>
+  z.string().refine(
+    (text) => {
+      try {
+        return protocols.includes(new URL(text).protocol);
+      } catch {
+        return false;
+      }
+    },
+    { message: `must be a URL starting with ${protocols.join(' or ')}//` },
+  );
+
+/**
+ * The whole configuration, read once from the environment at start-up. Its keys are the
+ * environment variables themselves so that a validation message names the variable to fix.
+ */
+const envSchema = z.object({
+  DATABASE_URL: url(['postgres:', 'postgresql:']).default('postgres://postgres@127.0.0.1:5432/test'),
+  REDIS_URL: url(['redis:', 'rediss:']).default('redis://127.0.0.1:6379'),
+  PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
+  PREWARM_HOST: z.string().min(1).default('127.0.0.1'),
+  PREWARM_API_TOKENS: tokenList.default([]),
+  PREWARM_ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters long').optional(),
+  PREWARM_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  PREWARM_DB_SCHEMA: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a lower-case SQL identifier').default('public'),
+  PREWARM_DB_POOL_SIZE: positiveInt.default(10),
+  PREWARM_CACHE_REDIS_URL: url(['redis:', 'rediss:']).optional(),
+  PREWARM_CACHE_PREFIX: z.string().default('prewarm:'),
+  PREWARM_QUEUE_PREFIX: z.string().min(1).default('prewarm'),
+  PREWARM_LATENCY_BUDGET_MS: positiveInt.default(150),
+  PREWARM_DEFAULT_LIMIT: positiveInt.max(100).default(20),
+  PREWARM_MAX_LIMIT: positiveInt.max(100).default(100),
+  PREWARM_ON_DEMAND_TTL: duration.default(3_600_000),
+  PREWARM_ON_DEMAND_CONCURRENCY: positiveInt.default(4),
+  PREWARM_ON_DEMAND_QUEUE: z.coerce.number().int().min(0).default(64),
+  PREWARM_RECOMMENDER: z.enum(['item-cf', 'http']).default('item-cf'),
+  PREWARM_RECOMMENDER_URL: url(['http:', 'https:']).optional(),
+  PREWARM_RECOMMENDER_TIMEOUT_MS: positiveInt.default(2_000),
+  PREWARM_RECOMMENDER_NEIGHBOURS: positiveInt.default(50),
+  PREWARM_FLUSH_INTERVAL_MS: positiveInt.default(200),
+  PREWARM_FLUSH_MAX_BATCH: positiveInt.default(2_000),
+  PREWARM_WORKER_CONCURRENCY: positiveInt.default(2),
+  PREWARM_SHUTDOWN_TIMEOUT_MS: positiveInt.default(15_000),
+});
+
+export type Env = z.infer<typeof envSchema>;
+
+export interface Config {
+  databaseUrl: string;
+  redisUrl: string;
+  /** Redis for the recommendation cache; may allow eviction, unlike the queue's Redis. */
+  cacheRedisUrl: string;
+  port: number;
+  host: string;
+  apiTokens: readonly string[];
+  adminToken: string | undefined;
+  logLevel: Env['PREWARM_LOG_LEVEL'];
+  dbSchema: string;
+  dbPoolSize: number;
+  cachePrefix: string;
+  queuePrefix: string;
+  latencyBudgetMs: number;
+  defaultLimit: number;
+  maxLimit: number;
+  onDemandTtlMs: number;
+  onDemandConcurrency: number;
+  onDemandQueue: number;
+  recommender: Env['PREWARM_RECOMMENDER'];
+  recommenderUrl: string | undefined;
+  recommenderTimeoutMs: number;
+  recommenderNeighbours: number;
+  flushIntervalMs: number;
+  flushMaxBatch: number;
+  workerConcurrency: number;
+  shutdownTimeoutMs: number;
+}
+
+/** Parses and freezes the configuration; throws PREWARM_ERR_CONFIG naming each bad variable. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Readonly<Config> {
+  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''));
+  const parsed = envSchema.safeParse(present);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
+    throw new PrewarmError('PREWARM_ERR_CONFIG', `invalid configuration: ${problems.join('; ')}`);
+  }
+  const e = parsed.data;
+  if (e.PREWARM_DEFAULT_LIMIT > e.PREWARM_MAX_LIMIT) {
+    throw new PrewarmError('PREWARM_ERR_CONFIG', 'invalid configuration: PREWARM_DEFAULT_LIMIT: must not exceed PREWARM_MAX_LIMIT');
+  }
+  if (e.PREWARM_RECOMMENDER === 'http' && e.PREWARM_RECOMMENDER_URL === undefined) {
+    throw new PrewarmError('PREWARM_ERR_CONFIG', 'invalid configuration: PREWARM_RECOMMENDER_URL: required when PREWARM_RECOMMENDER=http');
+  }
+  return Object.freeze({
+    databaseUrl: e.DATABASE_URL,
+    redisUrl: e.REDIS_URL,
+    cacheRedisUrl: e.PREWARM_CACHE_REDIS_URL ?? e.REDIS_URL,
+    port: e.PORT,
+    host: e.PREWARM_HOST,
+    apiTokens: Object.freeze([...e.PREWARM_API_TOKENS]),
+    adminToken: e.PREWARM_ADMIN_TOKEN,
+    logLevel: e.PREWARM_LOG_LEVEL,
+    dbSchema: e.PREWARM_DB_SCHEMA,
+    dbPoolSize: e.PREWARM_DB_POOL_SIZE,
+    cachePrefix: e.PREWARM_CACHE_PREFIX,
+    queuePrefix: e.PREWARM_QUEUE_PREFIX,
+    latencyBudgetMs: e.PREWARM_LATENCY_BUDGET_MS,
+    defaultLimit: e.PREWARM_DEFAULT_LIMIT,
+    maxLimit: e.PREWARM_MAX_LIMIT,
+    onDemandTtlMs: e.PREWARM_ON_DEMAND_TTL,
+    onDemandConcurrency: e.PREWARM_ON_DEMAND_CONCURRENCY,
+    onDemandQueue: e.PREWARM_ON_DEMAND_QUEUE,
+    recommender: e.PREWARM_RECOMMENDER,
+    recommenderUrl: e.PREWARM_RECOMMENDER_URL,
+    recommenderTimeoutMs: e.PREWARM_RECOMMENDER_TIMEOUT_MS,
+    recommenderNeighbours: e.PREWARM_RECOMMENDER_NEIGHBOURS,
+    flushIntervalMs: e.PREWARM_FLUSH_INTERVAL_MS,
+    flushMaxBatch: e.PREWARM_FLUSH_MAX_BATCH,
+    workerConcurrency: e.PREWARM_WORKER_CONCURRENCY,
+    shutdownTimeoutMs: e.PREWARM_SHUTDOWN_TIMEOUT_MS,
+  });
+}
+
+/** Removes credentials from a connection URL before it is logged or printed. */
+export function redactUrl(text: string): string {
+  try {
+    const parsed = new URL(text);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '<unparseable url>';
+  }
+}
