@@ -1,0 +1,41 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Prometheus metrics of one API process, in a registry of its own (tests run several apps). */
+export function createApiMetrics(options: { defaultMetrics?: boolean; pendingEvents?: () => number } = {}) {
+  const registry = new Registry();
+  if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'prewarm_' });
+  const serves = new Counter({
+    name: 'prewarm_serves_total',
+    help: 'Answers to logins by source, and reason for fallback answers',
+    labelNames: ['source', 'reason'] as const,
+    registers: [registry],
+  });
+  const latency = new Histogram({
+    name: 'prewarm_serve_latency_seconds',
+    help: 'Time to answer a login, by source',
+    labelNames: ['source'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  });
+  const readPending = options.pendingEvents;
+  const pendingEvents = new Gauge({
+    name: 'prewarm_pending_events',
+    help: 'Logins, serves and sets acknowledged but not yet written to Postgres',
+    registers: [registry],
+    collect() {
+      if (readPending) this.set(readPending());
+    },
+  });
+  const onDemandInFlight = new Gauge({ name: 'prewarm_on_demand_in_flight', help: 'On-demand computations running or waiting', registers: [registry] });
+  return {
+    registry,
+    observeServe(source: string, latencyMs: number, reason: string | undefined) {
+      serves.inc({ source, reason: reason ?? '' });
+      latency.observe({ source }, latencyMs / 1000);
+    },
+    pendingEvents,
+    onDemandInFlight,
+  };
+}
+
+export type ApiMetrics = ReturnType<typeof createApiMetrics>;

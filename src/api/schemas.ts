@@ -1,0 +1,65 @@
+import { MAX_ID_LENGTH } from '../activity/csv.ts';
+
+export const errorSchema = {
+  $id: 'Error',
+  type: 'object',
+  required: ['error'],
+  properties: {
+    error: {
+      type: 'object',
+      required: ['code', 'message'],
+      properties: { code: { type: 'string' }, message: { type: 'string' } },
+    },
+  },
+} as const;
+
+export const recommendationsParams = {
+  type: 'object',
+  required: ['userId'],
+  properties: {
+    userId: {
+      type: 'string',
+      minLength: 1,
+      maxLength: MAX_ID_LENGTH,
+      // No control characters (the same rule as CSV import: src/activity/csv.ts idProblem).
+      pattern: '^[^\\u0000-\\u001f\\u007f]+$',
+      description: 'Opaque user id: 1–128 characters, no control characters',
+    },
+  },
+} as const;
+
+export function recommendationsQuery(defaultLimit: number, maxLimit: number) {
+  return {
+    type: 'object',
+    properties: {
+      limit: { type: 'integer', minimum: 1, maximum: maxLimit, default: defaultLimit, description: 'Number of items' },
+    },
+    additionalProperties: false,
+  } as const;
+}
+
+export const recommendationsResponse = {
+  type: 'object',
+  required: ['userId', 'items', 'source', 'computedAt', 'expiresAt', 'stalenessMs', 'modelVersion'],
+  properties: {
+    userId: { type: 'string' },
+    items: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['itemId', 'score'],
+        properties: { itemId: { type: 'string' }, score: { type: 'number' } },
+      },
+    },
+    source: { type: 'string', enum: ['precomputed', 'reused', 'on_demand', 'fallback'] },
+    computedAt: { type: ['string', 'null'], format: 'date-time', description: 'When the served set was computed; null for fallback' },
+    expiresAt: { type: ['string', 'null'], format: 'date-time', description: 'End of the set’s freshness; null for fallback' },
+    stalenessMs: { type: ['integer', 'null'], description: 'Age of the served set at the login; null for fallback' },
+    modelVersion: { type: 'string' },
+    reason: {
+      type: 'string',
+      enum: ['unknown_user', 'latency_budget', 'overloaded', 'compute_failed'],
+      description: 'Why a fallback answer was given',
+    },
+  },
+} as const;

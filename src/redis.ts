@@ -1,0 +1,38 @@
+import { Redis } from 'ioredis';
+import type { Logger } from './log.ts';
+import { redactUrl } from './config.ts';
+
+/**
+ * Redis for the login path: commands fail at once while disconnected instead of queueing, so a
+ * lost cache costs a Postgres read, not a stalled login (BullMQ's "going to production" advice).
+ */
+export function createServingRedis(url: string, log: Logger): Redis {
+  const redis = new Redis(url, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    connectTimeout: 2_000,
+    commandTimeout: 250,
+    retryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
+  });
+  watch(redis, 'serving', url, log);
+  return redis;
+}
+
+/** Redis for BullMQ queues and workers: retries forever, as BullMQ requires. */
+export function createQueueRedis(url: string, log: Logger): Redis {
+  const redis = new Redis(url, { maxRetriesPerRequest: null, enableReadyCheck: false });
+  watch(redis, 'queue', url, log);
+  return redis;
+}
+
+function watch(redis: Redis, role: string, url: string, log: Logger): void {
+  let down = false;
+  redis.on('error', (error) => {
+    if (!down) log.warn({ err: error, redis: redactUrl(url), role }, 'redis connection error');
+    down = true;
+  });
+  redis.on('ready', () => {
+    if (down) log.info({ redis: redactUrl(url), role }, 'redis connection restored');
+    down = false;
+  });
+}

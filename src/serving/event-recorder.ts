@@ -1,0 +1,211 @@
+import type { Logger } from '../log.ts';
+import { withTransaction, type Pool, type PoolClient, type Sql } from '../db/pool.ts';
+import type { RecommendationSet } from '../recommendations/set.ts';
+import type { RecommendationStore } from '../recommendations/store.ts';
+
+export type ServeSource = 'precomputed' | 'reused' | 'on_demand' | 'fallback';
+
+export interface ServeEvent {
+  id: string;
+  userId: string;
+  at: Date;
+  source: ServeSource;
+  recommendationId: string | null;
+  stalenessMs: number | null;
+  latencyMs: number;
+  reason: string | null;
+}
+
+export interface LoginEvent {
+  userId: string;
+  at: Date;
+}
+
+/** Inserts logins and keeps per-user activity in step (src/activity/user-activity.ts). */
+export type RecordLogins = (client: PoolClient, rows: readonly LoginEvent[]) => Promise<unknown>;
+
+export interface EventRecorderOptions {
+  pool: Pool;
+  store: RecommendationStore;
+  recordLogins: RecordLogins;
+  log: Logger;
+  /** Flush at least this often. Default 200 ms. */
+  flushIntervalMs?: number;
+  /** Flush as soon as this many events wait. Default 2,000. */
+  maxBatch?: number;
+  /**
+   * Above this many unflushed events (Postgres down for a while) the recorder reports itself
+   * full, and the API answers 503 rather than acknowledge an event it might not keep.
+   * Default 200,000.
+   */
+  maxPending?: number;
+}
+
+const sql = {
+  insertServes(serves: readonly ServeEvent[]): Sql {
+    return {
+      text: `INSERT INTO serves (id, user_id, at, source, recommendation_id, staleness_ms, latency_ms, reason)
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::uuid[],
+                                  $6::bigint[], $7::real[], $8::text[])
+             ON CONFLICT (id) DO NOTHING`,
+      values: [
+        serves.map((s) => s.id),
+        serves.map((s) => s.userId),
+        serves.map((s) => s.at.toISOString()),
+        serves.map((s) => s.source),
+        serves.map((s) => s.recommendationId),
+        serves.map((s) => s.stalenessMs),
+        serves.map((s) => s.latencyMs),
+        serves.map((s) => s.reason),
+      ],
+    };
+  },
+  // Serve counts are applied only for serves this flush actually inserted, so a retried flush
+  // cannot count a serve twice.
+  markServed(serveIds: readonly string[]): Sql {
+    return {
+      text: `UPDATE recommendations r
+                SET first_served_at = LEAST(COALESCE(r.first_served_at, s.first_at), s.first_at),
+                    serve_count = r.serve_count + s.n
+               FROM (SELECT recommendation_id, min(at) AS first_at, count(*)::int AS n
+                       FROM serves
+                      WHERE id = ANY($1::uuid[]) AND recommendation_id IS NOT NULL
+                      GROUP BY recommendation_id) s
+              WHERE r.id = s.recommendation_id`,
+      values: [serveIds],
+    };
+  },
+  alreadyRecorded(serveIds: readonly string[]): Sql {
+    return { text: `SELECT id FROM serves WHERE id = ANY($1::uuid[])`, values: [serveIds] };
+  },
+};
+
+export interface EventRecorder {
+  /** Buffers a set computed on demand; it is written before any serve that refers to it. */
+  addSet(set: RecommendationSet): void;
+  addLogin(login: LoginEvent): void;
+  addServe(serve: ServeEvent): void;
+  /** Writes everything buffered so far; resolves when it is in Postgres. */
+  flush(): Promise<void>;
+  /** Events acknowledged but not yet in Postgres. */
+  pending(): number;
+  /** True when the buffer is over `maxPending`: stop acknowledging new events. */
+  isFull(): boolean;
+  /** Stops the timer and flushes; retries until written or `deadlineMs` passes. Idempotent. */
+  close(deadlineMs?: number): Promise<void>;
+}
+
+/**
+ * Buffers the login path's writes and flushes them in one transaction per batch: a login
+ * request never waits on a Postgres fsync, and a failed flush keeps its events for the next.
+ */
+export function createEventRecorder(options: EventRecorderOptions): EventRecorder {
+  const { pool, store, recordLogins, log } = options;
+  const flushIntervalMs = options.flushIntervalMs ?? 200;
+  const maxBatch = options.maxBatch ?? 2_000;
+  const maxPending = options.maxPending ?? 200_000;
+
+  let sets: RecommendationSet[] = [];
+  let logins: LoginEvent[] = [];
+  let serves: ServeEvent[] = [];
+  let chain: Promise<void> = Promise.resolve();
+  let inFlight = 0;
+  let consecutiveFailures = 0;
+  let closePromise: Promise<void> | undefined;
+
+  const pending = () => sets.length + logins.length + serves.length;
+
+  const timer = setInterval(() => {
+    if (pending() > 0) void flush().catch(() => undefined);
+  }, flushIntervalMs);
+  timer.unref();
+
+  async function writeBatch(batchSets: RecommendationSet[], batchLogins: LoginEvent[], batchServes: ServeEvent[]): Promise<void> {
+    await withTransaction(pool, async (client) => {
+      if (batchSets.length > 0) await store.insertMany(client, batchSets);
+      if (batchLogins.length > 0) await recordLogins(client, batchLogins);
+      if (batchServes.length > 0) {
+        const ids = batchServes.map((s) => s.id);
+        const existing = new Set((await client.query<{ id: string }>(sql.alreadyRecorded(ids))).rows.map((r) => r.id));
+        const fresh = batchServes.filter((s) => !existing.has(s.id));
+        if (fresh.length > 0) {
+          await client.query(sql.insertServes(fresh));
+          await client.query(sql.markServed(fresh.map((s) => s.id)));
+        }
+      }
+    });
+  }
+
+  async function flushOnce(): Promise<void> {
+    // Take what is buffered now; whatever arrives meanwhile goes in the next flush.
+    const batchSets = sets.splice(0, sets.length);
+    const batchLogins = logins.splice(0, logins.length);
+    const batchServes = serves.splice(0, serves.length);
+    if (batchSets.length + batchLogins.length + batchServes.length === 0) return;
+    try {
+      await writeBatch(batchSets, batchLogins, batchServes);
+      consecutiveFailures = 0;
+    } catch (error) {
+      // Put the batch back in front, in order, so nothing acknowledged is lost.
+      sets = batchSets.concat(sets);
+      logins = batchLogins.concat(logins);
+      serves = batchServes.concat(serves);
+      consecutiveFailures++;
+      if (consecutiveFailures === 1 || consecutiveFailures % 50 === 0) {
+        log.error({ err: error, pending: pending(), consecutiveFailures }, 'flushing serves to Postgres failed; will retry');
+      }
+      throw error;
+    }
+  }
+
+  function flush(): Promise<void> {
+    // Flushes run one after another: a caller arriving during a flush waits for it, then
+    // writes whatever arrived meanwhile.
+    const run = chain.catch(() => undefined).then(flushOnce);
+    chain = run;
+    inFlight++;
+    run.finally(() => inFlight--).catch(() => undefined);
+    return run;
+  }
+
+  function maybeFlushEarly(): void {
+    if (pending() >= maxBatch && inFlight === 0) void flush().catch(() => undefined);
+  }
+
+  return {
+    addSet(set) {
+      sets.push(set);
+      maybeFlushEarly();
+    },
+    addLogin(login) {
+      logins.push(login);
+      maybeFlushEarly();
+    },
+    addServe(serve) {
+      serves.push(serve);
+      maybeFlushEarly();
+    },
+    flush,
+    pending,
+    isFull: () => pending() >= maxPending,
+    close(deadlineMs = 10_000) {
+      closePromise ??= (async () => {
+        clearInterval(timer);
+        const giveUpAt = Date.now() + deadlineMs;
+        for (;;) {
+          try {
+            await flush();
+            if (pending() === 0) return;
+          } catch (error) {
+            if (Date.now() >= giveUpAt) {
+              log.error({ err: error, lost: pending() }, 'could not flush serves before shutdown');
+              throw error;
+            }
+            await new Promise((resolve) => setTimeout(resolve, 250));
+          }
+        }
+      })();
+      return closePromise;
+    },
+  };
+}

@@ -1,0 +1,243 @@
+import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import pLimit from 'p-limit';
+import type { Clock } from '../clock.ts';
+import { PrewarmError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { RecommendationCache } from '../recommendations/cache.ts';
+import { isFresh, type RecommendationSet } from '../recommendations/set.ts';
+import type { RecommendationStore } from '../recommendations/store.ts';
+import type { Recommender, ScoredItem } from '../recommender/types.ts';
+import { createCoalescer } from './coalesce.ts';
+import type { EventRecorder, ServeSource } from './event-recorder.ts';
+
+export type FallbackReason = 'unknown_user' | 'latency_budget' | 'overloaded' | 'compute_failed';
+
+export interface ServeResult {
+  userId: string;
+  items: ScoredItem[];
+  source: ServeSource;
+  computedAt: Date | null;
+  expiresAt: Date | null;
+  stalenessMs: number | null;
+  modelVersion: string;
+  reason?: FallbackReason;
+}
+
+export interface ServingOptions {
+  /** Longest a login waits for an on-demand computation before popular items are served. */
+  latencyBudgetMs: number;
+  /** How long an on-demand set stays fresh for later logins (`reused`). */
+  onDemandTtlMs: number;
+  /** Items computed per set; requests take a prefix. Default 100. */
+  setSize?: number;
+  /** On-demand computations running at once in this process. */
+  onDemandConcurrency: number;
+  /** On-demand computations allowed to wait for a slot; beyond it logins get `fallback`. */
+  onDemandQueue: number;
+}
+
+export interface RecommendationServiceDeps {
+  cache: RecommendationCache;
+  store: RecommendationStore;
+  recommender: Recommender;
+  recorder: EventRecorder;
+  clock: Clock;
+  log: Logger;
+  options: ServingOptions;
+  /** Observes every answer (metrics). */
+  onServe?: (source: ServeSource, latencyMs: number, reason: FallbackReason | undefined) => void;
+}
+
+export interface RecommendationService {
+  getRecommendations(userId: string, limit: number): Promise<ServeResult>;
+  /** Number of on-demand computations running or waiting. */
+  inFlight(): number;
+  /** Waits for on-demand computations to settle (their sets are then buffered). Idempotent. */
+  close(): Promise<void>;
+}
+
+interface Answer {
+  result: ServeResult;
+  /** The served set's id, recorded with the serve; null for `fallback`. */
+  setId: string | null;
+}
+
+type Computation =
+  | { kind: 'set'; set: RecommendationSet }
+  | { kind: 'unknown_user' }
+  | { kind: 'overloaded' }
+  | { kind: 'failed'; error: Error };
+
+type Resolution = { kind: 'fresh'; set: RecommendationSet } | Computation;
+
+/**
+ * The login path: fresh set in Redis → fresh set in Postgres → on-demand computation within the
+ * latency budget → popular items. Every answer is recorded (login + serve) through the recorder.
+ */
+export function createRecommendationService(deps: RecommendationServiceDeps): RecommendationService {
+  const { cache, store, recommender, recorder, clock, log, options } = deps;
+  const setSize = options.setSize ?? 100;
+  const limit = pLimit(options.onDemandConcurrency);
+  const coalescer = createCoalescer<Resolution>();
+  let closing = false;
+
+  async function findFreshSet(userId: string, at: Date): Promise<RecommendationSet | undefined> {
+    const cached = await cache.get(userId);
+    if (cached && isFresh(cached, at)) return cached;
+    let stored: RecommendationSet | undefined;
+    try {
+      stored = await store.findFresh(userId, at);
+    } catch (error) {
+      log.warn({ err: error, userId }, 'reading fresh sets from Postgres failed; computing on demand');
+      return undefined;
+    }
+    // Redis lost it (eviction, restart) or never had it: put it back for the next login.
+    if (stored) cache.setMany([stored], at).catch((error) => log.warn({ err: error }, 'cache refill failed'));
+    return stored;
+  }
+
+  async function compute(userId: string): Promise<Computation> {
+    const started = performance.now();
+    try {
+      const computedAt = clock.now();
+      const result = (await recommender.recommend([userId], computedAt, setSize)).get(userId);
+      if (!result || !result.personalised) return { kind: 'unknown_user' };
+      const set: RecommendationSet = {
+        id: randomUUID(),
+        userId,
+        source: 'on_demand',
+        runId: null,
+        holdout: false,
+        computedAt,
+        expiresAt: new Date(computedAt.getTime() + options.onDemandTtlMs),
+        items: result.items,
+        modelVersion: recommender.modelVersion(),
+        computeMs: performance.now() - started,
+      };
+      // Stored even when the login that asked has already been answered with popular items:
+      // the compute is spent, and the next login finds the set (`reused`).
+      recorder.addSet(set);
+      await cache.setMany([set], computedAt).catch((error) => log.warn({ err: error }, 'caching an on-demand set failed'));
+      return { kind: 'set', set };
+    } catch (error) {
+      log.error({ err: error, userId }, 'on-demand computation failed');
+      return { kind: 'failed', error: error as Error };
+    }
+  }
+
+  function computeWithinLimits(userId: string): Promise<Computation> {
+    // A storm of distinct cold users must not queue without bound behind the slots.
+    if (limit.activeCount >= options.onDemandConcurrency && limit.pendingCount >= options.onDemandQueue) {
+      return Promise.resolve({ kind: 'overloaded' });
+    }
+    return limit(() => compute(userId));
+  }
+
+  /**
+   * Lookup and computation are shared by every concurrent request for the user: a request that
+   * arrives while the first is still looking up or computing waits for the same outcome, so a
+   * hundred concurrent logins of one cold user cost one computation.
+   */
+  function resolveSet(userId: string, at: Date): Promise<Resolution> {
+    return coalescer.run(userId, async () => {
+      const fresh = await findFreshSet(userId, at);
+      return fresh ? { kind: 'fresh', set: fresh } : computeWithinLimits(userId);
+    });
+  }
+
+  async function withinBudget(computation: Promise<Resolution>, remainingMs: number): Promise<Resolution | 'timeout'> {
+    if (remainingMs <= 0) return 'timeout';
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), remainingMs);
+    });
+    try {
+      return await Promise.race([computation, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async function fallback(userId: string, at: Date, limitN: number, reason: FallbackReason): Promise<Answer> {
+    let items: ScoredItem[];
+    try {
+      items = await recommender.popular(at, limitN);
+    } catch (error) {
+      throw new PrewarmError('PREWARM_ERR_SERVICE_UNAVAILABLE', 'no recommendations available: popular items could not be read', { cause: error });
+    }
+    const result: ServeResult = {
+      userId,
+      items: items.slice(0, limitN),
+      source: 'fallback',
+      computedAt: null,
+      expiresAt: null,
+      stalenessMs: null,
+      modelVersion: recommender.modelVersion(),
+      reason,
+    };
+    return { result, setId: null };
+  }
+
+  function fromSet(set: RecommendationSet, source: ServeSource, at: Date, limitN: number): Answer {
+    const result: ServeResult = {
+      userId: set.userId,
+      items: set.items.slice(0, limitN),
+      source,
+      computedAt: set.computedAt,
+      expiresAt: set.expiresAt,
+      stalenessMs: Math.max(0, at.getTime() - set.computedAt.getTime()),
+      modelVersion: set.modelVersion,
+    };
+    return { result, setId: set.id };
+  }
+
+  async function answer(userId: string, at: Date, limitN: number, started: number): Promise<Answer> {
+    const remaining = options.latencyBudgetMs - (performance.now() - started);
+    const outcome = await withinBudget(resolveSet(userId, at), remaining);
+    if (outcome === 'timeout') return fallback(userId, at, limitN, 'latency_budget');
+    switch (outcome.kind) {
+      case 'fresh':
+        return fromSet(outcome.set, outcome.set.source === 'batch' ? 'precomputed' : 'reused', at, limitN);
+      case 'set':
+        return fromSet(outcome.set, 'on_demand', at, limitN);
+      case 'unknown_user':
+        return fallback(userId, at, limitN, 'unknown_user');
+      case 'overloaded':
+        return fallback(userId, at, limitN, 'overloaded');
+      case 'failed':
+        return fallback(userId, at, limitN, 'compute_failed');
+    }
+  }
+
+  return {
+    async getRecommendations(userId, limitN) {
+      if (closing) throw new PrewarmError('PREWARM_ERR_SHUTTING_DOWN', 'the service is shutting down');
+      if (recorder.isFull()) {
+        throw new PrewarmError('PREWARM_ERR_SERVICE_UNAVAILABLE', 'too many events wait to be written to Postgres; try again shortly');
+      }
+      const started = performance.now();
+      const at = clock.now();
+      const { result, setId } = await answer(userId, at, limitN, started);
+      const latencyMs = performance.now() - started;
+      recorder.addLogin({ userId, at });
+      recorder.addServe({
+        id: randomUUID(),
+        userId,
+        at,
+        source: result.source,
+        recommendationId: setId,
+        stalenessMs: result.stalenessMs,
+        latencyMs,
+        reason: result.reason ?? null,
+      });
+      deps.onServe?.(result.source, latencyMs, result.reason);
+      return result;
+    },
+    inFlight: () => coalescer.size(),
+    async close() {
+      closing = true;
+      await coalescer.drain();
+    },
+  };
+}

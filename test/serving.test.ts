@@ -1,0 +1,192 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { batchSetId, type RecommendationSet } from '../src/recommendations/set.ts';
+import { createScriptedRecommender } from './support/scripted-recommender.ts';
+import { createServingHarness, type ServingHarness } from './support/serving-harness.ts';
+
+const HOUR = 3_600_000;
+
+function batchSet(userId: string, computedAt: Date, ttlMs = 24 * HOUR): RecommendationSet {
+  return {
+    id: batchSetId(1, userId),
+    userId,
+    source: 'batch',
+    runId: null,
+    holdout: false,
+    computedAt,
+    expiresAt: new Date(computedAt.getTime() + ttlMs),
+    items: [
+      { itemId: 'b1', score: 0.9 },
+      { itemId: 'b2', score: 0.8 },
+      { itemId: 'b3', score: 0.7 },
+    ],
+    modelVersion: 'batch-v1',
+    computeMs: 3,
+  };
+}
+
+describe('login path', () => {
+  let h: ServingHarness | undefined;
+  afterEach(async () => {
+    await h?.close();
+    h = undefined;
+  });
+
+  it('serves a fresh precomputed set from Redis, with its staleness', async () => {
+    const { recommender, state } = createScriptedRecommender({ alice: ['x'] });
+    h = await createServingHarness(recommender);
+    const computedAt = new Date(h.clock.now().getTime() - 2 * HOUR);
+    const set = batchSet('alice', computedAt);
+    await h.store.insertMany(h.db.pool, [set]);
+    await h.cache.setMany([set], h.clock.now());
+
+    const result = await h.service.getRecommendations('alice', 2);
+    expect(result.source).toBe('precomputed');
+    expect(result.items.map((i) => i.itemId)).toEqual(['b1', 'b2']);
+    expect(result.stalenessMs).toBe(2 * HOUR);
+    expect(result.modelVersion).toBe('batch-v1');
+    expect(state.calls).toBe(0);
+  });
+
+  it('falls back to Postgres when Redis lost the set, and puts it back in Redis', async () => {
+    const { recommender, state } = createScriptedRecommender({ bob: ['x'] });
+    h = await createServingHarness(recommender);
+    const set = batchSet('bob', new Date(h.clock.now().getTime() - HOUR));
+    await h.store.insertMany(h.db.pool, [set]);
+
+    const result = await h.service.getRecommendations('bob', 10);
+    expect(result.source).toBe('precomputed');
+    expect(state.calls).toBe(0);
+    await expect.poll(async () => (await h!.cache.get('bob'))?.id).toBe(set.id);
+  });
+
+  it('does not serve an expired set: it computes on demand, then reuses that set', async () => {
+    const { recommender, state } = createScriptedRecommender({ carol: ['c1', 'c2', 'c3'] });
+    h = await createServingHarness(recommender, { onDemandTtlMs: HOUR });
+    const expired = batchSet('carol', new Date(h.clock.now().getTime() - 3 * HOUR), 2 * HOUR);
+    await h.store.insertMany(h.db.pool, [expired]);
+    await h.cache.setMany([expired], new Date(expired.computedAt));
+
+    const first = await h.service.getRecommendations('carol', 2);
+    expect(first.source).toBe('on_demand');
+    expect(first.items.map((i) => i.itemId)).toEqual(['c1', 'c2']);
+    expect(first.stalenessMs).toBe(0);
+
+    h.clock.advance(10 * 60_000);
+    const second = await h.service.getRecommendations('carol', 3);
+    expect(second.source).toBe('reused');
+    expect(second.stalenessMs).toBe(10 * 60_000);
+    expect(second.items.map((i) => i.itemId)).toEqual(['c1', 'c2', 'c3']);
+
+    h.clock.advance(HOUR);
+    const third = await h.service.getRecommendations('carol', 3);
+    expect(third.source).toBe('on_demand');
+    expect(state.calls).toBe(2);
+  });
+
+  it('answers an unknown user with popular items and says why', async () => {
+    const { recommender } = createScriptedRecommender({}, ['top1', 'top2']);
+    h = await createServingHarness(recommender);
+    const result = await h.service.getRecommendations('stranger', 5);
+    expect(result).toMatchObject({ source: 'fallback', reason: 'unknown_user', computedAt: null, stalenessMs: null });
+    expect(result.items.map((i) => i.itemId)).toEqual(['top1', 'top2']);
+  });
+
+  it('serves popular items when the computation would exceed the latency budget, and keeps the late set', async () => {
+    const { recommender, state } = createScriptedRecommender({ dave: ['d1'] });
+    state.delayMs = 300;
+    h = await createServingHarness(recommender, { latencyBudgetMs: 50 });
+    const started = Date.now();
+    const result = await h.service.getRecommendations('dave', 5);
+    expect(result).toMatchObject({ source: 'fallback', reason: 'latency_budget' });
+    expect(Date.now() - started).toBeLessThan(250);
+
+    // The computation goes on; once done, the next login gets its set without computing again.
+    await expect.poll(async () => (await h!.cache.get('dave'))?.items.map((i) => i.itemId), { timeout: 2_000 }).toEqual(['d1']);
+    const next = await h.service.getRecommendations('dave', 5);
+    expect(next.source).toBe('reused');
+    expect(state.calls).toBe(1);
+  });
+
+  it('answers with popular items when the computation fails', async () => {
+    const { recommender, state } = createScriptedRecommender({ erin: ['e1'] });
+    state.fail = true;
+    h = await createServingHarness(recommender);
+    const result = await h.service.getRecommendations('erin', 5);
+    expect(result).toMatchObject({ source: 'fallback', reason: 'compute_failed' });
+  });
+
+  it('runs one computation for 100 concurrent requests for one cold user', async () => {
+    const { recommender, state } = createScriptedRecommender({ frank: ['f1', 'f2'] });
+    state.delayMs = 50;
+    h = await createServingHarness(recommender);
+    const harness = h;
+    const results = await Promise.all(Array.from({ length: 100 }, () => harness.service.getRecommendations('frank', 2)));
+    expect(state.calls).toBe(1);
+    expect(new Set(results.map((r) => r.source))).toEqual(new Set(['on_demand']));
+    await h.recorder.flush();
+    const sets = await h.db.pool.query(`SELECT count(*)::int AS n, max(serve_count) AS served FROM recommendations WHERE user_id = 'frank'`);
+    expect(sets.rows[0]).toEqual({ n: 1, served: 100 });
+  });
+
+  it('bounds on-demand concurrency: beyond the queue, logins get popular items at once', async () => {
+    const histories = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`u${i}`, ['i']]));
+    const { recommender, state } = createScriptedRecommender(histories);
+    state.delayMs = 100;
+    h = await createServingHarness(recommender, { onDemandConcurrency: 2, onDemandQueue: 3 });
+    const harness = h;
+    const results = await Promise.all(Object.keys(histories).map((userId) => harness.service.getRecommendations(userId, 1)));
+    const bySource = results.map((r) => r.reason ?? r.source);
+    expect(bySource.filter((s) => s === 'on_demand')).toHaveLength(5);
+    expect(bySource.filter((s) => s === 'overloaded')).toHaveLength(5);
+    expect(state.calls).toBe(5);
+  });
+
+  it('records every login and serve in Postgres, with source, staleness, latency and serve counts', async () => {
+    const { recommender } = createScriptedRecommender({ gina: ['g1'] });
+    h = await createServingHarness(recommender);
+    const set = batchSet('hank', new Date(h.clock.now().getTime() - HOUR));
+    await h.store.insertMany(h.db.pool, [set]);
+    await h.service.getRecommendations('hank', 3);
+    h.clock.advance(1_000);
+    await h.service.getRecommendations('hank', 3);
+    await h.service.getRecommendations('gina', 3);
+    await h.service.getRecommendations('nobody', 3);
+    await h.recorder.flush();
+
+    const serves = await h.db.pool.query(`SELECT user_id, source, staleness_ms, reason, recommendation_id IS NOT NULL AS has_set, latency_ms >= 0 AS timed FROM serves ORDER BY at, user_id`);
+    expect(serves.rows).toEqual([
+      { user_id: 'hank', source: 'precomputed', staleness_ms: HOUR, reason: null, has_set: true, timed: true },
+      { user_id: 'gina', source: 'on_demand', staleness_ms: 0, reason: null, has_set: true, timed: true },
+      { user_id: 'hank', source: 'precomputed', staleness_ms: HOUR + 1_000, reason: null, has_set: true, timed: true },
+      { user_id: 'nobody', source: 'fallback', staleness_ms: null, reason: 'unknown_user', has_set: false, timed: true },
+    ]);
+    const logins = await h.db.pool.query(`SELECT user_id, count(*)::int AS n FROM logins GROUP BY user_id ORDER BY user_id`);
+    expect(logins.rows).toEqual([
+      { user_id: 'gina', n: 1 },
+      { user_id: 'hank', n: 2 },
+      { user_id: 'nobody', n: 1 },
+    ]);
+    const activity = await h.db.pool.query(`SELECT login_count FROM user_activity WHERE user_id = 'hank'`);
+    expect(activity.rows[0].login_count).toBe(2);
+    const marked = await h.db.pool.query(`SELECT serve_count, first_served_at FROM recommendations WHERE id = $1`, [set.id]);
+    expect(marked.rows[0].serve_count).toBe(2);
+    expect(marked.rows[0].first_served_at.toISOString()).toBe('2024-03-01T12:00:00.000Z');
+  });
+
+  it('loses no acknowledged event while Postgres refuses writes, and writes them once it accepts again', async () => {
+    const { recommender } = createScriptedRecommender({ ivy: ['i1'] });
+    h = await createServingHarness(recommender);
+    await h.db.pool.query('ALTER TABLE serves RENAME TO serves_away');
+    for (let i = 0; i < 5; i++) {
+      await h.service.getRecommendations('ivy', 1);
+      h.clock.advance(1_000);
+    }
+    await expect(h.recorder.flush()).rejects.toThrow();
+    expect(h.recorder.pending()).toBeGreaterThanOrEqual(10);
+    await h.db.pool.query('ALTER TABLE serves_away RENAME TO serves');
+    await h.recorder.close();
+    expect(h.recorder.pending()).toBe(0);
+    const counts = await h.db.pool.query(`SELECT (SELECT count(*)::int FROM serves) AS serves, (SELECT count(*)::int FROM logins) AS logins, (SELECT count(*)::int FROM recommendations) AS sets`);
+    expect(counts.rows[0]).toEqual({ serves: 5, logins: 5, sets: 1 });
+  });
+});
