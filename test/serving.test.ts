@@ -131,8 +131,9 @@ describe('login path', () => {
   it('bounds on-demand concurrency: beyond the queue, logins get popular items at once', async () => {
     const histories = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`u${i}`, ['i']]));
     const { recommender, state } = createScriptedRecommender(histories);
-    state.delayMs = 100;
-    h = await createServingHarness(recommender, { onDemandConcurrency: 2, onDemandQueue: 3 });
+    // Slow enough that no computation finishes before the last of the ten logins has arrived.
+    state.delayMs = 1_000;
+    h = await createServingHarness(recommender, { onDemandConcurrency: 2, onDemandQueue: 3, latencyBudgetMs: 10_000 });
     const harness = h;
     const results = await Promise.all(Object.keys(histories).map((userId) => harness.service.getRecommendations(userId, 1)));
     const bySource = results.map((r) => r.reason ?? r.source);
