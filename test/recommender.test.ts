@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { parseInstant } from '../src/cli/commands/train-recommender.ts';
+import { parseInstant } from '../src/cli/flags.ts';
 import { createRecommender } from '../src/recommender/index.ts';
 import {
   buildItemCfModel,
@@ -249,7 +249,7 @@ describe('--until parsing', () => {
   it('accepts dates and zoned date-times, rejects the rest', () => {
     expect(parseInstant('2013-12-01', '--until')).toEqual(new Date('2013-12-01T00:00:00Z'));
     expect(parseInstant('2013-12-01T06:30:00+02:00', '--until')).toEqual(new Date('2013-12-01T04:30:00Z'));
-    for (const bad of ['2013-12-01T06:30', '2013-13-01', 'yesterday', '']) {
+    for (const bad of ['2013-12-01T06:30', '2013-13-01', '2013-02-30', 'yesterday', '']) {
       expect(() => parseInstant(bad, '--until')).toThrow(expect.objectContaining({ code: 'PREWARM_ERR_BAD_INPUT' }));
     }
   });

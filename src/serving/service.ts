@@ -50,7 +50,11 @@ export interface RecommendationServiceDeps {
 }
 
 export interface RecommendationService {
-  getRecommendations(userId: string, limit: number): Promise<ServeResult>;
+  /**
+   * Answers one login. `at` is the login's instant, by default the clock's now; a replay passes
+   * each login's own time so that logins of different users can be answered concurrently.
+   */
+  getRecommendations(userId: string, limit: number, options?: { at?: Date }): Promise<ServeResult>;
   /** Number of on-demand computations running or waiting. */
   inFlight(): number;
   /** Waits for on-demand computations to settle (their sets are then buffered). Idempotent. */
@@ -97,10 +101,11 @@ export function createRecommendationService(deps: RecommendationServiceDeps): Re
     return stored;
   }
 
-  async function compute(userId: string): Promise<Computation> {
+  async function compute(userId: string, at: Date): Promise<Computation> {
     const started = performance.now();
     try {
-      const computedAt = clock.now();
+      // When the computation starts: after the login, later still if it waited for a slot.
+      const computedAt = new Date(Math.max(at.getTime(), clock.now().getTime()));
       const result = (await recommender.recommend([userId], computedAt, setSize)).get(userId);
       if (!result || !result.personalised) return { kind: 'unknown_user' };
       const set: RecommendationSet = {
@@ -126,12 +131,12 @@ export function createRecommendationService(deps: RecommendationServiceDeps): Re
     }
   }
 
-  function computeWithinLimits(userId: string): Promise<Computation> {
+  function computeWithinLimits(userId: string, at: Date): Promise<Computation> {
     // A storm of distinct cold users must not queue without bound behind the slots.
     if (limit.activeCount >= options.onDemandConcurrency && limit.pendingCount >= options.onDemandQueue) {
       return Promise.resolve({ kind: 'overloaded' });
     }
-    return limit(() => compute(userId));
+    return limit(() => compute(userId, at));
   }
 
   /**
@@ -142,7 +147,7 @@ export function createRecommendationService(deps: RecommendationServiceDeps): Re
   function resolveSet(userId: string, at: Date): Promise<Resolution> {
     return coalescer.run(userId, async () => {
       const fresh = await findFreshSet(userId, at);
-      return fresh ? { kind: 'fresh', set: fresh } : computeWithinLimits(userId);
+      return fresh ? { kind: 'fresh', set: fresh } : computeWithinLimits(userId, at);
     });
   }
 
@@ -211,13 +216,13 @@ export function createRecommendationService(deps: RecommendationServiceDeps): Re
   }
 
   return {
-    async getRecommendations(userId, limitN) {
+    async getRecommendations(userId, limitN, options) {
       if (closing) throw new PrewarmError('PREWARM_ERR_SHUTTING_DOWN', 'the service is shutting down');
       if (recorder.isFull()) {
         throw new PrewarmError('PREWARM_ERR_SERVICE_UNAVAILABLE', 'too many events wait to be written to Postgres; try again shortly');
       }
       const started = performance.now();
-      const at = clock.now();
+      const at = options?.at ?? clock.now();
       const { result, setId } = await answer(userId, at, limitN, started);
       const latencyMs = performance.now() - started;
       recorder.addLogin({ userId, at });

@@ -1,19 +1,8 @@
 import type { Command } from 'commander';
 import { PrewarmError } from '../../errors.ts';
 import { saveModel, trainItemCf } from '../../recommender/item-cf.ts';
+import { parseInstant } from '../flags.ts';
 import { action, createCliContext, openPool } from '../runtime.ts';
-
-// A date (midnight UTC) or a date-time with an explicit zone: a zone-less time would silently
-// mean the machine's local time.
-const ISO_INSTANT = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2}))?$/;
-
-export function parseInstant(text: string, flag: string): Date {
-  const date = new Date(text);
-  if (!ISO_INSTANT.test(text) || Number.isNaN(date.getTime())) {
-    throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `${flag}: expected an ISO 8601 date or date-time with a zone (2013-12-01, 2013-12-01T06:00:00Z), got "${text}"`);
-  }
-  return date;
-}
 
 function parseNeighbours(text: string): number {
   const value = Number(text);

@@ -1,0 +1,253 @@
+// Precompute throughput and overhead: `npx tsx scripts/bench/precompute.ts` (or via npm run bench).
+//
+// Builds a synthetic population (BENCH_USERS users, default 100 000, each with 10–25 interactions
+// over 5 000 items in taste clusters), trains and stores an item-CF model, then measures:
+//   1. the recommender alone: item-CF called in this process on every user, in chunks of the
+//      window's chunk size, one after another (history reads from Postgres included);
+//   2. the whole batch path with 1 and with 2 worker processes (`workers/precompute.ts`, the
+//      production entry point, PREWARM_WORKER_CONCURRENCY each): plan (score, select, write
+//      predictions, addBulk) → workers (recommend, write sets to Postgres and Redis, record the
+//      chunk) → run completed;
+// and reports users/s and overhead = whole path (1 process) / recommender alone.
+// Everything lives in a schema and queue prefix of its own, dropped at the end.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { finished } from 'node:stream/promises';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Redis } from 'ioredis';
+import { from as copyFrom } from 'pg-copy-streams';
+import pino from 'pino';
+import { recordLogins } from '../../src/activity/user-activity.ts';
+import { systemClock } from '../../src/clock.ts';
+import { createPool, type Pool } from '../../src/db/pool.ts';
+import { migrate, quoteIdent } from '../../src/db/migrate.ts';
+import { createPlanner } from '../../src/planner/planner.ts';
+import { createPrecomputeQueue } from '../../src/planner/queue.ts';
+import { createRecencyScorer } from '../../src/planner/recency-scorer.ts';
+import { createRunStore } from '../../src/planner/runs.ts';
+import { createWindowStore, type Window } from '../../src/planner/windows.ts';
+import { createItemCfRecommender, saveModel, trainItemCf } from '../../src/recommender/item-cf.ts';
+
+const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const WORKER_ENTRY = fileURLToPath(new URL('../../workers/precompute.ts', import.meta.url));
+const DAY = 86_400_000;
+
+export interface PrecomputeBenchResult {
+  users: number;
+  itemsPerUser: number;
+  chunkSize: number;
+  workerConcurrency: number;
+  recommenderAloneMs: number;
+  recommenderAloneUsersPerSecond: number;
+  runs: {
+    workerProcesses: number;
+    planMs: number;
+    pathMs: number;
+    usersPerSecond: number;
+    /** Enqueue done → run completed: the queue, the workers and their writes. */
+    queueAndWorkersMs: number;
+    precomputed: number;
+  }[];
+  /** Whole path with one worker process / recommender alone (target ≤ 1.25). */
+  overhead: number;
+  /** The same without planning (queue + workers + writes only) / recommender alone. */
+  overheadExcludingPlanning: number;
+}
+
+function envInt(name: string, fallback: number): number {
+  const value = Number(process.env[name] ?? fallback);
+  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name} must be a positive integer`);
+  return value;
+}
+
+/** A seeded PRNG (mulberry32), so every run of the bench builds the same population. */
+function random(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
+
+const userId = (i: number) => `user-${String(i).padStart(7, '0')}`;
+
+async function seed(pool: Pool, users: number, now: number, log: pino.Logger): Promise<void> {
+  const started = performance.now();
+  const rand = random(42);
+  const items = 5_000;
+  const clusters = 50;
+  const client = await pool.connect();
+  try {
+    const copy = client.query(copyFrom('COPY interactions (user_id, item_id, at, weight) FROM STDIN'));
+    let buffer = '';
+    for (let u = 0; u < users; u++) {
+      const cluster = u % clusters;
+      const count = 10 + Math.floor(rand() * 16);
+      const seen = new Set<number>();
+      for (let n = 0; n < count; n++) {
+        // 70 %: the user's taste cluster (100 items); else a skewed draw from the whole catalogue.
+        const item = rand() < 0.7 ? cluster * 100 + Math.floor(rand() * 100) : Math.floor(items * rand() * rand());
+        if (seen.has(item)) continue;
+        seen.add(item);
+        const at = new Date(now - Math.floor(rand() * 30 * DAY) - 60_000).toISOString();
+        buffer += `${userId(u)}\titem-${item}\t${at}\t1\n`;
+      }
+      if (buffer.length > 1 << 20) {
+        if (!copy.write(buffer)) await new Promise((resolve) => copy.once('drain', resolve));
+        buffer = '';
+      }
+    }
+    copy.end(buffer);
+    await finished(copy);
+  } finally {
+    client.release();
+  }
+  // One login per user in the last 3 days: every user is known.
+  const logins = Array.from({ length: users }, (_, u) => ({ userId: userId(u), at: new Date(now - 60_000 - Math.floor(rand() * 3 * DAY)) }));
+  for (let i = 0; i < logins.length; i += 20_000) await recordLogins(pool, logins.slice(i, i + 20_000));
+  await pool.query('ANALYZE');
+  log.info({ users, ms: Math.round(performance.now() - started) }, 'population seeded');
+}
+
+function startWorker(env: Record<string, string>): Promise<{ child: ChildProcess; stop(): Promise<void> }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', WORKER_ENTRY], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let output = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`worker did not start: ${output}`)), 60_000);
+    child.stderr!.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+      if (output.includes('precompute worker started')) {
+        clearTimeout(timer);
+        resolve({
+          child,
+          stop: () =>
+            new Promise<void>((done) => {
+              if (child.exitCode !== null) return done();
+              child.once('exit', () => done());
+              child.kill('SIGTERM');
+            }),
+        });
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`worker exited with ${code}: ${output}`)));
+  });
+}
+
+export async function main(): Promise<PrecomputeBenchResult> {
+  const users = envInt('BENCH_USERS', 100_000);
+  const itemsPerUser = envInt('BENCH_ITEMS_PER_USER', 100);
+  const chunkSize = envInt('BENCH_CHUNK_SIZE', 500);
+  const workerConcurrency = envInt('BENCH_WORKER_CONCURRENCY', 2);
+  const log = pino({ level: process.env.BENCH_LOG_LEVEL ?? 'info' }, pino.destination(2));
+  const schema = `bench_precompute_${randomUUID().replaceAll('-', '').slice(0, 10)}`;
+  const prefix = `bench-${randomUUID().slice(0, 8)}`;
+  const pool = createPool({ databaseUrl: DATABASE_URL, schema, max: 6, log, applicationName: 'prewarm-bench' });
+  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+  const queue = createPrecomputeQueue({ connection: redis, prefix, log });
+  try {
+    await migrate({ pool, schema, log });
+    const now = Date.now();
+    await seed(pool, users, now, log);
+    const model = await trainItemCf({ pool, until: new Date(now - 1), log });
+    await saveModel(pool, model);
+
+    // 1. The recommender alone, in this process, chunk after chunk.
+    const recommender = createItemCfRecommender({ pool, log, model, reloadIntervalMs: 0 });
+    const ids = Array.from({ length: users }, (_, u) => userId(u));
+    const at = new Date();
+    await recommender.recommend(ids.slice(0, chunkSize), at, itemsPerUser); // warm-up
+    const aloneStarted = performance.now();
+    let answered = 0;
+    for (let i = 0; i < ids.length; i += chunkSize) answered += (await recommender.recommend(ids.slice(i, i + chunkSize), at, itemsPerUser)).size;
+    const recommenderAloneMs = performance.now() - aloneStarted;
+    await recommender.close();
+    if (answered !== users) throw new Error(`recommender answered ${answered} of ${users} users`);
+    log.info({ ms: Math.round(recommenderAloneMs) }, 'recommender alone');
+
+    // 2. The whole path with 1 and 2 worker processes.
+    const windows = createWindowStore({ pool, clock: systemClock });
+    const { window } = await windows.set('bench', { cron: '* * * * *', ttl: '1h', policy: 'all', chunkSize, holdoutRate: 0 });
+    const planner = createPlanner({ pool, queue, scorer: createRecencyScorer({ pool }), clock: systemClock, log, itemsPerUser });
+    const runs = createRunStore({ pool });
+    const env = {
+      DATABASE_URL,
+      REDIS_URL,
+      PREWARM_DB_SCHEMA: schema,
+      PREWARM_QUEUE_PREFIX: prefix,
+      PREWARM_CACHE_PREFIX: `${prefix}:`,
+      PREWARM_WORKER_CONCURRENCY: String(workerConcurrency),
+      PREWARM_LOG_LEVEL: 'info',
+      PREWARM_RECOMMENDER: 'item-cf',
+    };
+    const results: PrecomputeBenchResult['runs'] = [];
+    for (const workerProcesses of [1, 2]) {
+      await pool.query('TRUNCATE recommendations CASCADE');
+      const workers = await Promise.all(Array.from({ length: workerProcesses }, () => startWorker(env)));
+      try {
+        const started = performance.now();
+        const planned = await planner.planRun(window as Window, new Date(Math.floor(Date.now() / 1000) * 1000));
+        if (!planned) throw new Error('the bench run was claimed elsewhere');
+        const enqueued = performance.now();
+        let run = planned.run;
+        while (run.status === 'running' || run.status === 'planning') {
+          await new Promise((resolve) => setTimeout(resolve, 25));
+          run = (await runs.get(run.id))!;
+        }
+        const completed = performance.now();
+        if (run.status !== 'completed' || run.precomputed !== users) throw new Error(`bench run ended ${run.status} with ${run.precomputed}/${users} sets`);
+        const pathMs = completed - started;
+        results.push({
+          workerProcesses,
+          planMs: Math.round(enqueued - started),
+          pathMs: Math.round(pathMs),
+          usersPerSecond: Math.round(users / (pathMs / 1000)),
+          queueAndWorkersMs: Math.round(completed - enqueued),
+          precomputed: run.precomputed,
+        });
+        log.info(results.at(-1), 'path measured');
+      } finally {
+        await Promise.all(workers.map((worker) => worker.stop()));
+      }
+      // A fresh second for the next run's occurrence.
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+    }
+    const one = results[0]!;
+    return {
+      users,
+      itemsPerUser,
+      chunkSize,
+      workerConcurrency,
+      recommenderAloneMs: Math.round(recommenderAloneMs),
+      recommenderAloneUsersPerSecond: Math.round(users / (recommenderAloneMs / 1000)),
+      runs: results,
+      overhead: Number((one.pathMs / recommenderAloneMs).toFixed(3)),
+      overheadExcludingPlanning: Number((one.queueAndWorkersMs / recommenderAloneMs).toFixed(3)),
+    };
+  } finally {
+    await queue.close();
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length > 0) await redis.del(...keys);
+    } while (cursor !== '0');
+    await redis.quit();
+    await pool.query(`DROP SCHEMA ${quoteIdent(schema)} CASCADE`);
+    await pool.end();
+  }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const result = await main();
+  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  process.stdout.write(
+    `precompute: ${result.users} users, ${result.itemsPerUser} items/set, chunks of ${result.chunkSize}: ` +
+      result.runs.map((r) => `${r.workerProcesses} worker process(es) ${r.usersPerSecond} users/s`).join(', ') +
+      `; recommender alone ${result.recommenderAloneUsersPerSecond} users/s; overhead ${result.overhead} (${result.overheadExcludingPlanning} without planning)\n`,
+  );
+}

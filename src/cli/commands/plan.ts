@@ -1,0 +1,66 @@
+import type { Command } from 'commander';
+import { systemClock } from '../../clock.ts';
+import { dryRunWindow, createPlanner } from '../../planner/planner.ts';
+import { createPrecomputeQueue } from '../../planner/queue.ts';
+import { createRecencyScorer } from '../../planner/recency-scorer.ts';
+import { createQueueRedis } from '../../redis.ts';
+import { createRunStore } from '../../planner/runs.ts';
+import { createWindowStore } from '../../planner/windows.ts';
+import { action, createCliContext, openPool } from '../runtime.ts';
+
+function percent(fraction: number): string {
+  return `${(fraction * 100).toFixed(1)}%`;
+}
+
+export function registerPlan(program: Command): void {
+  program
+    .command('plan')
+    .description('plan a window now: score users and apply its policy; with --dry-run only print what would be selected')
+    .argument('<window>', 'window name')
+    .option('--dry-run', 'print candidates, selected, expected coverage and waste; write and enqueue nothing')
+    .option('--json', 'print JSON: { window, candidates, selected, expectedCoverage, expectedWaste, … }')
+    .action(
+      action(async (name: string, flags: { dryRun?: boolean; json?: boolean }) => {
+        const context = createCliContext();
+        const pool = openPool(context, 'prewarm-plan');
+        try {
+          const window = await createWindowStore({ pool, clock: systemClock }).require(name);
+          const scorer = createRecencyScorer({ pool });
+          if (flags.dryRun) {
+            const result = await dryRunWindow({ scorer, clock: systemClock }, window);
+            if (flags.json) process.stdout.write(`${JSON.stringify(result)}\n`);
+            else {
+              process.stdout.write(
+                `${result.window} (${result.policy}, from ${result.windowStart}): ${result.selected} of ${result.candidates} known users selected, ` +
+                  `expected coverage ${percent(result.expectedCoverage)}, expected waste ${percent(result.expectedWaste)}, ` +
+                  `about ${result.expectedHoldout} holdout users (dry run: nothing written or enqueued)\n`,
+              );
+            }
+            return;
+          }
+          // An ad-hoc run scheduled for now (to the second), claimed like a cron occurrence.
+          const redis = createQueueRedis(context.config.redisUrl, context.log);
+          const queue = createPrecomputeQueue({ connection: redis, prefix: context.config.queuePrefix, log: context.log });
+          try {
+            const planner = createPlanner({ pool, queue, scorer, clock: systemClock, log: context.log, itemsPerUser: context.config.maxLimit });
+            const now = Math.floor(systemClock.now().getTime() / 1000) * 1000;
+            const planned = await planner.planRun(window, new Date(now));
+            const run = planned?.run ?? (await createRunStore({ pool }).list({ window: name, limit: 1 }))[0];
+            if (flags.json) process.stdout.write(`${JSON.stringify(run ?? null)}\n`);
+            else if (!planned) process.stdout.write(`an occurrence of ${name} at this second is already claimed\n`);
+            else {
+              process.stdout.write(
+                `run #${planned.run.id} planned for ${name}: ${planned.run.selected} selected + ${planned.run.holdout} holdout of ${planned.run.candidates} ` +
+                  `in ${planned.run.chunksTotal} chunks (expected coverage ${percent(planned.run.expectedCoverage ?? 0)}); workers compute it now\n`,
+              );
+            }
+          } finally {
+            await queue.close();
+            await redis.quit();
+          }
+        } finally {
+          await pool.end();
+        }
+      }),
+    );
+}

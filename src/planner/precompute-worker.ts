@@ -1,0 +1,162 @@
+import { performance } from 'node:perf_hooks';
+import { UnrecoverableError, Worker, type ConnectionOptions, type Job, type WorkerOptions } from 'bullmq';
+import type { Clock } from '../clock.ts';
+import { withTransaction, type Pool } from '../db/pool.ts';
+import { toError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { RecommendationCache } from '../recommendations/cache.ts';
+import { batchSetId, type RecommendationSet } from '../recommendations/set.ts';
+import type { RecommendationStore } from '../recommendations/store.ts';
+import type { Recommender } from '../recommender/types.ts';
+import { PRECOMPUTE_QUEUE, type PrecomputeJobData, type PrecomputeJobResult } from './queue.ts';
+import { createRunStore } from './runs.ts';
+
+export interface PrecomputeWorkerDeps {
+  /** Redis for the queue: an ioredis instance with `maxRetriesPerRequest: null`, or its options. */
+  connection: ConnectionOptions;
+  /** Queue key prefix; must match the planner's. */
+  prefix: string;
+  pool: Pool;
+  recommender: Recommender;
+  store: RecommendationStore;
+  cache: RecommendationCache;
+  clock: Clock;
+  log: Logger;
+  /** Chunks processed at once by this process. */
+  concurrency: number;
+  /**
+   * More BullMQ Worker options. Defaults here: maxStalledCount 3 (a chunk survives up to three
+   * crashed workers); BullMQ's lockDuration and stalledInterval (30 s), which tests shorten.
+   */
+  workerOptions?: Partial<Omit<WorkerOptions, 'connection' | 'prefix' | 'concurrency'>>;
+}
+
+export interface PrecomputeWorker {
+  readonly worker: Worker<PrecomputeJobData, PrecomputeJobResult>;
+  /** Processes one chunk (the BullMQ processor), exposed for tests and the benchmark. */
+  process(job: Pick<Job<PrecomputeJobData>, 'data' | 'attemptsMade' | 'opts' | 'id'>): Promise<PrecomputeJobResult>;
+  /** Stops taking jobs and waits for the active ones to finish. Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * A precompute worker: computes a chunk of users with one recommender call, writes the sets to
+ * Postgres in one statement together with the chunk's completion, then to the Redis cache in one
+ * pipeline (TTL = remaining freshness).
+ *
+ * Exactly once, whatever BullMQ redelivers: set ids derive from (run, user) and are inserted ON
+ * CONFLICT DO NOTHING, and the chunk is folded into the run's counters only by the transaction
+ * that marks it done. A retried or duplicated chunk therefore writes no second set and counts
+ * nothing twice. A chunk that fails its last attempt is recorded as failed so the run completes.
+ */
+export function createPrecomputeWorker(deps: PrecomputeWorkerDeps): PrecomputeWorker {
+  const { connection, prefix, pool, recommender, store, cache, clock, log, concurrency } = deps;
+  const runs = createRunStore({ pool });
+
+  async function recordFailure(data: PrecomputeJobData, error: string): Promise<void> {
+    await runs.completeChunk(pool, {
+      runId: data.runId,
+      chunkNo: data.chunkNo,
+      at: clock.now(),
+      precomputed: 0,
+      failed: data.userIds.length,
+      computeMs: 0,
+      error,
+    });
+  }
+
+  async function compute(data: PrecomputeJobData): Promise<PrecomputeJobResult> {
+    if (await runs.isChunkDone(data.runId, data.chunkNo)) return { skipped: true, precomputed: 0, failed: 0, computeMs: 0 };
+    const expiresAt = new Date(data.expiresAt);
+    const at = clock.now();
+    if (at.getTime() >= expiresAt.getTime()) {
+      // Sets born stale would only be waste; the run still completes, counting them as failed.
+      await recordFailure(data, 'run expired before the chunk was computed');
+      return { skipped: false, precomputed: 0, failed: data.userIds.length, computeMs: 0 };
+    }
+    const holdout = new Set(data.holdoutUserIds);
+    const modelVersion = recommender.modelVersion();
+    const started = performance.now();
+    const results = await recommender.recommend(data.userIds, at, data.itemsPerUser);
+    const computeMs = performance.now() - started;
+    const perUserMs = data.userIds.length > 0 ? computeMs / data.userIds.length : 0;
+
+    const sets: RecommendationSet[] = [];
+    let failed = 0;
+    for (const userId of data.userIds) {
+      const result = results.get(userId);
+      if (!result) {
+        failed++;
+        continue;
+      }
+      sets.push({
+        id: batchSetId(data.runId, userId),
+        userId,
+        source: 'batch',
+        runId: data.runId,
+        holdout: holdout.has(userId),
+        computedAt: at,
+        expiresAt,
+        items: result.items,
+        modelVersion,
+        computeMs: perUserMs,
+      });
+    }
+    const recorded = await withTransaction(pool, async (client) => {
+      await store.insertMany(client, sets);
+      return runs.completeChunk(client, {
+        runId: data.runId,
+        chunkNo: data.chunkNo,
+        at: clock.now(),
+        precomputed: sets.length,
+        failed,
+        computeMs,
+        error: failed > 0 ? `${failed} users missing from the recommender's answer` : null,
+      });
+    });
+    // A duplicate finished first: its sets (same ids, its computedAt) are the ones stored and cached.
+    if (!recorded) return { skipped: true, precomputed: 0, failed: 0, computeMs };
+    // After the commit: a cached set always has its row, which serves reference. A cache write
+    // that fails is not retried — the login path finds the set in Postgres and re-caches it.
+    await cache.setMany(sets, clock.now()).catch((error) => log.warn({ err: error, runId: data.runId, chunkNo: data.chunkNo }, 'caching precomputed sets failed'));
+    return { skipped: false, precomputed: sets.length, failed, computeMs };
+  }
+
+  const process: PrecomputeWorker['process'] = async (job) => {
+    try {
+      return await compute(job.data);
+    } catch (thrown) {
+      const error = toError(thrown);
+      const attempts = job.opts.attempts ?? 1;
+      const last = error instanceof UnrecoverableError || job.attemptsMade + 1 >= attempts;
+      log.warn({ err: error, runId: job.data.runId, chunkNo: job.data.chunkNo, attempt: job.attemptsMade + 1, attempts }, last ? 'chunk failed for good' : 'chunk failed; retrying with backoff');
+      if (last) {
+        await recordFailure(job.data, error.message).catch((recordError) =>
+          // The scheduler's sweep records it later from the failed job.
+          log.error({ err: recordError, runId: job.data.runId, chunkNo: job.data.chunkNo }, 'recording a failed chunk failed'),
+        );
+      }
+      throw error;
+    }
+  };
+
+  const worker = new Worker<PrecomputeJobData, PrecomputeJobResult>(PRECOMPUTE_QUEUE, (job) => process(job), {
+    maxStalledCount: 3,
+    ...deps.workerOptions,
+    connection,
+    prefix,
+    concurrency,
+  });
+  worker.on('error', (error) => log.error({ err: error }, 'precompute worker error'));
+  worker.on('stalled', (jobId) => log.warn({ jobId }, 'precompute chunk stalled (its worker died or hung); it runs again'));
+
+  let closing: Promise<void> | undefined;
+  return {
+    worker,
+    process,
+    close() {
+      closing ??= worker.close().catch((error) => log.error({ err: error }, 'closing the precompute worker failed'));
+      return closing;
+    },
+  };
+}

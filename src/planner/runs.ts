@@ -1,0 +1,108 @@
+import type { Queryable } from '../db/pool.ts';
+import { chunkSql, runSql, type RunRow } from './sql.ts';
+
+/** One window occurrence (`batch_runs`), as planned and as progressed by the workers. */
+export interface BatchRun {
+  id: number;
+  window: string;
+  scheduledFor: Date;
+  startedAt: Date;
+  finishedAt: Date | null;
+  expiresAt: Date;
+  modelVersion: string | null;
+  policy: string;
+  candidates: number;
+  selected: number;
+  holdout: number;
+  precomputed: number;
+  failed: number;
+  chunksTotal: number;
+  chunksDone: number;
+  status: RunRow['status'];
+  plannedAt: Date | null;
+  expectedCoverage: number | null;
+  expectedWaste: number | null;
+  computeMs: number;
+  error: string | null;
+}
+
+export function toRun(row: RunRow): BatchRun {
+  return {
+    id: row.id,
+    window: row.window_name,
+    scheduledFor: row.scheduled_for,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+    expiresAt: row.expires_at,
+    modelVersion: row.model_version,
+    policy: row.policy,
+    candidates: row.candidates,
+    selected: row.selected,
+    holdout: row.holdout,
+    precomputed: row.precomputed,
+    failed: row.failed,
+    chunksTotal: row.chunks_total,
+    chunksDone: row.chunks_done,
+    status: row.status,
+    plannedAt: row.planned_at,
+    expectedCoverage: row.expected_coverage,
+    expectedWaste: row.expected_waste,
+    computeMs: row.compute_ms,
+    error: row.error,
+  };
+}
+
+export interface ChunkOutcome {
+  runId: number;
+  chunkNo: number;
+  at: Date;
+  precomputed: number;
+  failed: number;
+  computeMs: number;
+  error: string | null;
+}
+
+export interface RunStore {
+  get(id: number): Promise<BatchRun | undefined>;
+  /** Newest first. */
+  list(options?: { window?: string; limit?: number }): Promise<BatchRun[]>;
+  /** The newest run of each window that has one. */
+  latestPerWindow(): Promise<Map<string, BatchRun>>;
+  /** Whether any run exists for the occurrence (claimed by some replica at some point). */
+  exists(window: string, scheduledFor: Date): Promise<boolean>;
+  isChunkDone(runId: number, chunkNo: number): Promise<boolean>;
+  /**
+   * Records a chunk's outcome once (idempotent) and completes the run when it was the last one.
+   * Returns false when the chunk had already been recorded. Pass a transaction client to commit
+   * it with the chunk's sets.
+   */
+  completeChunk(db: Queryable, outcome: ChunkOutcome): Promise<boolean>;
+}
+
+export function createRunStore({ pool }: { pool: Queryable }): RunStore {
+  return {
+    async get(id) {
+      const row = (await pool.query<RunRow>(runSql.get(id))).rows[0];
+      return row ? toRun(row) : undefined;
+    },
+    async list(options = {}) {
+      const result = await pool.query<RunRow>(runSql.list(options.window ?? null, options.limit ?? 20));
+      return result.rows.map(toRun);
+    },
+    async latestPerWindow() {
+      const result = await pool.query<RunRow>(runSql.latestPerWindow());
+      return new Map(result.rows.map((row) => [row.window_name, toRun(row)]));
+    },
+    async exists(window, scheduledFor) {
+      return ((await pool.query(runSql.exists(window, scheduledFor))).rowCount ?? 0) > 0;
+    },
+    async isChunkDone(runId, chunkNo) {
+      const result = await pool.query<{ done: boolean }>(chunkSql.isDone(runId, chunkNo));
+      return result.rows[0]?.done ?? false;
+    },
+    async completeChunk(db, outcome) {
+      const result = await db.query(chunkSql.complete(outcome));
+      return (result.rowCount ?? 0) > 0;
+    },
+  };
+}

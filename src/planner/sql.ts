@@ -1,0 +1,302 @@
+import type { Sql } from '../db/pool.ts';
+
+/**
+ * Every statement of the planner, the scheduler and the precompute worker: windows, batch runs,
+ * their chunks and predictions. All parameterised; timestamps are passed in (from a Clock), never
+ * taken from the database's now(), so that a replay on a virtual clock records virtual times.
+ */
+
+const WINDOW_COLUMNS = `name, cron, timezone, horizon_ms, ttl_ms, policy, chunk_size, priority, holdout_rate, enabled, created_at, updated_at`;
+
+export interface WindowRow {
+  name: string;
+  cron: string;
+  timezone: string;
+  horizon_ms: number;
+  ttl_ms: number;
+  policy: string;
+  chunk_size: number;
+  priority: number;
+  holdout_rate: number;
+  enabled: boolean;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export const windowSql = {
+  list(onlyEnabled: boolean): Sql {
+    return { text: `SELECT ${WINDOW_COLUMNS} FROM windows ${onlyEnabled ? 'WHERE enabled' : ''} ORDER BY name` };
+  },
+  get(name: string, forUpdate = false): Sql {
+    return { text: `SELECT ${WINDOW_COLUMNS} FROM windows WHERE name = $1${forUpdate ? ' FOR UPDATE' : ''}`, values: [name] };
+  },
+  upsert(row: Omit<WindowRow, 'created_at'>): Sql {
+    return {
+      text: `INSERT INTO windows (name, cron, timezone, horizon_ms, ttl_ms, policy, chunk_size, priority, holdout_rate, enabled, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
+             ON CONFLICT (name) DO UPDATE SET
+               cron = excluded.cron, timezone = excluded.timezone, horizon_ms = excluded.horizon_ms,
+               ttl_ms = excluded.ttl_ms, policy = excluded.policy, chunk_size = excluded.chunk_size,
+               priority = excluded.priority, holdout_rate = excluded.holdout_rate, enabled = excluded.enabled,
+               updated_at = excluded.updated_at
+             RETURNING ${WINDOW_COLUMNS}, (xmax = 0) AS created`,
+      values: [
+        row.name,
+        row.cron,
+        row.timezone,
+        row.horizon_ms,
+        row.ttl_ms,
+        row.policy,
+        row.chunk_size,
+        row.priority,
+        row.holdout_rate,
+        row.enabled,
+        row.updated_at.toISOString(),
+      ],
+    };
+  },
+  setEnabled(name: string, enabled: boolean, at: Date): Sql {
+    return {
+      text: `UPDATE windows SET enabled = $2, updated_at = $3 WHERE name = $1 RETURNING ${WINDOW_COLUMNS}`,
+      values: [name, enabled, at.toISOString()],
+    };
+  },
+  delete(name: string): Sql {
+    return { text: `DELETE FROM windows WHERE name = $1 RETURNING name`, values: [name] };
+  },
+};
+
+export interface RunRow {
+  id: number;
+  window_name: string;
+  scheduled_for: Date;
+  started_at: Date;
+  finished_at: Date | null;
+  expires_at: Date;
+  horizon_ms: number | null;
+  model_version: string | null;
+  policy: string;
+  candidates: number;
+  selected: number;
+  holdout: number;
+  precomputed: number;
+  failed: number;
+  chunks_total: number;
+  chunks_done: number;
+  status: 'planning' | 'running' | 'completed' | 'failed';
+  planned_at: Date | null;
+  lease_until: Date | null;
+  plan_attempts: number;
+  expected_coverage: number | null;
+  expected_waste: number | null;
+  compute_ms: number;
+  error: string | null;
+}
+
+const RUN_COLUMNS = `id, window_name, scheduled_for, started_at, finished_at, expires_at, horizon_ms, model_version, policy,
+  candidates, selected, holdout, precomputed, failed, chunks_total, chunks_done, status, planned_at, lease_until,
+  plan_attempts, expected_coverage, expected_waste, compute_ms, error`;
+
+// The status a run reaches once every chunk is done: failed only when nothing at all was computed.
+const finalStatus = (precomputed: string, failed: string) => `CASE WHEN ${precomputed} = 0 AND ${failed} > 0 THEN 'failed' ELSE 'completed' END`;
+
+export const runSql = {
+  /** The claim: one row per (window, occurrence), whoever inserts it first plans it. */
+  claim(args: { window: string; scheduledFor: Date; startedAt: Date; expiresAt: Date; horizonMs: number; policy: string; leaseUntil: Date }): Sql {
+    return {
+      text: `INSERT INTO batch_runs (window_name, scheduled_for, started_at, expires_at, horizon_ms, policy, status, lease_until, plan_attempts)
+             VALUES ($1, $2, $3, $4, $5, $6, 'planning', $7, 1)
+             ON CONFLICT (window_name, scheduled_for) DO NOTHING
+             RETURNING ${RUN_COLUMNS}`,
+      values: [
+        args.window,
+        args.scheduledFor.toISOString(),
+        args.startedAt.toISOString(),
+        args.expiresAt.toISOString(),
+        args.horizonMs,
+        args.policy,
+        args.leaseUntil.toISOString(),
+      ],
+    };
+  },
+  /** Takes over a claim whose planner died (its lease ran out before it finished planning). */
+  takeOver(args: { window: string; scheduledFor: Date; now: Date; leaseUntil: Date }): Sql {
+    return {
+      text: `UPDATE batch_runs SET lease_until = $4, plan_attempts = plan_attempts + 1
+              WHERE window_name = $1 AND scheduled_for = $2 AND status = 'planning' AND lease_until < $3
+              RETURNING ${RUN_COLUMNS}`,
+      values: [args.window, args.scheduledFor.toISOString(), args.now.toISOString(), args.leaseUntil.toISOString()],
+    };
+  },
+  exists(window: string, scheduledFor: Date): Sql {
+    return { text: `SELECT id FROM batch_runs WHERE window_name = $1 AND scheduled_for = $2`, values: [window, scheduledFor.toISOString()] };
+  },
+  get(id: number): Sql {
+    return { text: `SELECT ${RUN_COLUMNS} FROM batch_runs WHERE id = $1`, values: [id] };
+  },
+  list(window: string | null, limit: number): Sql {
+    return {
+      text: `SELECT ${RUN_COLUMNS} FROM batch_runs WHERE ($1::text IS NULL OR window_name = $1) ORDER BY scheduled_for DESC, id DESC LIMIT $2`,
+      values: [window, limit],
+    };
+  },
+  latestPerWindow(): Sql {
+    return { text: `SELECT DISTINCT ON (window_name) ${RUN_COLUMNS} FROM batch_runs ORDER BY window_name, scheduled_for DESC, id DESC` };
+  },
+  /** Records the plan; only the first planner to get here wins (planned_at IS NULL). */
+  markPlanned(args: {
+    id: number;
+    plannedAt: Date;
+    modelVersion: string;
+    candidates: number;
+    selected: number;
+    holdout: number;
+    chunksTotal: number;
+    expectedCoverage: number;
+    expectedWaste: number;
+  }): Sql {
+    return {
+      text: `UPDATE batch_runs SET planned_at = $2, model_version = $3, candidates = $4, selected = $5, holdout = $6,
+                    chunks_total = $7, expected_coverage = $8, expected_waste = $9, error = NULL
+              WHERE id = $1 AND planned_at IS NULL AND status = 'planning'
+              RETURNING id`,
+      values: [
+        args.id,
+        args.plannedAt.toISOString(),
+        args.modelVersion,
+        args.candidates,
+        args.selected,
+        args.holdout,
+        args.chunksTotal,
+        args.expectedCoverage,
+        args.expectedWaste,
+      ],
+    };
+  },
+  /**
+   * After the chunks are enqueued. Workers may already have finished every chunk (their
+   * completion does not close a run still `planning`), so completion is decided here too.
+   */
+  markRunning(id: number, at: Date): Sql {
+    const done = `chunks_done >= chunks_total`;
+    return {
+      text: `UPDATE batch_runs SET
+               status = CASE WHEN ${done} THEN ${finalStatus('precomputed', 'failed')} ELSE 'running' END,
+               finished_at = CASE WHEN ${done} THEN $2::timestamptz ELSE NULL END,
+               lease_until = NULL
+             WHERE id = $1 AND status = 'planning'
+             RETURNING status`,
+      values: [id, at.toISOString()],
+    };
+  },
+  /** Planning failed: retry after `retryAt` (another tick, any replica) unless attempts are used up. */
+  planningFailed(id: number, at: Date, retryAt: Date, message: string, maxAttempts: number): Sql {
+    return {
+      text: `UPDATE batch_runs SET error = $4, lease_until = $3,
+               status = CASE WHEN plan_attempts >= $5 THEN 'failed' ELSE status END,
+               finished_at = CASE WHEN plan_attempts >= $5 THEN $2::timestamptz ELSE finished_at END
+             WHERE id = $1 AND status = 'planning'
+             RETURNING status`,
+      values: [id, at.toISOString(), retryAt.toISOString(), message.slice(0, 2000), maxAttempts],
+    };
+  },
+  /** Runs whose chunks are in the queue's hands; the sweeper checks them. */
+  running(limit: number): Sql {
+    return { text: `SELECT ${RUN_COLUMNS} FROM batch_runs WHERE status = 'running' ORDER BY id LIMIT $1`, values: [limit] };
+  },
+};
+
+export const chunkSql = {
+  insertMany(runId: number, sizes: readonly number[]): Sql {
+    return {
+      text: `INSERT INTO batch_chunks (run_id, chunk_no, users)
+             SELECT $1::bigint, n - 1, users FROM unnest($2::int[]) WITH ORDINALITY AS c (users, n)
+             ON CONFLICT DO NOTHING`,
+      values: [runId, sizes],
+    };
+  },
+  isDone(runId: number, chunkNo: number): Sql {
+    return { text: `SELECT done_at IS NOT NULL AS done FROM batch_chunks WHERE run_id = $1 AND chunk_no = $2`, values: [runId, chunkNo] };
+  },
+  undone(runId: number): Sql {
+    return { text: `SELECT chunk_no, users FROM batch_chunks WHERE run_id = $1 AND done_at IS NULL ORDER BY chunk_no`, values: [runId] };
+  },
+  /**
+   * Records one chunk's outcome and folds it into the run's counters, once: the chunk row's
+   * `done_at IS NULL` guard makes a retried or duplicated chunk a no-op (a concurrent duplicate
+   * waits on the row lock, then finds it done). The run completes in the same statement when its
+   * last chunk lands; under READ COMMITTED concurrent chunks of one run serialise on the run's
+   * row and each sees the others' increments.
+   */
+  complete(args: { runId: number; chunkNo: number; at: Date; precomputed: number; failed: number; computeMs: number; error: string | null }): Sql {
+    const last = `b.status = 'running' AND b.chunks_done + 1 >= b.chunks_total`;
+    return {
+      text: `WITH chunk AS (
+               UPDATE batch_chunks SET done_at = $3, precomputed = $4, failed = $5, compute_ms = $6, error = $7
+                WHERE run_id = $1 AND chunk_no = $2 AND done_at IS NULL
+                RETURNING run_id, precomputed, failed, compute_ms
+             )
+             UPDATE batch_runs b SET
+               precomputed = b.precomputed + c.precomputed,
+               failed = b.failed + c.failed,
+               compute_ms = b.compute_ms + c.compute_ms,
+               chunks_done = b.chunks_done + 1,
+               status = CASE WHEN ${last} THEN ${finalStatus('b.precomputed + c.precomputed', 'b.failed + c.failed')} ELSE b.status END,
+               finished_at = CASE WHEN ${last} THEN $3::timestamptz ELSE b.finished_at END
+             FROM chunk c
+             WHERE b.id = c.run_id
+             RETURNING b.status, b.chunks_done, b.chunks_total`,
+      values: [args.runId, args.chunkNo, args.at.toISOString(), args.precomputed, args.failed, args.computeMs, args.error?.slice(0, 2000) ?? null],
+    };
+  },
+};
+
+export const predictionSql = {
+  /** Every score of the run in one statement (100k+ rows as arrays). */
+  insertMany(runId: number, rows: { userIds: string[]; ps: number[]; selected: boolean[]; holdout: boolean[]; chunkNos: (number | null)[] }): Sql {
+    return {
+      text: `INSERT INTO predictions (run_id, user_id, p, selected, holdout, chunk_no)
+             SELECT $1::bigint, * FROM unnest($2::text[], $3::real[], $4::boolean[], $5::boolean[], $6::int[])
+             ON CONFLICT DO NOTHING`,
+      values: [runId, rows.userIds, rows.ps, rows.selected, rows.holdout, rows.chunkNos],
+    };
+  },
+  /** The users of some chunks, as the plan recorded them (to re-enqueue lost jobs). */
+  chunkUsers(runId: number, chunkNos: readonly number[]): Sql {
+    return {
+      text: `SELECT chunk_no, user_id, holdout FROM predictions
+              WHERE run_id = $1 AND chunk_no = ANY($2::int[])
+              ORDER BY chunk_no, p DESC, user_id`,
+      values: [runId, chunkNos],
+    };
+  },
+};
+
+export interface ActivityRow {
+  user_id: string;
+  first_login_at: Date;
+  last_login_at: Date;
+  login_count: number;
+}
+
+export const scoringSql = {
+  /**
+   * Activity of every known user (first login before `before`) as it stood at `before`.
+   * user_activity is current, so users with logins at or after `before` (a replay, or a run
+   * planned late) are re-aggregated from `logins`; everyone else is one scan of user_activity.
+   */
+  activityBefore(before: Date): Sql {
+    return {
+      text: `SELECT user_id, first_login_at, last_login_at, login_count
+               FROM user_activity
+              WHERE last_login_at < $1
+             UNION ALL
+             SELECT l.user_id, min(l.at), max(l.at), count(*)
+               FROM user_activity a
+               JOIN logins l ON l.user_id = a.user_id AND l.at < $1
+              WHERE a.first_login_at < $1 AND a.last_login_at >= $1
+              GROUP BY l.user_id`,
+      values: [before.toISOString()],
+    };
+  },
+};

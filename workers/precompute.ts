@@ -1,0 +1,125 @@
+// Process entry point of a precompute worker: `prewarm worker`, or `node --import tsx workers/precompute.ts`.
+// Run as many as you like, on as many machines as you like, against the same Redis and Postgres.
+import { pathToFileURL } from 'node:url';
+import { systemClock, type Clock } from '../src/clock.ts';
+import { loadConfig, redactUrl, type Config } from '../src/config.ts';
+import { createPool } from '../src/db/pool.ts';
+import { toError } from '../src/errors.ts';
+import { createLogger, type Logger } from '../src/log.ts';
+import { createQueueRedis } from '../src/redis.ts';
+import { createPrecomputeWorker, type PrecomputeWorkerDeps } from '../src/planner/precompute-worker.ts';
+import { createRecommendationCache } from '../src/recommendations/cache.ts';
+import { createRecommendationStore } from '../src/recommendations/store.ts';
+import { createRecommender } from '../src/recommender/index.ts';
+import type { Recommender } from '../src/recommender/types.ts';
+
+export interface PrecomputeProcessOptions {
+  config: Readonly<Config>;
+  log: Logger;
+  clock?: Clock;
+  /** Default: the recommender PREWARM_RECOMMENDER selects. Tests pass a slow one. */
+  recommender?: Recommender;
+  /** BullMQ worker options (tests shorten lockDuration and stalledInterval). */
+  workerOptions?: PrecomputeWorkerDeps['workerOptions'];
+}
+
+export interface PrecomputeProcess {
+  /** Stop taking jobs → wait for the active ones → recommender → Redis → Postgres. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Wires a precompute worker from the configuration (the process's composition root). */
+export async function startPrecomputeProcess(options: PrecomputeProcessOptions): Promise<PrecomputeProcess> {
+  const { config, log } = options;
+  const clock = options.clock ?? systemClock;
+  const pool = createPool({
+    databaseUrl: config.databaseUrl,
+    schema: config.dbSchema,
+    // Each active chunk holds one connection for its transaction; the recommender reads too.
+    max: Math.max(config.dbPoolSize, config.workerConcurrency + 2),
+    applicationName: 'prewarm-worker',
+    log,
+  });
+  // Workers persevere through Redis outages (STYLE.md §9): commands wait, never fail fast —
+  // the cache writes too, as they come after the chunk's commit.
+  const queueRedis = createQueueRedis(config.redisUrl, log);
+  const cacheRedis = createQueueRedis(config.cacheRedisUrl, log);
+  let recommender: Recommender | undefined;
+  let worker: ReturnType<typeof createPrecomputeWorker> | undefined;
+  let closing: Promise<void> | undefined;
+
+  const close = () =>
+    (closing ??= (async () => {
+      const step = async (name: string, work: () => Promise<unknown>) => {
+        try {
+          await work();
+        } catch (error) {
+          log.error({ err: error }, `shutdown: ${name} failed`);
+        }
+      };
+      await step('worker', async () => worker?.close());
+      await step('recommender', async () => recommender?.close());
+      await step('queue redis', () => queueRedis.quit());
+      await step('cache redis', () => cacheRedis.quit());
+      await step('postgres', () => pool.end());
+    })());
+
+  try {
+    recommender = options.recommender ?? (await createRecommender({ config, pool, log }));
+    worker = createPrecomputeWorker({
+      connection: queueRedis,
+      prefix: config.queuePrefix,
+      pool,
+      recommender,
+      store: createRecommendationStore({ pool }),
+      cache: createRecommendationCache({ redis: cacheRedis, prefix: config.cachePrefix, log }),
+      clock,
+      log,
+      concurrency: config.workerConcurrency,
+      ...(options.workerOptions ? { workerOptions: options.workerOptions } : {}),
+    });
+    await worker.worker.waitUntilReady();
+  } catch (error) {
+    await close();
+    throw error;
+  }
+  log.info(
+    { redis: redactUrl(config.redisUrl), prefix: config.queuePrefix, concurrency: config.workerConcurrency, recommender: recommender.kind, model: recommender.modelVersion() },
+    'precompute worker started',
+  );
+  return { close };
+}
+
+/**
+ * Runs a worker until SIGTERM or SIGINT, then shuts down in order; if that takes longer than
+ * PREWARM_SHUTDOWN_TIMEOUT_MS the process exits anyway (non-zero).
+ */
+export async function runPrecomputeWorker(overrides: Partial<PrecomputeProcessOptions> = {}): Promise<void> {
+  const config = overrides.config ?? loadConfig();
+  const log = overrides.log ?? createLogger({ level: config.logLevel, name: 'prewarm-worker' });
+  const running = await startPrecomputeProcess({ ...overrides, config, log });
+  await new Promise<void>((resolve) => {
+    const stop = (signal: NodeJS.Signals) => {
+      log.info({ signal }, 'shutting down: finishing active chunks');
+      const force = setTimeout(() => {
+        log.error({ timeoutMs: config.shutdownTimeoutMs }, 'shutdown timed out; exiting');
+        process.exit(1);
+      }, config.shutdownTimeoutMs);
+      force.unref();
+      void running.close().then(() => {
+        clearTimeout(force);
+        log.info('precompute worker stopped');
+        resolve();
+      });
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  runPrecomputeWorker().catch((error: unknown) => {
+    process.stderr.write(`prewarm worker: ${toError(error).message}\n`);
+    process.exit(1);
+  });
+}

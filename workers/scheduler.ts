@@ -1,0 +1,114 @@
+// Process entry point of the scheduler: `prewarm scheduler`, or `node --import tsx workers/scheduler.ts`.
+// Run one per machine or several for availability: each window occurrence is claimed once in
+// Postgres, so replicas never plan it twice.
+import { pathToFileURL } from 'node:url';
+import { systemClock, type Clock } from '../src/clock.ts';
+import { loadConfig, redactUrl, type Config } from '../src/config.ts';
+import { createPool } from '../src/db/pool.ts';
+import { toError } from '../src/errors.ts';
+import { createLogger, type Logger } from '../src/log.ts';
+import { createQueueRedis } from '../src/redis.ts';
+import { createCronDriver, type CronDriver } from '../src/planner/cron-driver.ts';
+import { createPlanner } from '../src/planner/planner.ts';
+import { createPrecomputeQueue } from '../src/planner/queue.ts';
+import { createRecencyScorer } from '../src/planner/recency-scorer.ts';
+import { createRunStore } from '../src/planner/runs.ts';
+import { createScheduler } from '../src/planner/scheduler.ts';
+import { createWindowStore } from '../src/planner/windows.ts';
+import type { PropensityScorer } from '../src/propensity/scorer.ts';
+
+export interface SchedulerProcessOptions {
+  config: Readonly<Config>;
+  log: Logger;
+  clock?: Clock;
+  /** Default: the recency scorer (until a trained propensity model is wired in). */
+  scorer?: PropensityScorer;
+  /** Default 15 000 ms. */
+  reloadIntervalMs?: number;
+}
+
+export interface SchedulerProcess {
+  driver: CronDriver;
+  /** Stop the cron tasks (waiting for a plan in progress) → queue → Redis → Postgres. Idempotent. */
+  close(): Promise<void>;
+}
+
+export async function startSchedulerProcess(options: SchedulerProcessOptions): Promise<SchedulerProcess> {
+  const { config, log } = options;
+  const clock = options.clock ?? systemClock;
+  const pool = createPool({ databaseUrl: config.databaseUrl, schema: config.dbSchema, max: config.dbPoolSize, applicationName: 'prewarm-scheduler', log });
+  const redis = createQueueRedis(config.redisUrl, log);
+  const queue = createPrecomputeQueue({ connection: redis, prefix: config.queuePrefix, log });
+  const windows = createWindowStore({ pool, clock });
+  const planner = createPlanner({
+    pool,
+    queue,
+    scorer: options.scorer ?? createRecencyScorer({ pool }),
+    clock,
+    log,
+    itemsPerUser: config.maxLimit,
+  });
+  const scheduler = createScheduler({ windows, planner, runs: createRunStore({ pool }), clock, log });
+  const driver = createCronDriver({
+    scheduler,
+    windows,
+    planner,
+    clock,
+    log,
+    ...(options.reloadIntervalMs !== undefined ? { reloadIntervalMs: options.reloadIntervalMs } : {}),
+  });
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      const step = async (name: string, work: () => Promise<unknown>) => {
+        try {
+          await work();
+        } catch (error) {
+          log.error({ err: error }, `shutdown: ${name} failed`);
+        }
+      };
+      await step('cron', () => driver.close());
+      await step('queue', () => queue.close());
+      await step('redis', () => redis.quit());
+      await step('postgres', () => pool.end());
+    })());
+  try {
+    await driver.start();
+  } catch (error) {
+    await close();
+    throw error;
+  }
+  log.info({ redis: redactUrl(config.redisUrl), prefix: config.queuePrefix, windows: driver.scheduled() }, 'scheduler started');
+  return { driver, close };
+}
+
+/** Runs the scheduler until SIGTERM or SIGINT; forced exit after PREWARM_SHUTDOWN_TIMEOUT_MS. */
+export async function runScheduler(overrides: Partial<SchedulerProcessOptions> = {}): Promise<void> {
+  const config = overrides.config ?? loadConfig();
+  const log = overrides.log ?? createLogger({ level: config.logLevel, name: 'prewarm-scheduler' });
+  const running = await startSchedulerProcess({ ...overrides, config, log });
+  await new Promise<void>((resolve) => {
+    const stop = (signal: NodeJS.Signals) => {
+      log.info({ signal }, 'shutting down the scheduler');
+      const force = setTimeout(() => {
+        log.error({ timeoutMs: config.shutdownTimeoutMs }, 'shutdown timed out; exiting');
+        process.exit(1);
+      }, config.shutdownTimeoutMs);
+      force.unref();
+      void running.close().then(() => {
+        clearTimeout(force);
+        log.info('scheduler stopped');
+        resolve();
+      });
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  runScheduler().catch((error: unknown) => {
+    process.stderr.write(`prewarm scheduler: ${toError(error).message}\n`);
+    process.exit(1);
+  });
+}
