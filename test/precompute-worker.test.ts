@@ -82,6 +82,8 @@ describe('precompute worker', () => {
     const done = await h.waitForRun(run.id);
     expect(done).toMatchObject({ status: 'completed', precomputed: 20, failed: 0 });
     expect(state.calls).toBe(3);
+    // The run completes in Postgres a moment before BullMQ moves the job to `completed`.
+    await expect.poll(async () => (await h.queue.getJobs(['completed'])).length).toBe(1);
     const job = (await h.queue.getJobs(['completed']))[0]!;
     expect(job.attemptsStarted).toBe(3);
   });
