@@ -1,0 +1,137 @@
+// Login-path benchmark: the precomputed (hit) path and the on-demand path of `prewarm serve`,
+// each next to a bare Fastify + one Redis GET baseline measured in the same run.
+//   npx tsx scripts/bench/serve.ts [--seconds 10] [--connections 50]
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Redis } from 'ioredis';
+import pino from 'pino';
+import { createPool } from '../../src/db/pool.ts';
+import { createRecommendationCache } from '../../src/recommendations/cache.ts';
+import { createRecommendationStore } from '../../src/recommendations/store.ts';
+import type { RecommendationSet } from '../../src/recommendations/set.ts';
+import { createRecommender } from '../../src/recommender/index.ts';
+import { load, printTable, startServerProcess, uniqueName, type LoadResult } from './lib.ts';
+
+const TOKEN = 'bench-token-0123456789abcdef';
+const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+export async function main(argv = process.argv.slice(2)): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: { seconds: { type: 'string', default: '10' }, connections: { type: 'string', default: '50' } } });
+  const seconds = Number(values.seconds);
+  const connections = Number(values.connections);
+  const schema = uniqueName('bench_serve');
+  const prefix = `${schema}:`;
+  const env = { PREWARM_DB_SCHEMA: schema, PREWARM_LOG_LEVEL: 'warn', PREWARM_CACHE_PREFIX: prefix, DATABASE_URL, REDIS_URL };
+  const cli = (...args: string[]) => execFileSync(process.execPath, ['src/cli/bin.mjs', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] }).toString();
+  const log = pino({ level: 'warn' });
+  const dataDir = mkdtempSync(join(tmpdir(), 'prewarm-bench-'));
+  const pool = createPool({ databaseUrl: DATABASE_URL, schema, log });
+  const redis = new Redis(REDIS_URL);
+  const servers: { stop(): Promise<void> }[] = [];
+  try {
+    process.stderr.write('bench serve: preparing data (generate, migrate, import, train)…\n');
+    cli('generate', '--out', dataDir, '--seed', '7', '--users', '3000', '--days', '60');
+    cli('migrate');
+    cli('import', '--logins', join(dataDir, 'logins.csv'), '--interactions', join(dataDir, 'interactions.csv'));
+    cli('train-recommender');
+
+    const users = (await pool.query<{ user_id: string }>('SELECT DISTINCT user_id FROM interactions ORDER BY user_id')).rows.map((r) => r.user_id);
+    const precomputedUsers = users.filter((_, i) => i % 2 === 0);
+    const onDemandUsers = users.filter((_, i) => i % 2 === 1);
+    await precompute(pool, redis, prefix, precomputedUsers, log);
+
+    const baseline = await startServerProcess([process.execPath, '--import', 'tsx', 'scripts/bench/baseline-server.ts'], { PORT: '0', REDIS_URL, PREWARM_CACHE_PREFIX: prefix });
+    servers.push(baseline);
+    const prewarm = await startServerProcess([process.execPath, 'src/cli/bin.mjs', 'serve'], {
+      ...env,
+      PREWARM_LOG_LEVEL: 'info',
+      PORT: '0',
+      PREWARM_API_TOKENS: TOKEN,
+      // Every on-demand set expires at once, so each request of the on-demand phase computes.
+      PREWARM_ON_DEMAND_TTL: '1ms',
+    });
+    servers.push(prewarm);
+
+    const results: LoadResult[] = [];
+    for (const [name, url, userIds, token] of [
+      ['warm-up', prewarm.url, precomputedUsers, TOKEN],
+      ['baseline: fastify + redis GET', baseline.url, precomputedUsers, undefined],
+      ['prewarm precomputed', prewarm.url, precomputedUsers, TOKEN],
+      ['prewarm on demand', prewarm.url, onDemandUsers, TOKEN],
+    ] as const) {
+      const result = await load(name, url, userIds, { connections, seconds: name === 'warm-up' ? 2 : seconds, token });
+      if (name !== 'warm-up') results.push(result);
+    }
+    await prewarm.stop();
+    const sources = (
+      await pool.query<{ source: string; reason: string | null; n: number }>(
+        'SELECT source, reason, count(*)::int AS n FROM serves GROUP BY source, reason ORDER BY n DESC',
+      )
+    ).rows;
+
+    const base = results[0] as LoadResult;
+    printTable(
+      results.map((r) => ({
+        path: r.name,
+        'req/s': Math.round(r.requestsPerSecond),
+        'p50 ms': r.p50Ms,
+        'p99 ms': r.p99Ms,
+        'throughput vs baseline': (r.requestsPerSecond / base.requestsPerSecond).toFixed(2),
+        errors: r.errors + r.non2xx,
+      })),
+    );
+    process.stdout.write(`serves recorded by source: ${sources.map((s) => `${s.source}${s.reason ? `/${s.reason}` : ''}=${s.n}`).join(', ')}\n`);
+    mkdirSync('reports', { recursive: true });
+    writeFileSync('reports/bench-serve.json', JSON.stringify({ seconds, connections, results, sources }, null, 2));
+  } finally {
+    for (const server of servers) await server.stop();
+    await dropRedisPrefix(redis, prefix);
+    await redis.quit();
+    await pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => undefined);
+    await pool.end();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+async function precompute(pool: ReturnType<typeof createPool>, redis: Redis, prefix: string, userIds: string[], log: pino.Logger): Promise<void> {
+  const recommender = await createRecommender({ config: { recommender: 'item-cf', recommenderUrl: undefined, recommenderTimeoutMs: 1_000 }, pool, log });
+  const store = createRecommendationStore({ pool });
+  const cache = createRecommendationCache({ redis, prefix, log });
+  const now = new Date();
+  for (let i = 0; i < userIds.length; i += 500) {
+    const chunk = userIds.slice(i, i + 500);
+    const results = await recommender.recommend(chunk, now, 100);
+    const sets: RecommendationSet[] = chunk.map((userId) => ({
+      id: crypto.randomUUID(),
+      userId,
+      source: 'batch',
+      runId: null,
+      holdout: false,
+      computedAt: now,
+      expiresAt: new Date(now.getTime() + 86_400_000),
+      items: results.get(userId)?.items ?? [],
+      modelVersion: recommender.modelVersion(),
+      computeMs: 1,
+    }));
+    await store.insertMany(pool, sets);
+    await cache.setMany(sets, now);
+  }
+  await recommender.close();
+}
+
+async function dropRedisPrefix(redis: Redis, prefix: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) await redis.del(...keys);
+  } while (cursor !== '0');
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  await main();
+}
