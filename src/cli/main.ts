@@ -2,9 +2,35 @@ import { Command, CommanderError } from 'commander';
 import type { RegisterCommand } from './runtime.ts';
 // One module per command; keep this list in the order `--help` shows them.
 import { registerMigrate } from './commands/migrate.ts';
+import { registerImport } from './commands/import.ts';
+import { registerTrainRecommender } from './commands/train-recommender.ts';
+import { registerTrainPropensity } from './commands/train-propensity.ts';
+import { registerEvaluate } from './commands/evaluate.ts';
+import { registerBacktest } from './commands/backtest.ts';
+import { registerServe } from './commands/serve.ts';
+import { registerReport } from './commands/report.ts';
+import { registerWindows } from './commands/windows.ts';
+import { registerPlan } from './commands/plan.ts';
+import { registerScheduler } from './commands/scheduler.ts';
+import { registerWorker } from './commands/worker.ts';
+import { registerGenerate } from './commands/generate.ts';
+import { registerReplay } from './commands/replay.ts';
 
 const COMMANDS: RegisterCommand[] = [
   registerMigrate,
+  registerImport,
+  registerTrainRecommender,
+  registerTrainPropensity,
+  registerEvaluate,
+  registerBacktest,
+  registerServe,
+  registerReport,
+  registerWindows,
+  registerPlan,
+  registerScheduler,
+  registerWorker,
+  registerReplay,
+  registerGenerate,
 ];
 
 export function buildProgram(): Command {

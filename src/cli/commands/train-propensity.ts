@@ -1,0 +1,58 @@
+import type { Command } from 'commander';
+import { systemClock } from '../../clock.ts';
+import { formatDuration } from '../../duration.ts';
+import { trainPropensity } from '../../propensity/train.ts';
+import { action, createCliContext, openPool } from '../runtime.ts';
+import { count, parseCountFlag, parseWindowFlag, reliabilityLines } from './evaluate.ts';
+
+interface TrainFlags {
+  logins?: string;
+  window: string;
+  trainWindows?: string;
+  json?: boolean;
+}
+
+export function registerTrainPropensity(program: Command): void {
+  program
+    .command('train-propensity')
+    .description('train the login-propensity model on the logins table (or a CSV) and store it as the newest version')
+    .option('--logins <file>', 'train on this logins CSV instead of the logins table')
+    .option('--window <length>', 'window length the model predicts a login in: 1d, 6h or 1h', '1d')
+    .option('--train-windows <n>', 'windows to train and calibrate on, ending at the current window (default: 26 weeks of windows)')
+    .option('--json', 'print one JSON object: version, training period and metrics')
+    .action(
+      action(async (flags: TrainFlags) => {
+        const windowMs = parseWindowFlag(flags.window);
+        const trainWindows = parseCountFlag(flags.trainWindows, '--train-windows', 2);
+        const context = createCliContext();
+        const pool = openPool(context, 'prewarm-train-propensity');
+        try {
+          const stored = await trainPropensity({ pool, log: context.log, clock: systemClock, windowMs, trainWindows, loginsFile: flags.logins });
+          if (flags.json) {
+            process.stdout.write(
+              `${JSON.stringify({
+                version: stored.version,
+                window: formatDuration(windowMs),
+                trainFrom: stored.trainFrom.toISOString(),
+                trainTo: stored.trainTo.toISOString(),
+                metrics: stored.metrics,
+              })}\n`,
+            );
+            return;
+          }
+          const m = stored.metrics;
+          process.stdout.write(
+            [
+              `propensity model ${stored.version}`,
+              `window ${formatDuration(windowMs)}, trained ${stored.trainFrom.toISOString().slice(0, 10)} → ${stored.trainTo.toISOString().slice(0, 10)}: ${count(m.fitRows)} rows over ${m.fitWindows} windows (base rate ${(100 * m.fitBaseRate).toFixed(1)}%)`,
+              `held out (last ${m.calibrationWindows} windows, ${count(m.calibrationRows)} rows): average precision ${m.calibrationAveragePrecision.toFixed(4)}, ROC AUC ${m.calibrationRocAuc.toFixed(4)}, log loss ${m.calibrationLogLoss.toFixed(4)}, Brier ${m.calibrationBrier.toFixed(4)}, ECE ${m.calibrationEce.toFixed(4)}`,
+              'Reliability by decile (held-out windows):',
+              reliabilityLines(m.reliability),
+            ].join('\n'),
+          );
+        } finally {
+          await pool.end();
+        }
+      }),
+    );
+}

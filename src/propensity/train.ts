@@ -1,0 +1,134 @@
+import type { Clock } from '../clock.ts';
+import type { Pool } from '../db/pool.ts';
+import { PrewarmError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { defaultTrainWindows, DEFAULT_MAX_TRAINING_ROWS, logExtent, trainingPeriod, trainingSampleRate } from './evaluate.ts';
+import { FEATURE_COUNT, featureRowsAt } from './features.ts';
+import { readLoginLog, type LoginLog } from './login-log.ts';
+import { fitPropensityModel, TrainingSetBuilder, type ModelMetrics, type PropensityModel } from './model.ts';
+import { latestModelVersion, newModelVersion, saveModel, type StoredPropensityModel } from './model-store.ts';
+import type { StateGrid } from './state.ts';
+import { rebuildGrid, readLoginLogFromDb, stateSql } from './state-store.ts';
+import { floorToGrid, walkWindows } from './walk.ts';
+
+export interface TrainOnLogOptions {
+  windowMs: number;
+  /**
+   * End of the training period (exclusive, on the grid): the model sees feature rows at each
+   * window start before it and their labels. Default: the end of the log's last window.
+   */
+  trainToMs?: number;
+  /** Windows in the training period. Default 26 weeks of windows. */
+  trainWindows?: number;
+  /** Latest windows held out for calibration. Default a week of windows. */
+  calibrationWindows?: number;
+  /** Half-life of the rows' weight by age. Default 28 days. */
+  ageHalfLifeMs?: number;
+  /** Training rows are sampled down to about this many. Default 2 000 000. */
+  maxTrainingRows?: number;
+}
+
+export interface TrainedModel {
+  model: PropensityModel;
+  metrics: ModelMetrics;
+  trainFromMs: number;
+  trainToMs: number;
+}
+
+/**
+ * Trains on the windows of an in-memory log before `trainToMs`, exactly as `evaluate` trains
+ * before its test period: features at each window start from the logins before it, label =
+ * a login in the window, the latest week held out for calibration.
+ */
+export function trainOnLog(log: LoginLog, options: TrainOnLogOptions): TrainedModel {
+  const grid: StateGrid = { windowMs: options.windowMs, phaseMs: 0 };
+  const trainToMs = options.trainToMs ?? logExtent(log, grid).toMs;
+  if (floorToGrid(trainToMs, grid) !== trainToMs) {
+    throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `the end of the training period ${new Date(trainToMs).toISOString()} is not on the window grid`);
+  }
+  const period = trainingPeriod(log, grid, trainToMs, options.trainWindows ?? defaultTrainWindows(options.windowMs), 'the end of the training period');
+  const set = new TrainingSetBuilder();
+  set.sampleRate = trainingSampleRate(log, period, options.windowMs, options.maxTrainingRows ?? DEFAULT_MAX_TRAINING_ROWS);
+  let rows: Float64Array = new Float64Array(FEATURE_COUNT);
+  let ordinal = 0;
+  walkWindows(log, grid, period.fromMs, period.toMs, {
+    windowStart: ({ startMs, knownCount, states }) => {
+      ({ rows } = featureRowsAt(states, knownCount, startMs, grid, rows));
+    },
+    windowEnd: ({ knownCount, activeStamp, index }) => {
+      set.append(rows, knownCount, ordinal++, (u) => activeStamp[u] === index);
+    },
+  });
+  if (set.n === 0 || !set.y.subarray(0, set.n).includes(1)) {
+    throw new PrewarmError(
+      'PREWARM_ERR_NO_MODEL',
+      `no login of a known user in the training period ${new Date(period.fromMs).toISOString()} → ${new Date(period.toMs).toISOString()}: nothing to learn from`,
+    );
+  }
+  const { model, metrics } = fitPropensityModel(set, {
+    windowMs: options.windowMs,
+    calibrationWindows: options.calibrationWindows,
+    ageHalfLifeMs: options.ageHalfLifeMs,
+  });
+  return { model, metrics, trainFromMs: period.fromMs, trainToMs: period.toMs };
+}
+
+export interface TrainPropensityOptions extends Omit<TrainOnLogOptions, 'trainToMs'> {
+  pool: Pool;
+  log: Logger;
+  clock: Clock;
+  /** Train from this logins CSV instead of the `logins` table. */
+  loginsFile?: string;
+}
+
+/**
+ * `prewarm train-propensity`: trains on the `logins` table (or a CSV) up to the start of the
+ * current window, stores the model as the newest version, and rebuilds the persisted activity
+ * states of the model's window length, so that incremental updates start from exact states.
+ */
+export async function trainPropensity(options: TrainPropensityOptions): Promise<StoredPropensityModel> {
+  const { pool, log, clock, windowMs } = options;
+  const now = clock.now();
+  const grid: StateGrid = { windowMs, phaseMs: 0 };
+  let loginLog: LoginLog;
+  let trainToMs: number;
+  if (options.loginsFile) {
+    ({ log: loginLog } = await readLoginLog(options.loginsFile));
+    trainToMs = logExtent(loginLog, grid).toMs;
+  } else {
+    // Complete windows only: the current one has not finished collecting its logins. When the
+    // table ends long before now (an imported history), training ends with its last window.
+    loginLog = await readLoginLogFromDb(pool, { beforeMs: floorToGrid(now.getTime(), grid) });
+    if (loginLog.at.length === 0) throw new PrewarmError('PREWARM_ERR_NO_MODEL', 'the logins table has no login before the current window: import logins first (prewarm import --logins FILE)');
+    trainToMs = Math.min(floorToGrid(now.getTime(), grid), logExtent(loginLog, grid).toMs);
+  }
+  const started = Date.now();
+  const trained = trainOnLog(loginLog, { ...options, trainToMs });
+  const stored: StoredPropensityModel = {
+    version: newModelVersion(now),
+    trainedAt: now,
+    trainFrom: new Date(trained.trainFromMs),
+    trainTo: new Date(trained.trainToMs),
+    model: trained.model,
+    metrics: trained.metrics,
+  };
+  await saveModel(pool, stored);
+  log.info({ version: stored.version, ms: Date.now() - started, rows: trained.metrics.fitRows }, 'propensity model trained');
+  if (!options.loginsFile) {
+    const grids = await pool.query<{ window_ms: number; phase_ms: number }>(stateSql.grids().text);
+    for (const row of grids.rows) {
+      if (Number(row.window_ms) === windowMs) await rebuildGrid(pool, { windowMs, phaseMs: Number(row.phase_ms) }, log);
+    }
+  }
+  return stored;
+}
+
+/**
+ * Retrains on a schedule: trains when the newest model is older than `maxAgeMs` (or there is
+ * none). The scheduler's maintenance tick calls it; returns the new model, if any.
+ */
+export async function retrainIfDue(options: TrainPropensityOptions & { maxAgeMs: number }): Promise<StoredPropensityModel | undefined> {
+  const latest = await latestModelVersion(options.pool);
+  if (latest && options.clock.now().getTime() - latest.trainedAt.getTime() < options.maxAgeMs) return undefined;
+  return trainPropensity(options);
+}
