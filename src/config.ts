@@ -63,6 +63,8 @@ const envSchema = z.object({
   PREWARM_FLUSH_MAX_BATCH: positiveInt.default(2_000),
   PREWARM_WORKER_CONCURRENCY: positiveInt.default(2),
   PREWARM_SHUTDOWN_TIMEOUT_MS: positiveInt.default(15_000),
+  PREWARM_PROPENSITY_WINDOW: duration.default(86_400_000),
+  PREWARM_PROPENSITY_RETRAIN_EVERY: duration.default(86_400_000),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -95,6 +97,10 @@ export interface Config {
   flushMaxBatch: number;
   workerConcurrency: number;
   shutdownTimeoutMs: number;
+  /** Window length the scheduled propensity retraining trains for. */
+  propensityWindowMs: number;
+  /** The scheduler retrains the propensity model when the newest is older than this. */
+  propensityRetrainEveryMs: number;
 }
 
 /** Parses and freezes the configuration; throws PREWARM_ERR_CONFIG naming each bad variable. */
@@ -139,6 +145,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     flushMaxBatch: e.PREWARM_FLUSH_MAX_BATCH,
     workerConcurrency: e.PREWARM_WORKER_CONCURRENCY,
     shutdownTimeoutMs: e.PREWARM_SHUTDOWN_TIMEOUT_MS,
+    propensityWindowMs: e.PREWARM_PROPENSITY_WINDOW,
+    propensityRetrainEveryMs: e.PREWARM_PROPENSITY_RETRAIN_EVERY,
   });
 }
 

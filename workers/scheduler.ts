@@ -11,17 +11,18 @@ import { createQueueRedis } from '../src/redis.ts';
 import { createCronDriver, type CronDriver } from '../src/planner/cron-driver.ts';
 import { createPlanner } from '../src/planner/planner.ts';
 import { createPrecomputeQueue } from '../src/planner/queue.ts';
-import { createRecencyScorer } from '../src/planner/recency-scorer.ts';
 import { createRunStore } from '../src/planner/runs.ts';
 import { createScheduler } from '../src/planner/scheduler.ts';
 import { createWindowStore } from '../src/planner/windows.ts';
+import { createDefaultScorer } from '../src/propensity/default-scorer.ts';
+import { startRetrainSchedule } from '../src/propensity/retrain-schedule.ts';
 import type { PropensityScorer } from '../src/propensity/scorer.ts';
 
 export interface SchedulerProcessOptions {
   config: Readonly<Config>;
   log: Logger;
   clock?: Clock;
-  /** Default: the recency scorer (until a trained propensity model is wired in). */
+  /** Default: the newest trained propensity model, the recency rule until one exists. */
   scorer?: PropensityScorer;
   /** Default 15 000 ms. */
   reloadIntervalMs?: number;
@@ -43,7 +44,7 @@ export async function startSchedulerProcess(options: SchedulerProcessOptions): P
   const planner = createPlanner({
     pool,
     queue,
-    scorer: options.scorer ?? createRecencyScorer({ pool }),
+    scorer: options.scorer ?? createDefaultScorer({ pool, log }),
     clock,
     log,
     itemsPerUser: config.maxLimit,
@@ -57,6 +58,7 @@ export async function startSchedulerProcess(options: SchedulerProcessOptions): P
     log,
     ...(options.reloadIntervalMs !== undefined ? { reloadIntervalMs: options.reloadIntervalMs } : {}),
   });
+  const stopRetraining = startRetrainSchedule({ pool, log, clock, windowMs: config.propensityWindowMs, maxAgeMs: config.propensityRetrainEveryMs });
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
@@ -68,6 +70,7 @@ export async function startSchedulerProcess(options: SchedulerProcessOptions): P
         }
       };
       await step('cron', () => driver.close());
+      await step('propensity retraining', stopRetraining);
       await step('queue', () => queue.close());
       await step('redis', () => redis.quit());
       await step('postgres', () => pool.end());

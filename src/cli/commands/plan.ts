@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { systemClock } from '../../clock.ts';
 import { dryRunWindow, createPlanner } from '../../planner/planner.ts';
 import { createPrecomputeQueue } from '../../planner/queue.ts';
-import { createRecencyScorer } from '../../planner/recency-scorer.ts';
+import { createDefaultScorer } from '../../propensity/default-scorer.ts';
 import { createQueueRedis } from '../../redis.ts';
 import { createRunStore } from '../../planner/runs.ts';
 import { createWindowStore } from '../../planner/windows.ts';
@@ -25,7 +25,7 @@ export function registerPlan(program: Command): void {
         const pool = openPool(context, 'prewarm-plan');
         try {
           const window = await createWindowStore({ pool, clock: systemClock }).require(name);
-          const scorer = createRecencyScorer({ pool });
+          const scorer = createDefaultScorer({ pool, log: context.log });
           if (flags.dryRun) {
             const result = await dryRunWindow({ scorer, clock: systemClock }, window);
             if (flags.json) process.stdout.write(`${JSON.stringify(result)}\n`);
