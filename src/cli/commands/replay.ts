@@ -1,0 +1,134 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import cliProgress from 'cli-progress';
+import type { Command } from 'commander';
+import { parseInstant } from '../flags.ts';
+import { parseDuration } from '../../duration.ts';
+import { PrewarmError } from '../../errors.ts';
+import { parsePolicy } from '../../policy.ts';
+import { renderReplayHtml } from '../../replay/html-report.ts';
+import { prepareModelScorer } from '../../replay/propensity.ts';
+import { loadReplayData, runReplay, type ReplayResult } from '../../replay/run.ts';
+import { parseWindowSpec, windowStartOf, WINDOW_SPECS } from '../../replay/window-spec.ts';
+import { action, createCliContext } from '../runtime.ts';
+import type { ReplayData, ReplayProgress } from '../../replay/replay.ts';
+
+interface ReplayFlags {
+  logins?: string;
+  interactions?: string;
+  from?: string;
+  to?: string;
+  window: string;
+  policy: string;
+  report?: string;
+  json?: boolean;
+  items: string;
+  retrainEvery: string;
+  keepSchemas?: boolean;
+}
+
+export function registerReplay(program: Command): void {
+  program
+    .command('replay')
+    .description('run the whole system over a real log on a virtual clock, beside "precompute everyone" and "on demand only"')
+    .requiredOption('--logins <file>', 'logins CSV (user_id,ts), plain or gzip')
+    .requiredOption('--interactions <file>', 'interactions CSV (user_id,item_id,ts,weight), plain or gzip')
+    .option('--from <date>', 'start of the replayed period (default: 28 days after the first login)')
+    .option('--to <date>', 'end of the replayed period, exclusive (default: end of the log)')
+    .option('--window <spec>', 'window length: 1d, 6h or 1h, aligned to UTC midnight', '1d')
+    .option('--policy <spec>', 'the policy replayed as `model`', 'coverage:0.8')
+    .option('--report <file>', 'where to write the HTML report (default reports/replay-<time>.html)')
+    .option('--items <n>', 'items per precomputed set', '20')
+    .option('--retrain-every <duration>', 'retrain the recommender on the interactions so far this often', '7d')
+    .option('--keep-schemas', 'keep the Postgres schemas of the replay for inspection')
+    .option('--json', 'print one JSON object (DESIGN.md) instead of the table')
+    .action(
+      action(async (flags: ReplayFlags) => {
+        const window = parseWindowSpec(flags.window);
+        const policy = parsePolicy(flags.policy);
+        const items = Number(flags.items);
+        if (!Number.isInteger(items) || items < 1 || items > 100) throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `--items must be a whole number from 1 to 100, not "${flags.items}"`);
+        const retrainEveryMs = parseDuration(flags.retrainEvery);
+        const context = createCliContext();
+        const data = await loadReplayData(flags.logins as string, flags.interactions as string);
+        const result = await replayWithProgress(data, { ...flags, window }, policy, items, retrainEveryMs, context);
+        const path = resolve(flags.report ?? `reports/replay-${new Date().toISOString().replace(/[:.]/g, '-')}.html`);
+        mkdirSync(dirname(path), { recursive: true });
+        writeFileSync(path, renderReplayHtml(result));
+        if (flags.json) {
+          process.stdout.write(`${JSON.stringify({ policies: result.policies.map(({ daily: _daily, ...rest }) => rest), oracle: result.oracle, report: path })}\n`);
+        } else {
+          process.stdout.write(formatTable(result));
+          process.stdout.write(`\nreport: ${path}\n`);
+        }
+      }),
+    );
+}
+
+async function replayWithProgress(
+  data: ReplayData,
+  flags: ReplayFlags & { window: keyof typeof WINDOW_SPECS },
+  policy: ReturnType<typeof parsePolicy>,
+  items: number,
+  retrainEveryMs: number,
+  context: ReturnType<typeof createCliContext>,
+): Promise<ReplayResult> {
+  const first = data.logins[0]?.at.getTime();
+  const last = data.logins.at(-1)?.at.getTime();
+  if (first === undefined || last === undefined) throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `${flags.logins}: no valid logins`);
+  const windowMs = WINDOW_SPECS[flags.window].ms;
+  const from = flags.from ? parseInstant(flags.from, '--from') : new Date(windowStartOf(first, windowMs) + 28 * 86_400_000);
+  const to = flags.to ? parseInstant(flags.to, '--to') : new Date(windowStartOf(last, windowMs) + windowMs);
+  if (from.getTime() >= to.getTime()) throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `--from ${from.toISOString()} must be before --to ${to.toISOString()}`);
+  if (from.getTime() % windowMs !== 0 || to.getTime() % windowMs !== 0) {
+    throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `--from and --to must fall on window boundaries (${flags.window}, aligned to UTC midnight)`);
+  }
+  const bar = process.stderr.isTTY
+    ? new cliProgress.SingleBar(
+        { format: '{policy} {bar} {percentage}% {day} {logins} logins {rate} logins/s', barsize: 20, hideCursor: false, linewrap: true, fps: 5 },
+        cliProgress.Presets.shades_classic,
+      )
+    : undefined;
+  let currentPolicy = '';
+  const onProgress = (progress: ReplayProgress) => {
+    if (!bar) return;
+    if (progress.policy !== currentPolicy) {
+      if (currentPolicy) bar.stop();
+      currentPolicy = progress.policy;
+      bar.start(to.getTime() - from.getTime(), 0, { policy: progress.policy.padEnd(5), day: '', logins: 0, rate: 0 });
+    }
+    bar.update(progress.simulatedAt.getTime() - from.getTime(), {
+      day: progress.simulatedAt.toISOString().slice(0, 10),
+      logins: progress.logins,
+      rate: Math.round(progress.loginsPerSecond),
+    });
+  };
+  try {
+    return await runReplay(data, policy, {
+      source: `${flags.logins} + ${flags.interactions}`,
+      databaseUrl: context.config.databaseUrl,
+      redisUrl: context.config.redisUrl,
+      log: context.log,
+      from,
+      to,
+      window: flags.window,
+      prepareScorer: prepareModelScorer,
+      itemsPerSet: items,
+      retrainEveryMs,
+      keepSchemas: flags.keepSchemas ?? false,
+      onProgress,
+    });
+  } finally {
+    bar?.stop();
+  }
+}
+
+export function formatTable(result: ReplayResult): string {
+  const widths = result.columns.map((c) => Math.max(c.length, ...result.table.map((row) => String(row[c]).length)));
+  const line = (cells: string[]) => cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] as number) : cell.padStart(widths[i] as number))).join('  ');
+  return [
+    `replay ${result.from.slice(0, 10)} → ${result.to.slice(0, 10)}, ${result.window} windows, ${result.logins} logins, ${(result.wallMs / 1000).toFixed(1)} s`,
+    line(result.columns),
+    ...result.table.map((row) => line(result.columns.map((c) => String(row[c])))),
+  ].join('\n') + '\n';
+}

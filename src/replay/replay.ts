@@ -1,0 +1,231 @@
+import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { recordLogins } from '../activity/user-activity.ts';
+import { createReport, type DailyPoint, type PolicyReport } from '../accounting/report.ts';
+import { VirtualClock } from '../clock.ts';
+import { migrate, quoteIdent } from '../db/migrate.ts';
+import { createPool, type Pool } from '../db/pool.ts';
+import type { Logger } from '../log.ts';
+import { formatPolicy, isModelFree, type Policy } from '../policy.ts';
+import { createPlanner } from '../planner/planner.ts';
+import { createPrecomputeWorker } from '../planner/precompute-worker.ts';
+import { createPrecomputeQueue } from '../planner/queue.ts';
+import { createRecencyScorer } from '../planner/recency-scorer.ts';
+import { createRunStore } from '../planner/runs.ts';
+import { createScheduler } from '../planner/scheduler.ts';
+import { createWindowStore } from '../planner/windows.ts';
+import type { PropensityScorer } from '../propensity/scorer.ts';
+import { createRecommendationCache } from '../recommendations/cache.ts';
+import { createRecommendationStore } from '../recommendations/store.ts';
+import { buildItemCfModel, createItemCfRecommender } from '../recommender/item-cf.ts';
+import { createQueueRedis, createServingRedis } from '../redis.ts';
+import { createEventRecorder } from '../serving/event-recorder.ts';
+import { createRecommendationService } from '../serving/service.ts';
+import type { InteractionEvent, LoginEvent } from './generate.ts';
+import { insertInteractions } from './feed.ts';
+import { WINDOW_SPECS, type WindowSpec } from './window-spec.ts';
+
+export interface ReplayData {
+  /** Sorted by time. */
+  logins: readonly LoginEvent[];
+  /** Sorted by time. */
+  interactions: readonly InteractionEvent[];
+}
+
+/** Trains whatever the scorer needs on the history before `from` and returns it. */
+export type PrepareScorer = (args: { pool: Pool; from: Date; windowMs: number; log: Logger }) => Promise<PropensityScorer>;
+
+export interface ReplayOptions {
+  databaseUrl: string;
+  redisUrl: string;
+  log: Logger;
+  from: Date;
+  to: Date;
+  window: WindowSpec;
+  /** Scorer for model policies (threshold, budget, coverage, waste, cost). */
+  prepareScorer: PrepareScorer;
+  /** Items per set. Default 20. */
+  itemsPerSet?: number;
+  /** How often the recommender is retrained on the interactions before the clock. Default 7 days. */
+  retrainEveryMs?: number;
+  /** Holdout rate of the replay's window for model policies (baselines `all` and `none` use 0). Default 0.01. */
+  holdoutRate?: number;
+  /** Logins of distinct users answered at once, each at its own instant. Default 32. */
+  loginConcurrency?: number;
+  /** Keep the replay's Postgres schemas for inspection. Default false. */
+  keepSchemas?: boolean;
+  onProgress?: (progress: ReplayProgress) => void;
+}
+
+export interface ReplayProgress {
+  policy: string;
+  simulatedAt: Date;
+  logins: number;
+  totalLogins: number;
+  loginsPerSecond: number;
+}
+
+export interface PolicyRun {
+  name: string;
+  policy: string;
+  schema: string;
+  report: PolicyReport;
+  daily: DailyPoint[];
+  wallMs: number;
+  logins: number;
+}
+
+const WINDOW_NAME = 'replay';
+
+/**
+ * Replays one policy over [from, to): a virtual clock walks the log; at each window start the
+ * real scheduler claims the occurrence and the real planner enqueues chunks on a real BullMQ
+ * queue that a real worker drains; then every login of the window goes through the real serving
+ * path. Interactions are fed as the clock passes them, so no computation sees the future. Each
+ * policy gets a Postgres schema and Redis prefix of its own.
+ */
+export async function replayPolicy(data: ReplayData, name: string, policy: Policy, options: ReplayOptions): Promise<PolicyRun> {
+  const started = performance.now();
+  const { log } = options;
+  const { ms: windowMs, cron } = WINDOW_SPECS[options.window];
+  const fromMs = options.from.getTime();
+  const toMs = options.to.getTime();
+  const tag = randomUUID().replaceAll('-', '').slice(0, 10);
+  const schema = `replay_${tag}_${name.replace(/[^a-z0-9]/g, '_')}`;
+  const prefix = `prewarm-replay-${tag}-${name}`;
+  const pool = createPool({ databaseUrl: options.databaseUrl, schema, log, max: 8, applicationName: 'prewarm-replay' });
+  const queueRedis = createQueueRedis(options.redisUrl, log);
+  const cacheRedis = createServingRedis(options.redisUrl, log);
+  const clock = new VirtualClock(fromMs);
+  const closers: (() => Promise<unknown>)[] = [];
+  try {
+    await migrate({ pool, schema, log });
+    const history = data.logins.filter((login) => login.at.getTime() < fromMs);
+    await loadHistory(pool, history);
+
+    const scorer = isModelFree(policy) ? createRecencyScorer({ pool }) : await options.prepareScorer({ pool, from: options.from, windowMs, log });
+    const windows = createWindowStore({ pool, clock });
+    await windows.set(WINDOW_NAME, { cron, timezone: 'UTC', horizon: windowMs, ttl: windowMs, policy, chunkSize: 500, holdoutRate: isModelFree(policy) ? 0 : (options.holdoutRate ?? 0.01) });
+
+    const store = createRecommendationStore({ pool });
+    const cache = createRecommendationCache({ redis: cacheRedis, prefix: `${prefix}:`, log });
+    const recommender = createItemCfRecommender({ pool, log, reloadIntervalMs: 0 });
+    closers.push(() => recommender.close());
+    const queue = createPrecomputeQueue({ connection: queueRedis, prefix, log });
+    closers.push(() => queue.close());
+    const itemsPerUser = options.itemsPerSet ?? 20;
+    const planner = createPlanner({ pool, queue, scorer, clock, log, itemsPerUser });
+    const runs = createRunStore({ pool });
+    const scheduler = createScheduler({ windows, planner, runs, clock, log });
+    const worker = createPrecomputeWorker({ connection: queueRedis, prefix, pool, recommender, store, cache, clock, log, concurrency: 2 });
+    closers.unshift(() => worker.close());
+    const recorder = createEventRecorder({ pool, store, recordLogins, log, flushIntervalMs: 1_000, maxBatch: 5_000 });
+    const service = createRecommendationService({
+      cache,
+      store,
+      recommender,
+      recorder,
+      clock,
+      log,
+      options: { latencyBudgetMs: 1_000, onDemandTtlMs: windowMs, onDemandConcurrency: 4, onDemandQueue: 1_000, setSize: itemsPerUser },
+    });
+
+    const logins = data.logins.filter((login) => login.at.getTime() >= fromMs && login.at.getTime() < toMs);
+    let loginIndex = 0;
+    let interactionIndex = data.interactions.findIndex((interaction) => interaction.at.getTime() >= fromMs);
+    if (interactionIndex < 0) interactionIndex = data.interactions.length;
+    await insertInteractions(pool, data.interactions.slice(0, interactionIndex));
+    const retrainEveryMs = options.retrainEveryMs ?? 7 * 86_400_000;
+    const loginConcurrency = options.loginConcurrency ?? 32;
+    let trainedAt = -Infinity;
+    const loopStarted = performance.now();
+
+    for (let windowStart = fromMs; windowStart < toMs; windowStart += windowMs) {
+      const windowEnd = Math.min(windowStart + windowMs, toMs);
+      clock.set(windowStart);
+      if (windowStart - trainedAt >= retrainEveryMs) {
+        recommender.setModel(buildItemCfModel(data.interactions.slice(0, interactionIndex), { until: new Date(windowStart) }));
+        trainedAt = windowStart;
+      }
+      // Interactions of this window are stored now; the recommender reads only those before
+      // each computation's instant, so none is seen early.
+      const feedFrom = interactionIndex;
+      while (interactionIndex < data.interactions.length && (data.interactions[interactionIndex] as InteractionEvent).at.getTime() < windowEnd) interactionIndex++;
+      await insertInteractions(pool, data.interactions.slice(feedFrom, interactionIndex));
+      await recorder.flush();
+
+      const outcomes = await scheduler.tick(clock.now());
+      for (const outcome of outcomes) {
+        if (outcome.action === 'planned') await waitForRun(runs, outcome.runId);
+        else if (outcome.action === 'error') throw outcome.error;
+      }
+
+      // Logins are answered in slices of distinct users, each at its own instant: concurrency
+      // without reordering any user's logins, and no computation sees past its login.
+      while (loginIndex < logins.length && (logins[loginIndex] as LoginEvent).at.getTime() < windowEnd) {
+        const slice: LoginEvent[] = [];
+        const users = new Set<string>();
+        while (slice.length < loginConcurrency && loginIndex < logins.length) {
+          const login = logins[loginIndex] as LoginEvent;
+          if (login.at.getTime() >= windowEnd || users.has(login.userId)) break;
+          users.add(login.userId);
+          slice.push(login);
+          loginIndex++;
+        }
+        clock.set((slice[0] as LoginEvent).at);
+        await Promise.all(slice.map((login) => service.getRecommendations(login.userId, itemsPerUser, { at: login.at })));
+      }
+      options.onProgress?.({
+        policy: name,
+        simulatedAt: new Date(windowEnd),
+        logins: loginIndex,
+        totalLogins: logins.length,
+        loginsPerSecond: loginIndex / Math.max(0.001, (performance.now() - loopStarted) / 1000),
+      });
+    }
+    clock.set(toMs);
+    await service.close();
+    await recorder.close();
+    const report = createReport({ pool });
+    const period = { asOf: new Date(toMs), from: options.from, to: options.to };
+    return {
+      name,
+      policy: formatPolicy(policy),
+      schema,
+      report: await report.summary(period),
+      daily: await report.daily(period),
+      wallMs: performance.now() - started,
+      logins: logins.length,
+    };
+  } finally {
+    for (const close of closers) await close().catch((error: unknown) => log.warn({ err: error }, 'replay shutdown step failed'));
+    await dropPrefix(queueRedis, prefix).catch(() => undefined);
+    queueRedis.disconnect();
+    cacheRedis.disconnect();
+    if (!options.keepSchemas) await pool.query(`DROP SCHEMA IF EXISTS ${quoteIdent(schema)} CASCADE`).catch(() => undefined);
+    await pool.end();
+  }
+}
+
+async function loadHistory(pool: Pool, history: readonly LoginEvent[]): Promise<void> {
+  for (let i = 0; i < history.length; i += 10_000) {
+    await recordLogins(pool, history.slice(i, i + 10_000));
+  }
+}
+
+async function waitForRun(runs: ReturnType<typeof createRunStore>, runId: number): Promise<void> {
+  for (let delay = 2; ; delay = Math.min(delay * 2, 50)) {
+    const run = await runs.get(runId);
+    if (run && (run.status === 'completed' || run.status === 'failed')) return;
+    await new Promise((resolve) => setTimeout(resolve, delay));
+  }
+}
+
+async function dropPrefix(redis: ReturnType<typeof createQueueRedis>, prefix: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) await redis.del(...keys);
+  } while (cursor !== '0');
+}

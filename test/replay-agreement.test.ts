@@ -1,0 +1,54 @@
+import { existsSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { parsePolicy } from '../src/policy.ts';
+import { evaluateLog } from '../src/propensity/evaluate.ts';
+import { loginLogFrom } from '../src/propensity/login-log.ts';
+import { prepareModelScorer } from '../src/replay/propensity.ts';
+import { replayPolicy, type ReplayData } from '../src/replay/replay.ts';
+import { loadReplayData } from '../src/replay/run.ts';
+import { silentLog, TEST_DATABASE_URL, TEST_REDIS_URL } from './helpers.ts';
+
+// A slice of a real log nobody on this project wrote (../shared/data/README.md).
+const DATA = '../shared/data/uci-messages';
+const FROM = new Date('2004-05-20T00:00:00Z');
+const TO = new Date('2004-06-03T00:00:00Z');
+
+async function slice(): Promise<ReplayData> {
+  const data = await loadReplayData(`${DATA}/logins.csv.gz`, `${DATA}/interactions.csv.gz`);
+  const before = (event: { at: Date }) => event.at.getTime() < TO.getTime();
+  return { logins: data.logins.filter(before), interactions: data.interactions.filter(before) };
+}
+
+async function agreement(data: ReplayData, spec: string) {
+  const policy = parsePolicy(spec);
+  const offline = evaluateLog(loginLogFrom(data.logins), { windowMs: 86_400_000, testFromMs: FROM.getTime(), testToMs: TO.getTime(), policy });
+  const evaluated = offline.policies.find((p) => p.name === 'model');
+  const replayed = await replayPolicy(data, 'model', policy, {
+    databaseUrl: TEST_DATABASE_URL,
+    redisUrl: TEST_REDIS_URL,
+    log: silentLog,
+    from: FROM,
+    to: TO,
+    window: '1d',
+    prepareScorer: prepareModelScorer,
+    retrainEveryMs: 14 * 86_400_000,
+  });
+  return { evaluated, replayed, offline };
+}
+
+describe.skipIf(!existsSync(`${DATA}/logins.csv.gz`))('replay agrees with the offline evaluation (uci-messages, two weeks)', () => {
+  it('a model-free policy selects exactly the same users: identical waste and coverage', async () => {
+    const { evaluated, replayed, offline } = await agreement(await slice(), 'recent:3');
+    expect(replayed.report.knownActiveUserWindows).toBe(offline.activeUserWindows);
+    expect(replayed.report.precomputes).toBe(evaluated?.precomputes);
+    expect(replayed.report.wasted).toBe(evaluated?.wasted);
+    expect(replayed.report.waste).toBeCloseTo(evaluated?.waste ?? NaN, 10);
+    expect(replayed.report.coverage).toBeCloseTo(evaluated?.coverage ?? NaN, 10);
+  }, 300_000);
+
+  it('the propensity model policy agrees within one percentage point', async () => {
+    const { evaluated, replayed } = await agreement(await slice(), 'coverage:0.8');
+    expect(Math.abs((replayed.report.waste ?? NaN) - (evaluated?.waste ?? NaN))).toBeLessThanOrEqual(0.01);
+    expect(Math.abs((replayed.report.coverage ?? NaN) - (evaluated?.coverage ?? NaN))).toBeLessThanOrEqual(0.01);
+  }, 300_000);
+});
