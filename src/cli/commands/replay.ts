@@ -108,7 +108,8 @@ async function replayWithProgress(
       source: `${flags.logins} + ${flags.interactions}`,
       databaseUrl: context.config.databaseUrl,
       redisUrl: context.config.redisUrl,
-      log: context.log,
+      // A replay plans hundreds of runs: their info lines would bury the progress bar.
+      log: context.config.logLevel === 'info' ? context.log.child({}, { level: 'warn' }) : context.log,
       from,
       to,
       window: flags.window,
