@@ -36,3 +36,13 @@ function watch(redis: Redis, role: string, url: string, log: Logger): void {
     down = false;
   });
 }
+
+/** Deletes every key under `prefix` (a replay's or a test's queues and cache), SCAN by SCAN. */
+export async function deleteKeysWithPrefix(redis: Redis, prefix: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) await redis.del(...keys);
+  } while (cursor !== '0');
+}

@@ -6,6 +6,7 @@ import { systemClock, type Clock } from '../src/clock.ts';
 import { loadConfig, redactUrl, type Config } from '../src/config.ts';
 import { createPool } from '../src/db/pool.ts';
 import { toError } from '../src/errors.ts';
+import { closeOnSignal } from '../src/lifecycle.ts';
 import { createLogger, type Logger } from '../src/log.ts';
 import { createQueueRedis } from '../src/redis.ts';
 import { createCronDriver, type CronDriver } from '../src/planner/cron-driver.ts';
@@ -90,23 +91,7 @@ export async function runScheduler(overrides: Partial<SchedulerProcessOptions> =
   const config = overrides.config ?? loadConfig();
   const log = overrides.log ?? createLogger({ level: config.logLevel, name: 'prewarm-scheduler' });
   const running = await startSchedulerProcess({ ...overrides, config, log });
-  await new Promise<void>((resolve) => {
-    const stop = (signal: NodeJS.Signals) => {
-      log.info({ signal }, 'shutting down the scheduler');
-      const force = setTimeout(() => {
-        log.error({ timeoutMs: config.shutdownTimeoutMs }, 'shutdown timed out; exiting');
-        process.exit(1);
-      }, config.shutdownTimeoutMs);
-      force.unref();
-      void running.close().then(() => {
-        clearTimeout(force);
-        log.info('scheduler stopped');
-        resolve();
-      });
-    };
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
-  });
+  await closeOnSignal({ close: running.close, log, timeoutMs: config.shutdownTimeoutMs, name: 'scheduler' });
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -17,6 +17,7 @@ import { finished } from 'node:stream/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Redis } from 'ioredis';
 import { from as copyFrom } from 'pg-copy-streams';
+import { deleteKeysWithPrefix } from '../../src/redis.ts';
 import pino from 'pino';
 import { recordLogins } from '../../src/activity/user-activity.ts';
 import { systemClock } from '../../src/clock.ts';
@@ -230,12 +231,7 @@ export async function main(): Promise<PrecomputeBenchResult> {
     };
   } finally {
     await queue.close();
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length > 0) await redis.del(...keys);
-    } while (cursor !== '0');
+    await deleteKeysWithPrefix(redis, prefix);
     await redis.quit();
     await pool.query(`DROP SCHEMA ${quoteIdent(schema)} CASCADE`);
     await pool.end();

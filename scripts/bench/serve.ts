@@ -13,6 +13,7 @@ import { createRecommendationCache } from '../../src/recommendations/cache.ts';
 import { createRecommendationStore } from '../../src/recommendations/store.ts';
 import type { RecommendationSet } from '../../src/recommendations/set.ts';
 import { createRecommender } from '../../src/recommender/index.ts';
+import { deleteKeysWithPrefix } from '../../src/redis.ts';
 import { load, printTable, startServerProcess, uniqueName, type LoadResult } from './lib.ts';
 
 const TOKEN = 'bench-token-0123456789abcdef';
@@ -89,7 +90,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     writeFileSync('reports/bench-serve.json', JSON.stringify({ seconds, connections, results, sources }, null, 2));
   } finally {
     for (const server of servers) await server.stop();
-    await dropRedisPrefix(redis, prefix);
+    await deleteKeysWithPrefix(redis, prefix);
     await redis.quit();
     await pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => undefined);
     await pool.end();
@@ -121,15 +122,6 @@ async function precompute(pool: ReturnType<typeof createPool>, redis: Redis, pre
     await cache.setMany(sets, now);
   }
   await recommender.close();
-}
-
-async function dropRedisPrefix(redis: Redis, prefix: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length > 0) await redis.del(...keys);
-  } while (cursor !== '0');
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

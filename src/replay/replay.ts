@@ -18,7 +18,7 @@ import type { PropensityScorer } from '../propensity/scorer.ts';
 import { createRecommendationCache } from '../recommendations/cache.ts';
 import { createRecommendationStore } from '../recommendations/store.ts';
 import { buildItemCfModel, createItemCfRecommender } from '../recommender/item-cf.ts';
-import { createQueueRedis, createServingRedis } from '../redis.ts';
+import { createQueueRedis, createServingRedis, deleteKeysWithPrefix } from '../redis.ts';
 import { createEventRecorder } from '../serving/event-recorder.ts';
 import { createRecommendationService } from '../serving/service.ts';
 import type { InteractionEvent, LoginEvent } from './generate.ts';
@@ -199,7 +199,7 @@ export async function replayPolicy(data: ReplayData, name: string, policy: Polic
     };
   } finally {
     for (const close of closers) await close().catch((error: unknown) => log.warn({ err: error }, 'replay shutdown step failed'));
-    await dropPrefix(queueRedis, prefix).catch(() => undefined);
+    await deleteKeysWithPrefix(queueRedis, prefix).catch(() => undefined);
     queueRedis.disconnect();
     cacheRedis.disconnect();
     if (!options.keepSchemas) await pool.query(`DROP SCHEMA IF EXISTS ${quoteIdent(schema)} CASCADE`).catch(() => undefined);
@@ -219,13 +219,4 @@ async function waitForRun(runs: ReturnType<typeof createRunStore>, runId: number
     if (run && (run.status === 'completed' || run.status === 'failed')) return;
     await new Promise((resolve) => setTimeout(resolve, delay));
   }
-}
-
-async function dropPrefix(redis: ReturnType<typeof createQueueRedis>, prefix: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length > 0) await redis.del(...keys);
-  } while (cursor !== '0');
 }

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { closeOnSignal } from '../../lifecycle.ts';
 import { startServer } from '../../server.ts';
 import { action, createCliContext } from '../runtime.ts';
 
@@ -10,20 +11,8 @@ export function registerServe(program: Command): void {
       action(async () => {
         const context = createCliContext();
         const server = await startServer(context.config, context.log);
-        await new Promise<void>((resolve) => {
-          const stop = (signal: string) => {
-            context.log.info({ signal }, 'shutting down');
-            // A second signal, or a stuck step, must not keep the process alive for ever.
-            const force = setTimeout(() => {
-              context.log.error('graceful shutdown timed out; exiting');
-              process.exit(1);
-            }, context.config.shutdownTimeoutMs + 5_000);
-            force.unref();
-            server.close().then(resolve, resolve);
-          };
-          process.once('SIGINT', stop);
-          process.once('SIGTERM', stop);
-        });
+        // The event flush has PREWARM_SHUTDOWN_TIMEOUT_MS of its own; the forced exit waits a little longer.
+        await closeOnSignal({ close: server.close, log: context.log, timeoutMs: context.config.shutdownTimeoutMs + 5_000, name: 'API' });
       }),
     );
 }
