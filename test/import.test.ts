@@ -132,6 +132,23 @@ describe('import of good files', () => {
     ]);
   });
 
+  it('imports rows already in memory through the same COPY path, idempotently', async () => {
+    db = await createTestDb();
+    const importer = createImporter({ pool: db.pool, log: silentLog, batchSize: 2 });
+    const rows = [
+      { userId: 'm1', at: new Date('2024-01-01T10:00:00Z') },
+      { userId: 'm1', at: new Date('2024-01-03T10:00:00Z') },
+      { userId: 'm"2,x', at: new Date('2024-01-02T10:00:00Z') },
+    ];
+    expect(await importer.importRows('logins', rows)).toMatchObject({ rowsRead: 3, rowsInserted: 3, duplicates: 0 });
+    expect(await importer.importRows('logins', rows)).toMatchObject({ rowsRead: 3, rowsInserted: 0, duplicates: 3 });
+    const activity = await db.pool.query(`SELECT user_id, login_count, first_login_at, last_login_at FROM user_activity ORDER BY user_id`);
+    expect(activity.rows).toEqual([
+      { user_id: 'm"2,x', login_count: 1, first_login_at: new Date('2024-01-02T10:00:00Z'), last_login_at: new Date('2024-01-02T10:00:00Z') },
+      { user_id: 'm1', login_count: 2, first_login_at: new Date('2024-01-01T10:00:00Z'), last_login_at: new Date('2024-01-03T10:00:00Z') },
+    ]);
+  });
+
   it('adds nothing when the same files are imported again', async () => {
     db = await createTestDb();
     const gz = join(dir, 'interactions-again.csv.gz');

@@ -54,6 +54,8 @@ export interface ImportSummary {
 export interface Importer {
   importLogins(path: string, options?: ImportFileOptions): Promise<ImportSummary>;
   importInteractions(path: string, options?: ImportFileOptions): Promise<ImportSummary>;
+  /** The same COPY path for rows already validated and in memory (a replay feeding its log). */
+  importRows<K extends CsvKind>(kind: K, rows: Iterable<CsvRow<K>>, label?: string): Promise<ImportSummary>;
 }
 
 export const DEFAULT_IMPORT_BATCH_SIZE = 200_000;
@@ -93,10 +95,8 @@ export function createImporter(options: ImporterOptions): Importer {
   if (!Number.isInteger(batchSize) || batchSize <= 0) throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `batchSize must be a positive integer, got ${batchSize}`);
 
   async function importFile<K extends CsvKind>(kind: K, path: string, fileOptions: ImportFileOptions = {}): Promise<ImportSummary> {
-    const started = performance.now();
     const summary: ImportSummary = { file: path, kind, rowsRead: 0, rowsInserted: 0, duplicates: 0, errors: 0, errorSamples: [], ms: 0 };
     let bytesRead = 0;
-    const progress = () => fileOptions.onProgress?.({ bytesRead, rowsRead: summary.rowsRead, rowsInserted: summary.rowsInserted });
     const rows = readCsv(path, kind, {
       onError: (error) => {
         summary.errors += 1;
@@ -105,9 +105,16 @@ export function createImporter(options: ImporterOptions): Importer {
       },
       onProgress: (bytes) => {
         bytesRead = bytes;
-        progress();
+        fileOptions.onProgress?.({ bytesRead, rowsRead: summary.rowsRead, rowsInserted: summary.rowsInserted });
       },
     });
+    return importFrom(kind, rows, summary, () => fileOptions.onProgress?.({ bytesRead, rowsRead: summary.rowsRead, rowsInserted: summary.rowsInserted }));
+  }
+
+  /** The COPY pipeline, fed by a validated row source (a CSV file, or rows already in memory). */
+  async function importFrom<K extends CsvKind>(kind: K, rows: AsyncGenerator<CsvRow<K>>, summary: ImportSummary, progress: () => void): Promise<ImportSummary> {
+    const path = summary.file;
+    const started = performance.now();
     const encode = (kind === 'logins' ? loginEncoder() : interactionEncoder()) as (row: CsvRow<K>) => string;
     const sql = SQL[kind];
     // Two stages overlap: while batch N is inserted and committed on one connection, batch N+1
@@ -203,6 +210,13 @@ export function createImporter(options: ImporterOptions): Importer {
   return {
     importLogins: (path, fileOptions) => importFile('logins', path, fileOptions),
     importInteractions: (path, fileOptions) => importFile('interactions', path, fileOptions),
+    importRows: (kind, rows, label = `in-memory ${kind}`) => {
+      const summary: ImportSummary = { file: label, kind, rowsRead: 0, rowsInserted: 0, duplicates: 0, errors: 0, errorSamples: [], ms: 0 };
+      const source = (async function* () {
+        yield* rows;
+      })();
+      return importFrom(kind, source, summary, () => undefined);
+    },
   };
 }
 

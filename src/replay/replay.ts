@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
+import { createImporter } from '../activity/import.ts';
 import { recordLogins } from '../activity/user-activity.ts';
 import { createReport, type DailyPoint, type PolicyReport } from '../accounting/report.ts';
 import { VirtualClock } from '../clock.ts';
@@ -22,7 +23,6 @@ import { createQueueRedis, createServingRedis, deleteKeysWithPrefix } from '../r
 import { createEventRecorder } from '../serving/event-recorder.ts';
 import { createRecommendationService } from '../serving/service.ts';
 import type { InteractionEvent, LoginEvent } from './generate.ts';
-import { insertInteractions } from './feed.ts';
 import { WINDOW_SPECS, type WindowSpec } from './window-spec.ts';
 
 export interface ReplayData {
@@ -100,8 +100,9 @@ export async function replayPolicy(data: ReplayData, name: string, policy: Polic
   const closers: (() => Promise<unknown>)[] = [];
   try {
     await migrate({ pool, schema, log });
-    const history = data.logins.filter((login) => login.at.getTime() < fromMs);
-    await loadHistory(pool, history);
+    // History and interactions go in through the importer's COPY path, as a real import would.
+    const importer = createImporter({ pool, log });
+    await importer.importRows('logins', data.logins.filter((login) => login.at.getTime() < fromMs), 'replay history');
 
     const scorer = isModelFree(policy) ? createRecencyScorer({ pool }) : await options.prepareScorer({ pool, from: options.from, windowMs, log });
     const windows = createWindowStore({ pool, clock });
@@ -134,7 +135,7 @@ export async function replayPolicy(data: ReplayData, name: string, policy: Polic
     let loginIndex = 0;
     let interactionIndex = data.interactions.findIndex((interaction) => interaction.at.getTime() >= fromMs);
     if (interactionIndex < 0) interactionIndex = data.interactions.length;
-    await insertInteractions(pool, data.interactions.slice(0, interactionIndex));
+    await importer.importRows('interactions', data.interactions.slice(0, interactionIndex), 'replay interactions');
     const retrainEveryMs = options.retrainEveryMs ?? 7 * 86_400_000;
     const loginConcurrency = options.loginConcurrency ?? 32;
     let trainedAt = -Infinity;
@@ -151,7 +152,7 @@ export async function replayPolicy(data: ReplayData, name: string, policy: Polic
       // each computation's instant, so none is seen early.
       const feedFrom = interactionIndex;
       while (interactionIndex < data.interactions.length && (data.interactions[interactionIndex] as InteractionEvent).at.getTime() < windowEnd) interactionIndex++;
-      await insertInteractions(pool, data.interactions.slice(feedFrom, interactionIndex));
+      if (interactionIndex > feedFrom) await importer.importRows('interactions', data.interactions.slice(feedFrom, interactionIndex), 'replay interactions');
       await recorder.flush();
 
       const outcomes = await scheduler.tick(clock.now());
@@ -204,12 +205,6 @@ export async function replayPolicy(data: ReplayData, name: string, policy: Polic
     cacheRedis.disconnect();
     if (!options.keepSchemas) await pool.query(`DROP SCHEMA IF EXISTS ${quoteIdent(schema)} CASCADE`).catch(() => undefined);
     await pool.end();
-  }
-}
-
-async function loadHistory(pool: Pool, history: readonly LoginEvent[]): Promise<void> {
-  for (let i = 0; i < history.length; i += 10_000) {
-    await recordLogins(pool, history.slice(i, i + 10_000));
   }
 }
 
