@@ -1,0 +1,45 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { TEST_DATABASE_URL, TEST_REDIS_URL } from './helpers.ts';
+
+const run = promisify(execFile);
+const dir = mkdtempSync(join(tmpdir(), 'prewarm-replay-cli-'));
+const env = { ...process.env, DATABASE_URL: TEST_DATABASE_URL, REDIS_URL: TEST_REDIS_URL, PREWARM_LOG_LEVEL: 'warn' };
+const prewarm = (...args: string[]) => run(process.execPath, ['src/cli/bin.mjs', ...args], { env, maxBuffer: 16 << 20 });
+
+describe('prewarm generate → prewarm replay (the demo pipeline)', () => {
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('prints the DESIGN.md JSON for model, all and none, with the oracle, and writes the HTML report', async () => {
+    await prewarm('generate', '--out', dir, '--seed', '11', '--users', '120', '--days', '36');
+    const report = join(dir, 'report.html');
+    const { stdout } = await prewarm('replay', '--logins', join(dir, 'logins.csv'), '--interactions', join(dir, 'interactions.csv'), '--json', '--report', report);
+    const result = JSON.parse(stdout);
+    expect(result.policies.map((p: { name: string }) => p.name)).toEqual(['model', 'all', 'none']);
+    const [model, all, none] = result.policies;
+    for (const policy of result.policies) {
+      for (const key of ['precomputes', 'wasted', 'waste', 'coverage', 'loginCoverage', 'stalenessP50Ms', 'stalenessP95Ms', 'onDemand', 'batchComputeMs', 'onDemandComputeMs', 'latencyP50Ms', 'latencyP99Ms']) {
+        expect(policy).toHaveProperty(key);
+      }
+    }
+    // Precompute everyone covers every known active user; on demand only covers none of them.
+    expect(all.coverage).toBe(1);
+    expect(none.precomputes).toBe(0);
+    expect(none.coverage).toBe(0);
+    expect(none.onDemand).toBeGreaterThan(0);
+    expect(model.precomputes).toBeLessThan(all.precomputes);
+    expect(model.waste).toBeLessThan(all.waste);
+    // The oracle precomputes exactly the known users who log in: the active user-windows.
+    expect(result.oracle).toMatchObject({ name: 'oracle', wasted: 0, waste: 0, coverage: 1 });
+    expect(result.oracle.precomputes).toBe(all.precomputes - all.wasted);
+    expect(result.report).toBe(report);
+    const html = readFileSync(report, 'utf8');
+    expect(html).toContain('<table>');
+    expect(html).toContain('model (coverage:0.8)');
+    expect((html.match(/<svg /g) ?? []).length).toBe(4);
+  }, 240_000);
+});
