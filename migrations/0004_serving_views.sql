@@ -6,21 +6,28 @@
 -- reported apart.
 CREATE VIEW coverage_by_run AS
 WITH active AS (
+  -- Per run, the logins inside its window (an index range scan each), by known users only.
   SELECT b.id AS run_id, l.user_id, min(l.at) AS first_at
     FROM batch_runs b
-    JOIN logins l ON l.at >= b.scheduled_for AND l.at < b.expires_at
+    CROSS JOIN LATERAL (SELECT user_id, at FROM logins WHERE at >= b.scheduled_for AND at < b.expires_at) l
     JOIN user_activity ua ON ua.user_id = l.user_id AND ua.first_login_at < b.scheduled_for
    GROUP BY b.id, l.user_id
+), judged AS (
+  SELECT a.run_id, a.user_id, r.holdout
+    FROM active a
+    LEFT JOIN LATERAL (
+      SELECT r.holdout FROM recommendations r
+       WHERE r.run_id = a.run_id AND r.user_id = a.user_id AND r.computed_at <= a.first_at
+       LIMIT 1
+    ) r ON true
 )
 SELECT b.id AS run_id, b.window_name, b.scheduled_for, b.expires_at,
-       count(a.user_id) AS active_known,
-       count(a.user_id) FILTER (WHERE r.id IS NOT NULL AND NOT r.holdout) AS covered,
-       (count(a.user_id) FILTER (WHERE r.id IS NOT NULL AND NOT r.holdout))::double precision
-         / nullif(count(a.user_id), 0) AS coverage,
-       count(a.user_id) FILTER (WHERE r.id IS NOT NULL AND r.holdout) AS holdout_hits
+       count(j.user_id) AS active_known,
+       count(j.user_id) FILTER (WHERE j.holdout = false) AS covered,
+       (count(j.user_id) FILTER (WHERE j.holdout = false))::double precision / nullif(count(j.user_id), 0) AS coverage,
+       count(j.user_id) FILTER (WHERE j.holdout) AS holdout_hits
   FROM batch_runs b
-  LEFT JOIN active a ON a.run_id = b.id
-  LEFT JOIN recommendations r ON r.run_id = b.id AND r.user_id = a.user_id AND r.computed_at <= a.first_at
+  LEFT JOIN judged j ON j.run_id = b.id
  GROUP BY b.id;
 
 CREATE VIEW coverage_by_day AS

@@ -187,6 +187,8 @@ export async function replayPolicy(data: ReplayData, name: string, policy: Polic
     clock.set(toMs);
     await service.close();
     await recorder.close();
+    // The tables were bulk-loaded moments ago: fresh statistics keep the report's plans sane.
+    await pool.query('ANALYZE');
     const report = createReport({ pool });
     const period = { asOf: new Date(toMs), from: options.from, to: options.to };
     return {
