@@ -174,6 +174,21 @@ describe('login path', () => {
     expect(marked.rows[0].first_served_at.toISOString()).toBe('2024-03-01T12:00:00.000Z');
   });
 
+  it('counts a serve once even when its flush is retried after it was written', async () => {
+    const { recommender } = createScriptedRecommender({});
+    h = await createServingHarness(recommender);
+    const set = batchSet('jo', new Date(h.clock.now().getTime() - HOUR));
+    await h.store.insertMany(h.db.pool, [set]);
+    const serve = { id: '00000000-0000-4000-8000-000000000001', userId: 'jo', at: h.clock.now(), source: 'precomputed' as const, recommendationId: set.id, stalenessMs: HOUR, latencyMs: 1, reason: null };
+    h.recorder.addServe(serve);
+    await h.recorder.flush();
+    // The same event again, as after a flush whose commit succeeded but whose reply was lost.
+    h.recorder.addServe(serve);
+    await h.recorder.flush();
+    const counts = await h.db.pool.query(`SELECT (SELECT count(*)::int FROM serves) AS serves, (SELECT serve_count FROM recommendations WHERE id = $1) AS served`, [set.id]);
+    expect(counts.rows[0]).toEqual({ serves: 1, served: 1 });
+  });
+
   it('loses no acknowledged event while Postgres refuses writes, and writes them once it accepts again', async () => {
     const { recommender } = createScriptedRecommender({ ivy: ['i1'] });
     h = await createServingHarness(recommender);

@@ -47,7 +47,8 @@ const sql = {
       text: `INSERT INTO serves (id, user_id, at, source, recommendation_id, staleness_ms, latency_ms, reason)
              SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::uuid[],
                                   $6::bigint[], $7::real[], $8::text[])
-             ON CONFLICT (id) DO NOTHING`,
+             ON CONFLICT (id) DO NOTHING
+             RETURNING id`,
       values: [
         serves.map((s) => s.id),
         serves.map((s) => s.userId),
@@ -74,9 +75,6 @@ const sql = {
               WHERE r.id = s.recommendation_id`,
       values: [serveIds],
     };
-  },
-  alreadyRecorded(serveIds: readonly string[]): Sql {
-    return { text: `SELECT id FROM serves WHERE id = ANY($1::uuid[])`, values: [serveIds] };
   },
 };
 
@@ -125,13 +123,8 @@ export function createEventRecorder(options: EventRecorderOptions): EventRecorde
       if (batchSets.length > 0) await store.insertMany(client, batchSets);
       if (batchLogins.length > 0) await recordLogins(client, batchLogins);
       if (batchServes.length > 0) {
-        const ids = batchServes.map((s) => s.id);
-        const existing = new Set((await client.query<{ id: string }>(sql.alreadyRecorded(ids))).rows.map((r) => r.id));
-        const fresh = batchServes.filter((s) => !existing.has(s.id));
-        if (fresh.length > 0) {
-          await client.query(sql.insertServes(fresh));
-          await client.query(sql.markServed(fresh.map((s) => s.id)));
-        }
+        const inserted = await client.query<{ id: string }>(sql.insertServes(batchServes));
+        if (inserted.rows.length > 0) await client.query(sql.markServed(inserted.rows.map((row) => row.id)));
       }
     });
   }
