@@ -18,22 +18,22 @@ export interface ReplayResult {
   table: Record<string, string | number>[];
 }
 
-export interface ReplayPolicyFigures {
-  name: string;
-  policy: string;
-  precomputes: number;
-  wasted: number;
-  waste: number | null;
-  coverage: number | null;
-  loginCoverage: number | null;
-  stalenessP50Ms: number | null;
-  stalenessP95Ms: number | null;
-  onDemand: number;
-  batchComputeMs: number;
-  onDemandComputeMs: number;
-  latencyP50Ms: Record<string, number>;
-  latencyP99Ms: Record<string, number>;
-}
+/** One row of the replay's table: DESIGN.md's `replay --json` fields, read from the report. */
+export type ReplayPolicyFigures = { name: string; policy: string } & Pick<
+  PolicyReport,
+  | 'precomputes'
+  | 'wasted'
+  | 'waste'
+  | 'coverage'
+  | 'loginCoverage'
+  | 'stalenessP50Ms'
+  | 'stalenessP95Ms'
+  | 'onDemand'
+  | 'batchComputeMs'
+  | 'onDemandComputeMs'
+  | 'latencyP50Ms'
+  | 'latencyP99Ms'
+>;
 
 function figures(name: string, policy: string, report: PolicyReport): ReplayPolicyFigures {
   return {
