@@ -1,5 +1,8 @@
 import { parseTimestamp } from '../activity/csv.ts';
-import { PrewarmError } from '../errors.ts';
+import { formatDuration } from '../duration.ts';
+import { PrewarmError, isPrewarmError } from '../errors.ts';
+import { parsePolicy, type Policy } from '../policy.ts';
+import { WINDOW_SPECS, parseWindowSpec } from '../window-spec.ts';
 
 /**
  * A command-line instant: a date (`2013-12-01`, midnight UTC) or an ISO 8601 date-time with a
@@ -11,4 +14,29 @@ export function parseInstant(text: string, flag: string): Date {
     throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `${flag}: expected an ISO 8601 date or date-time with a zone (2013-12-01, 2013-12-01T06:00:00Z), got "${text}"`);
   }
   return at;
+}
+
+/** `--window 1d|6h|1h` as milliseconds (src/window-spec.ts holds the one table). */
+export function parseWindowFlag(text: string): number {
+  return WINDOW_SPECS[parseWindowSpec(text)].ms;
+}
+
+/** An instant on the window grid (UTC midnight + k × window), named after its flag when it is not. */
+export function parseGridInstant(text: string, flag: string, windowMs: number): number {
+  const ms = parseInstant(text, flag).getTime();
+  if (ms % windowMs !== 0) {
+    const length = formatDuration(windowMs);
+    throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `${flag} ${text} is not the start of a ${length} window (they start at UTC midnight + k × ${length})`);
+  }
+  return ms;
+}
+
+/** `--policy SPEC`; a bad spec is bad input (exit code 2), named after the flag. */
+export function parsePolicyFlag(text: string): Policy {
+  try {
+    return parsePolicy(text);
+  } catch (error) {
+    if (isPrewarmError(error)) throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `--policy: ${error.message}`, { cause: error });
+    throw error;
+  }
 }

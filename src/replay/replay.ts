@@ -23,7 +23,7 @@ import { createQueueRedis, createServingRedis, deleteKeysWithPrefix } from '../r
 import { createEventRecorder } from '../serving/event-recorder.ts';
 import { createRecommendationService } from '../serving/service.ts';
 import type { InteractionEvent, LoginEvent } from './generate.ts';
-import { WINDOW_SPECS, type WindowSpec } from './window-spec.ts';
+import { WINDOW_SPECS, type WindowSpec } from '../window-spec.ts';
 
 export interface ReplayData {
   /** Sorted by time. */

@@ -5,7 +5,8 @@ import { PrewarmError } from '../../errors.ts';
 import { backtestLog, GOAL_SYNTAX, parseGoal, SWEEP_KINDS, type BacktestReport, type SweepKind } from '../../propensity/backtest.ts';
 import { renderTradeoffSvg } from '../../propensity/chart-svg.ts';
 import { action } from '../runtime.ts';
-import { count, parseCountFlag, parseGridInstant, parseWindowFlag, pct, readLoginsFlag, table } from './evaluate.ts';
+import { parseGridInstant, parseWindowFlag } from '../flags.ts';
+import { count, parseCountFlag, pct, readLoginsFlag, table } from './evaluate.ts';
 
 interface BacktestFlags {
   logins: string;

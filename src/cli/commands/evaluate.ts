@@ -1,47 +1,17 @@
 import type { Command } from 'commander';
-import { formatDuration } from '../../duration.ts';
-import { PrewarmError, isPrewarmError } from '../../errors.ts';
-import { parsePolicy, type Policy } from '../../policy.ts';
+import { PrewarmError } from '../../errors.ts';
 import type { ReliabilityBin } from '../../propensity/calibration.ts';
 import { evaluateLog, type EvaluationReport } from '../../propensity/evaluate.ts';
 import { readLoginLog, type LoginLogStats } from '../../propensity/login-log.ts';
 import { FEATURE_COUNT } from '../../propensity/features.ts';
-import { parseInstant } from '../flags.ts';
+import { parseGridInstant, parsePolicyFlag, parseWindowFlag } from '../flags.ts';
 import { action } from '../runtime.ts';
-
-/** `--window 1d|6h|1h`: windows aligned to UTC midnight (DESIGN.md). */
-export const WINDOW_LENGTHS: Readonly<Record<string, number>> = { '1d': 86_400_000, '6h': 21_600_000, '1h': 3_600_000 };
-
-export function parseWindowFlag(text: string): number {
-  const ms = WINDOW_LENGTHS[text];
-  if (ms === undefined) throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `--window "${text}" must be one of ${Object.keys(WINDOW_LENGTHS).join(', ')}`);
-  return ms;
-}
 
 export function parseCountFlag(text: string | undefined, flag: string, min = 1): number | undefined {
   if (text === undefined) return undefined;
   const value = Number(text);
   if (!Number.isInteger(value) || value < min) throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `${flag} must be a whole number ≥ ${min}, not "${text}"`);
   return value;
-}
-
-export function parsePolicyFlag(text: string): Policy {
-  try {
-    return parsePolicy(text);
-  } catch (error) {
-    if (isPrewarmError(error)) throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `--policy: ${error.message}`, { cause: error });
-    throw error;
-  }
-}
-
-/** A test-period instant on the window grid, named after its flag when it is not. */
-export function parseGridInstant(text: string, flag: string, windowMs: number): number {
-  const ms = parseInstant(text, flag).getTime();
-  if (ms % windowMs !== 0) {
-    const length = formatDuration(windowMs);
-    throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `${flag} ${text} is not the start of a ${length} window (they start at UTC midnight + k × ${length})`);
-  }
-  return ms;
 }
 
 export async function readLoginsFlag(path: string): Promise<{ log: Awaited<ReturnType<typeof readLoginLog>>['log']; stats: LoginLogStats; readMs: number }> {

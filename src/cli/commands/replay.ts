@@ -2,14 +2,14 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
-import { parseInstant } from '../flags.ts';
+import { parseGridInstant, parsePolicyFlag } from '../flags.ts';
 import { parseDuration } from '../../duration.ts';
 import { PrewarmError } from '../../errors.ts';
-import { parsePolicy } from '../../policy.ts';
+import type { Policy } from '../../policy.ts';
 import { renderReplayHtml } from '../../replay/html-report.ts';
 import { prepareModelScorer } from '../../replay/propensity.ts';
 import { loadReplayData, runReplay, type ReplayResult } from '../../replay/run.ts';
-import { parseWindowSpec, windowStartOf, WINDOW_SPECS } from '../../replay/window-spec.ts';
+import { parseWindowSpec, windowStartOf, WINDOW_SPECS } from '../../window-spec.ts';
 import { action, createCliContext } from '../runtime.ts';
 import type { ReplayData, ReplayProgress } from '../../replay/replay.ts';
 
@@ -45,7 +45,7 @@ export function registerReplay(program: Command): void {
     .action(
       action(async (flags: ReplayFlags) => {
         const window = parseWindowSpec(flags.window);
-        const policy = parsePolicy(flags.policy);
+        const policy = parsePolicyFlag(flags.policy);
         const items = Number(flags.items);
         if (!Number.isInteger(items) || items < 1 || items > 100) throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `--items must be a whole number from 1 to 100, not "${flags.items}"`);
         const retrainEveryMs = parseDuration(flags.retrainEvery);
@@ -68,7 +68,7 @@ export function registerReplay(program: Command): void {
 async function replayWithProgress(
   data: ReplayData,
   flags: ReplayFlags & { window: keyof typeof WINDOW_SPECS },
-  policy: ReturnType<typeof parsePolicy>,
+  policy: Policy,
   items: number,
   retrainEveryMs: number,
   context: ReturnType<typeof createCliContext>,
@@ -77,12 +77,9 @@ async function replayWithProgress(
   const last = data.logins.at(-1)?.at.getTime();
   if (first === undefined || last === undefined) throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `${flags.logins}: no valid logins`);
   const windowMs = WINDOW_SPECS[flags.window].ms;
-  const from = flags.from ? parseInstant(flags.from, '--from') : new Date(windowStartOf(first, windowMs) + 28 * 86_400_000);
-  const to = flags.to ? parseInstant(flags.to, '--to') : new Date(windowStartOf(last, windowMs) + windowMs);
+  const from = new Date(flags.from ? parseGridInstant(flags.from, '--from', windowMs) : windowStartOf(first, windowMs) + 28 * 86_400_000);
+  const to = new Date(flags.to ? parseGridInstant(flags.to, '--to', windowMs) : windowStartOf(last, windowMs) + windowMs);
   if (from.getTime() >= to.getTime()) throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `--from ${from.toISOString()} must be before --to ${to.toISOString()}`);
-  if (from.getTime() % windowMs !== 0 || to.getTime() % windowMs !== 0) {
-    throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `--from and --to must fall on window boundaries (${flags.window}, aligned to UTC midnight)`);
-  }
   const bar = process.stderr.isTTY
     ? new cliProgress.SingleBar(
         { format: '{policy} {bar} {percentage}% {day} {logins} logins {rate} logins/s', barsize: 20, hideCursor: false, linewrap: true, fps: 5 },

@@ -3,7 +3,8 @@ import { systemClock } from '../../clock.ts';
 import { formatDuration } from '../../duration.ts';
 import { trainPropensity } from '../../propensity/train.ts';
 import { action, createCliContext, openPool } from '../runtime.ts';
-import { count, parseCountFlag, parseWindowFlag, reliabilityLines } from './evaluate.ts';
+import { parseWindowFlag } from '../flags.ts';
+import { count, parseCountFlag, reliabilityLines } from './evaluate.ts';
 
 interface TrainFlags {
   logins?: string;

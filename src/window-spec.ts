@@ -1,4 +1,4 @@
-import { PrewarmError } from '../errors.ts';
+import { PrewarmError } from './errors.ts';
 
 /** `--window 1d|6h|1h`: windows aligned to UTC midnight, each set fresh for exactly that long. */
 export const WINDOW_SPECS = {
