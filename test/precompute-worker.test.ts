@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { batchSetId } from '../src/recommendations/set.ts';
+import { batchSetId, storedItems } from '../src/recommendations/set.ts';
 import { createPlannerHarness, DAY, recencyPopulation, type PlannerHarness } from './fixtures/precompute-harness.ts';
 import { createTestRecommender, itemsFor } from './fixtures/precompute-recommender.ts';
 
@@ -33,8 +33,8 @@ describe('precompute worker', () => {
     // One recommender call per chunk.
     expect(state.calls).toBe(run.chunksTotal);
 
-    const sets = await h.pool.query<{ id: string; user_id: string; source: string; holdout: boolean; computed_at: Date; expires_at: Date; items: unknown[]; model_version: string }>(
-      'SELECT id, user_id, source, holdout, computed_at, expires_at, items, model_version FROM recommendations WHERE run_id = $1',
+    const sets = await h.pool.query<{ id: string; user_id: string; source: string; holdout: boolean; computed_at: Date; expires_at: Date; item_ids: string[]; scores: number[]; model_version: string }>(
+      'SELECT id, user_id, source, holdout, computed_at, expires_at, item_ids, scores, model_version FROM recommendations WHERE run_id = $1',
       [run.id],
     );
     expect(sets.rowCount).toBe(total);
@@ -44,13 +44,16 @@ describe('precompute worker', () => {
     for (const set of sets.rows) {
       expect(set).toMatchObject({ id: batchSetId(run.id, set.user_id), source: 'batch', holdout: holdout.has(set.user_id), model_version: 'test-v1' });
       expect(set.expires_at.toISOString()).toBe(new Date(START + DAY).toISOString());
-      expect(set.items).toEqual(itemsFor(set.user_id, 10));
+      // Scores are stored with 6 significant digits (a real), and read back as written.
+      const expected = storedItems(itemsFor(set.user_id, 10));
+      expect(set.item_ids).toEqual(expected.map((item) => item.itemId));
+      expect(set.scores).toEqual(expected.map((item) => item.score));
     }
 
     // The cache holds each set, TTL = remaining freshness (Redis TTL is real time: ≈ 24 h − 1 min).
     const someone = sets.rows[0]!.user_id;
     const cached = await h.cache.get(someone);
-    expect(cached).toMatchObject({ id: batchSetId(run.id, someone), source: 'batch', runId: run.id, expiresAt: new Date(START + DAY) });
+    expect(cached).toMatchObject({ id: batchSetId(run.id, someone), source: 'batch', runId: run.id, expiresAt: new Date(START + DAY), items: storedItems(itemsFor(someone, 10)) });
     const ttl = await h.redis.pttl(h.cache.key(someone));
     expect(ttl).toBeGreaterThan(DAY - 60_000 - 5_000);
     expect(ttl).toBeLessThanOrEqual(DAY - 60_000);

@@ -5,7 +5,7 @@ import { withTransaction, type Pool } from '../db/pool.ts';
 import { toError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { RecommendationCache } from '../recommendations/cache.ts';
-import { batchSetId, type RecommendationSet } from '../recommendations/set.ts';
+import { batchSetId, storedItems, type RecommendationSet } from '../recommendations/set.ts';
 import type { RecommendationStore } from '../recommendations/store.ts';
 import type { Recommender } from '../recommender/types.ts';
 import { PRECOMPUTE_QUEUE, type PrecomputeJobData, type PrecomputeJobResult } from './queue.ts';
@@ -97,7 +97,7 @@ export function createPrecomputeWorker(deps: PrecomputeWorkerDeps): PrecomputeWo
         holdout: holdout.has(userId),
         computedAt: at,
         expiresAt,
-        items: result.items,
+        items: storedItems(result.items),
         modelVersion,
         computeMs: perUserMs,
       });

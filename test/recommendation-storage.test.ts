@@ -1,0 +1,81 @@
+import { randomUUID } from 'node:crypto';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createRecommendationCache } from '../src/recommendations/cache.ts';
+import { storedItems, storedScore, type RecommendationSet } from '../src/recommendations/set.ts';
+import { createRecommendationStore } from '../src/recommendations/store.ts';
+import { createTestDb, createTestRedis, silentLog, type TestDb, type TestRedis } from './helpers.ts';
+
+// Item ids that a Postgres array literal or CSV must quote or escape.
+const AWKWARD_IDS = ['plain-1', 'a,b', '{braced}', 'say "hi"', 'back\\slash', 'with space', ' lead', 'NULL', 'null', 'tab\there', 'new\nline', 'é-ü-✓', '""', 'x'.repeat(300)];
+
+function setWith(items: RecommendationSet['items'], userId = 'u1'): RecommendationSet {
+  const computedAt = new Date('2026-01-01T00:00:00Z');
+  return {
+    id: randomUUID(),
+    userId,
+    source: 'on_demand',
+    runId: null,
+    holdout: false,
+    computedAt,
+    expiresAt: new Date(computedAt.getTime() + 3_600_000),
+    items,
+    modelVersion: 'v1',
+    computeMs: 1.5,
+  };
+}
+
+describe('storedScore', () => {
+  it('keeps 6 significant digits, as Number(x.toPrecision(6)) does', () => {
+    const samples = [0, -0, 1, -1, 0.1, 1 / 3, 2 / 3, 123456.5, 999999.5, 9.999995, 1e-7 / 3, 12345678.9, -98765.4321, 1e-20 / 7, 3e25 / 7, 0.000123456789];
+    for (let i = 0; i < 10_000; i++) samples.push((Math.random() - 0.3) * 10 ** Math.floor(Math.random() * 24 - 12));
+    for (const x of samples) expect(storedScore(x), String(x)).toBe(Number(x.toPrecision(6)));
+    expect(storedScore(Number.NaN)).toBeNaN();
+    expect(storedScore(Number.POSITIVE_INFINITY)).toBe(Number.POSITIVE_INFINITY);
+  });
+});
+
+describe('recommendation storage', () => {
+  let db: TestDb | undefined;
+  let redis: TestRedis | undefined;
+  afterEach(async () => {
+    await db?.drop();
+    await redis?.drop();
+    db = redis = undefined;
+  });
+
+  it('gives back from Postgres and from Redis exactly the items written, awkward ids included', async () => {
+    db = await createTestDb();
+    redis = await createTestRedis();
+    const store = createRecommendationStore({ pool: db.pool });
+    const cache = createRecommendationCache({ redis: redis.redis, prefix: `${redis.prefix}:`, log: silentLog });
+    const items = storedItems(AWKWARD_IDS.map((itemId, rank) => ({ itemId, score: (AWKWARD_IDS.length - rank) / 7 - 1 })));
+    const set = setWith(items);
+    const empty = setWith([], 'u2');
+
+    expect(await store.insertMany(db.pool, [set, empty])).toEqual(new Set([set.id, empty.id]));
+    // Written again (a retried batch): nothing new.
+    expect(await store.insertMany(db.pool, [set])).toEqual(new Set());
+    const at = new Date(set.computedAt.getTime() + 1);
+    expect(await store.findFresh('u1', at)).toEqual(set);
+    expect(await store.findFresh('u2', at)).toEqual(empty);
+
+    await cache.setMany([set, empty], at);
+    expect(await cache.get('u1')).toEqual(set);
+    expect(await cache.get('u2')).toEqual(empty);
+
+    // Analysts read items one per row, best first.
+    const rows = await db.pool.query<{ rank: string; item_id: string; score: number }>('SELECT rank, item_id, score FROM recommendation_items WHERE recommendation_id = $1 ORDER BY rank', [set.id]);
+    expect(rows.rows.map((row) => ({ itemId: row.item_id, score: row.score }))).toEqual(items);
+    expect(rows.rows.map((row) => Number(row.rank))).toEqual(items.map((_, rank) => rank + 1));
+  });
+
+  it('treats a cache entry it did not write as a miss rather than failing the login', async () => {
+    redis = await createTestRedis();
+    const cache = createRecommendationCache({ redis: redis.redis, prefix: `${redis.prefix}:`, log: silentLog });
+    // The layout before item arrays, then garbage.
+    await redis.redis.set(cache.key('old'), JSON.stringify({ id: randomUUID(), source: 'batch', items: [{ itemId: 'a', score: 1 }], computedAt: 0, expiresAt: 1 }));
+    await redis.redis.set(cache.key('garbage'), '{not json');
+    expect(await cache.get('old')).toBeUndefined();
+    expect(await cache.get('garbage')).toBeUndefined();
+  });
+});
