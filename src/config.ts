@@ -61,7 +61,7 @@ const envSchema = z.object({
   PREWARM_RECOMMENDER_NEIGHBOURS: positiveInt.default(50),
   PREWARM_FLUSH_INTERVAL_MS: positiveInt.default(200),
   PREWARM_FLUSH_MAX_BATCH: positiveInt.default(2_000),
-  PREWARM_WORKER_CONCURRENCY: positiveInt.default(2),
+  PREWARM_WORKER_CONCURRENCY: positiveInt.default(4),
   PREWARM_SHUTDOWN_TIMEOUT_MS: positiveInt.default(15_000),
   PREWARM_PROPENSITY_WINDOW: duration.default(86_400_000),
   PREWARM_PROPENSITY_RETRAIN_EVERY: duration.default(86_400_000),

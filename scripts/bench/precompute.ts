@@ -21,6 +21,7 @@ import { deleteKeysWithPrefix } from '../../src/redis.ts';
 import pino from 'pino';
 import { recordLogins } from '../../src/activity/user-activity.ts';
 import { systemClock } from '../../src/clock.ts';
+import { loadConfig } from '../../src/config.ts';
 import { createPool, type Pool } from '../../src/db/pool.ts';
 import { migrate, quoteIdent } from '../../src/db/migrate.ts';
 import { createPlanner } from '../../src/planner/planner.ts';
@@ -37,6 +38,8 @@ const DAY = 86_400_000;
 
 export interface PrecomputeBenchResult {
   users: number;
+  history: string;
+  interactions: number;
   itemsPerUser: number;
   chunkSize: number;
   workerConcurrency: number;
@@ -77,7 +80,20 @@ function random(seed: number): () => number {
 
 const userId = (i: number) => `user-${String(i).padStart(7, '0')}`;
 
-async function seed(pool: Pool, users: number, now: number, log: pino.Logger): Promise<void> {
+/**
+ * Interactions per user. `movielens` (default) follows MovieLens-100K, the size DESIGN's
+ * recommender figures refer to: at least 20, mean ≈106, a long tail capped at 737. `light` is
+ * 10–25, a thin history that makes the recommender cheap and so the fixed cost of writing 100
+ * items per user weigh the most: the worst case for the overhead ratio.
+ */
+type HistoryShape = 'movielens' | 'light';
+
+function historyLength(shape: HistoryShape, rand: () => number): number {
+  if (shape === 'light') return 10 + Math.floor(rand() * 16);
+  return Math.min(737, 20 + Math.floor(-86 * Math.log(1 - rand())));
+}
+
+async function seed(pool: Pool, users: number, history: HistoryShape, now: number, log: pino.Logger): Promise<void> {
   const started = performance.now();
   const rand = random(42);
   const items = 5_000;
@@ -88,7 +104,7 @@ async function seed(pool: Pool, users: number, now: number, log: pino.Logger): P
     let buffer = '';
     for (let u = 0; u < users; u++) {
       const cluster = u % clusters;
-      const count = 10 + Math.floor(rand() * 16);
+      const count = historyLength(history, rand);
       const seen = new Set<number>();
       for (let n = 0; n < count; n++) {
         // 70 %: the user's taste cluster (100 items); else a skewed draw from the whole catalogue.
@@ -116,7 +132,9 @@ async function seed(pool: Pool, users: number, now: number, log: pino.Logger): P
 }
 
 function startWorker(env: Record<string, string>): Promise<{ child: ChildProcess; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', WORKER_ENTRY], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  // BENCH_WORKER_NODE_ARGS: extra node flags for the workers, e.g. `--cpu-prof --cpu-prof-dir=prof`.
+  const nodeArgs = (process.env.BENCH_WORKER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', WORKER_ENTRY], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
   let output = '';
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`worker did not start: ${output}`)), 60_000);
@@ -139,11 +157,22 @@ function startWorker(env: Record<string, string>): Promise<{ child: ChildProcess
   });
 }
 
+async function untilFinished(runs: ReturnType<typeof createRunStore>, runId: number) {
+  for (;;) {
+    const run = (await runs.get(runId))!;
+    if (run.status !== 'running' && run.status !== 'planning') return run;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
 export async function main(): Promise<PrecomputeBenchResult> {
   const users = envInt('BENCH_USERS', 100_000);
   const itemsPerUser = envInt('BENCH_ITEMS_PER_USER', 100);
   const chunkSize = envInt('BENCH_CHUNK_SIZE', 500);
-  const workerConcurrency = envInt('BENCH_WORKER_CONCURRENCY', 2);
+  const workerConcurrency = envInt('BENCH_WORKER_CONCURRENCY', loadConfig({}).workerConcurrency);
+  const warmupUsers = Math.min(users, envInt('BENCH_WARMUP_USERS', 5_000));
+  const history = process.env.BENCH_HISTORY ?? 'movielens';
+  if (history !== 'movielens' && history !== 'light') throw new Error('BENCH_HISTORY must be movielens or light');
   const log = pino({ level: process.env.BENCH_LOG_LEVEL ?? 'info' }, pino.destination(2));
   const schema = `bench_precompute_${randomUUID().replaceAll('-', '').slice(0, 10)}`;
   const prefix = `bench-${randomUUID().slice(0, 8)}`;
@@ -153,7 +182,7 @@ export async function main(): Promise<PrecomputeBenchResult> {
   try {
     await migrate({ pool, schema, log });
     const now = Date.now();
-    await seed(pool, users, now, log);
+    await seed(pool, users, history, now, log);
     const model = await trainItemCf({ pool, until: new Date(now - 1), log });
     await saveModel(pool, model);
 
@@ -161,7 +190,8 @@ export async function main(): Promise<PrecomputeBenchResult> {
     const recommender = createItemCfRecommender({ pool, log, model, reloadIntervalMs: 0 });
     const ids = Array.from({ length: users }, (_, u) => userId(u));
     const at = new Date();
-    await recommender.recommend(ids.slice(0, chunkSize), at, itemsPerUser); // warm-up
+    // Both sides are measured warm (JIT-compiled, connections open): a long-running worker is.
+    for (let i = 0; i < warmupUsers; i += chunkSize) await recommender.recommend(ids.slice(i, Math.min(i + chunkSize, warmupUsers)), at, itemsPerUser);
     const aloneStarted = performance.now();
     let answered = 0;
     for (let i = 0; i < ids.length; i += chunkSize) answered += (await recommender.recommend(ids.slice(i, i + chunkSize), at, itemsPerUser)).size;
@@ -173,6 +203,7 @@ export async function main(): Promise<PrecomputeBenchResult> {
     // 2. The whole path with 1 and 2 worker processes.
     const windows = createWindowStore({ pool, clock: systemClock });
     const { window } = await windows.set('bench', { cron: '* * * * *', ttl: '1h', policy: 'all', chunkSize, holdoutRate: 0 });
+    const { window: warmup } = await windows.set('bench-warmup', { cron: '* * * * *', ttl: '1h', policy: `budget:${warmupUsers}`, chunkSize, holdoutRate: 0 });
     const planner = createPlanner({ pool, queue, scorer: createRecencyScorer({ pool }), clock: systemClock, log, itemsPerUser });
     const runs = createRunStore({ pool });
     const env = {
@@ -190,15 +221,15 @@ export async function main(): Promise<PrecomputeBenchResult> {
       await pool.query('TRUNCATE recommendations CASCADE');
       const workers = await Promise.all(Array.from({ length: workerProcesses }, () => startWorker(env)));
       try {
+        const occurrence = new Date(Math.floor(Date.now() / 1000) * 1000);
+        const warmed = await planner.planRun(warmup as Window, occurrence);
+        if (!warmed) throw new Error('the warm-up run was claimed elsewhere');
+        await untilFinished(runs, warmed.run.id);
         const started = performance.now();
-        const planned = await planner.planRun(window as Window, new Date(Math.floor(Date.now() / 1000) * 1000));
+        const planned = await planner.planRun(window as Window, occurrence);
         if (!planned) throw new Error('the bench run was claimed elsewhere');
         const enqueued = performance.now();
-        let run = planned.run;
-        while (run.status === 'running' || run.status === 'planning') {
-          await new Promise((resolve) => setTimeout(resolve, 25));
-          run = (await runs.get(run.id))!;
-        }
+        const run = await untilFinished(runs, planned.run.id);
         const completed = performance.now();
         if (run.status !== 'completed' || run.precomputed !== users) throw new Error(`bench run ended ${run.status} with ${run.precomputed}/${users} sets`);
         const pathMs = completed - started;
@@ -218,8 +249,11 @@ export async function main(): Promise<PrecomputeBenchResult> {
       await new Promise((resolve) => setTimeout(resolve, 1_000));
     }
     const one = results[0]!;
+    const interactions = Number((await pool.query<{ n: string }>('SELECT count(*) AS n FROM interactions')).rows[0]!.n);
     return {
       users,
+      history,
+      interactions,
       itemsPerUser,
       chunkSize,
       workerConcurrency,
@@ -242,7 +276,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   const result = await main();
   process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   process.stdout.write(
-    `precompute: ${result.users} users, ${result.itemsPerUser} items/set, chunks of ${result.chunkSize}: ` +
+    `precompute: ${result.users} users (${result.history} histories, ${result.interactions} interactions), ${result.itemsPerUser} items/set, chunks of ${result.chunkSize}: ` +
       result.runs.map((r) => `${r.workerProcesses} worker process(es) ${r.usersPerSecond} users/s`).join(', ') +
       `; recommender alone ${result.recommenderAloneUsersPerSecond} users/s; overhead ${result.overhead} (${result.overheadExcludingPlanning} without planning)\n`,
   );
