@@ -377,6 +377,13 @@ describe('prewarm import (CLI)', () => {
     expect(stderrLines[1]).toBe(`${INTERACTIONS_BROKEN}:4: user_id is empty`);
     expect(await count(db, 'logins')).toBe(7);
     expect(await count(db, 'interactions')).toBe(3);
+    // The loaded tables were vacuumed and analyzed (the visibility map is what index-only reads need).
+    const visible = await db.pool.query<{ relname: string; all_visible: boolean; analyzed: boolean }>(
+      `SELECT c.relname, c.relallvisible = c.relpages AS all_visible, c.reltuples >= 0 AS analyzed
+         FROM pg_class c WHERE c.relnamespace = $1::regnamespace AND c.relname IN ('logins', 'user_activity', 'interactions') ORDER BY c.relname`,
+      [db.schema],
+    );
+    expect(visible.rows).toEqual(['interactions', 'logins', 'user_activity'].map((relname) => ({ relname, all_visible: true, analyzed: true })));
 
     const again = await cli(['--logins', LOGINS_GOOD, '--json'], db.schema);
     expect(again.code).toBe(0);

@@ -56,6 +56,12 @@ export interface Importer {
   importInteractions(path: string, options?: ImportFileOptions): Promise<ImportSummary>;
   /** The same COPY path for rows already validated and in memory (a replay feeding its log). */
   importRows<K extends CsvKind>(kind: K, rows: Iterable<CsvRow<K>>, label?: string): Promise<ImportSummary>;
+  /**
+   * VACUUM (ANALYZE) of the tables a bulk load filled: fresh statistics for the planner, and a
+   * visibility map that lets the recommender's history reads be index-only. Autovacuum does it
+   * eventually (if it is on); after millions of rows, "eventually" is the next hour of serving.
+   */
+  maintain(kinds: readonly CsvKind[]): Promise<void>;
 }
 
 export const DEFAULT_IMPORT_BATCH_SIZE = 200_000;
@@ -65,6 +71,10 @@ export const ERROR_SAMPLES = 20;
 // pooled connection, even when the batch fails.
 const STAGING = 'prewarm_import_staging';
 const SQL = {
+  maintain: {
+    logins: 'VACUUM (ANALYZE) logins, user_activity',
+    interactions: 'VACUUM (ANALYZE) interactions',
+  },
   logins: {
     createStaging: `CREATE TEMP TABLE ${STAGING} (user_id text NOT NULL, at timestamptz NOT NULL) ON COMMIT DROP`,
     copy: `COPY ${STAGING} (user_id, at) FROM STDIN (FORMAT csv)`,
@@ -216,6 +226,9 @@ export function createImporter(options: ImporterOptions): Importer {
         yield* rows;
       })();
       return importFrom(kind, source, summary, () => undefined);
+    },
+    async maintain(kinds) {
+      for (const kind of new Set(kinds)) await pool.query(SQL.maintain[kind]);
     },
   };
 }
