@@ -1,13 +1,15 @@
 // Precompute throughput and overhead: `npx tsx scripts/bench/precompute.ts` (or via npm run bench).
 //
-// Builds a synthetic population (BENCH_USERS users, default 100 000, each with 10–25 interactions
-// over 5 000 items in taste clusters), trains and stores an item-CF model, then measures:
+// Builds a synthetic population (BENCH_USERS users, default 100 000, with histories over 5 000
+// items in taste clusters: BENCH_HISTORY=movielens, MovieLens-100K-like lengths, the default; or
+// light, 10–25 interactions), trains and stores an item-CF model, then measures, both sides warm
+// (BENCH_WARMUP_USERS users computed first):
 //   1. the recommender alone: item-CF called in this process on every user, in chunks of the
 //      window's chunk size, one after another (history reads from Postgres included);
 //   2. the whole batch path with 1 and with 2 worker processes (`workers/precompute.ts`, the
-//      production entry point, PREWARM_WORKER_CONCURRENCY each): plan (score, select, write
-//      predictions, addBulk) → workers (recommend, write sets to Postgres and Redis, record the
-//      chunk) → run completed;
+//      production entry point, PREWARM_WORKER_CONCURRENCY each, default from src/config.ts):
+//      plan (score, select, write predictions, addBulk) → workers (recommend, write sets to
+//      Postgres and Redis, record the chunk) → run completed;
 // and reports users/s and overhead = whole path (1 process) / recommender alone.
 // Everything lives in a schema and queue prefix of its own, dropped at the end.
 import { spawn, type ChildProcess } from 'node:child_process';
