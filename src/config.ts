@@ -62,7 +62,6 @@ const envSchema = z.object({
   PREWARM_FLUSH_INTERVAL_MS: positiveInt.default(200),
   PREWARM_FLUSH_MAX_BATCH: positiveInt.default(2_000),
   PREWARM_WORKER_CONCURRENCY: positiveInt.default(4),
-  PREWARM_WORKER_WRITER_THREAD: z.enum(['true', 'false'], { message: 'must be true or false' }).default('true'),
   PREWARM_SHUTDOWN_TIMEOUT_MS: positiveInt.default(15_000),
   PREWARM_PROPENSITY_WINDOW: duration.default(86_400_000),
   PREWARM_PROPENSITY_RETRAIN_EVERY: duration.default(86_400_000),
@@ -97,8 +96,6 @@ export interface Config {
   flushIntervalMs: number;
   flushMaxBatch: number;
   workerConcurrency: number;
-  /** Precompute workers write computed chunks from a thread of their own. */
-  workerWriterThread: boolean;
   shutdownTimeoutMs: number;
   /** Window length the scheduled propensity retraining trains for. */
   propensityWindowMs: number;
@@ -147,7 +144,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     flushIntervalMs: e.PREWARM_FLUSH_INTERVAL_MS,
     flushMaxBatch: e.PREWARM_FLUSH_MAX_BATCH,
     workerConcurrency: e.PREWARM_WORKER_CONCURRENCY,
-    workerWriterThread: e.PREWARM_WORKER_WRITER_THREAD === 'true',
     shutdownTimeoutMs: e.PREWARM_SHUTDOWN_TIMEOUT_MS,
     propensityWindowMs: e.PREWARM_PROPENSITY_WINDOW,
     propensityRetrainEveryMs: e.PREWARM_PROPENSITY_RETRAIN_EVERY,

@@ -14,8 +14,7 @@ export type PrewarmErrorCode =
   | 'PREWARM_ERR_IMPORT'
   | 'PREWARM_ERR_MIGRATION'
   | 'PREWARM_ERR_SERVICE_UNAVAILABLE'
-  | 'PREWARM_ERR_SHUTTING_DOWN'
-  | 'PREWARM_ERR_WRITER';
+  | 'PREWARM_ERR_SHUTTING_DOWN';
 
 export class PrewarmError extends Error {
   readonly code: PrewarmErrorCode;

@@ -9,8 +9,6 @@ import { closeOnSignal } from '../src/lifecycle.ts';
 import { createLogger, type Logger } from '../src/log.ts';
 import { createQueueRedis } from '../src/redis.ts';
 import { createPrecomputeWorker, type PrecomputeWorkerDeps } from '../src/planner/precompute-worker.ts';
-import { createThreadPersister } from '../src/planner/thread-persister.ts';
-import type { ChunkPersister } from '../src/planner/chunk-persister.ts';
 import { createRecommendationCache } from '../src/recommendations/cache.ts';
 import { createRecommendationStore } from '../src/recommendations/store.ts';
 import { createRecommender } from '../src/recommender/index.ts';
@@ -27,7 +25,7 @@ export interface PrecomputeProcessOptions {
 }
 
 export interface PrecomputeProcess {
-  /** Stop taking jobs → wait for the active ones → writer thread → recommender → Redis → Postgres. Idempotent. */
+  /** Stop taking jobs → wait for the active ones → recommender → Redis → Postgres. Idempotent. */
   close(): Promise<void>;
 }
 
@@ -49,7 +47,6 @@ export async function startPrecomputeProcess(options: PrecomputeProcessOptions):
   const cacheRedis = createQueueRedis(config.cacheRedisUrl, log);
   let recommender: Recommender | undefined;
   let worker: ReturnType<typeof createPrecomputeWorker> | undefined;
-  let persister: ChunkPersister | undefined;
   let closing: Promise<void> | undefined;
 
   const close = () =>
@@ -62,8 +59,6 @@ export async function startPrecomputeProcess(options: PrecomputeProcessOptions):
         }
       };
       await step('worker', async () => worker?.close());
-      // Closed by the worker too; here as well in case start-up failed before the worker existed.
-      await step('writer thread', async () => persister?.close());
       await step('recommender', async () => recommender?.close());
       await step('queue redis', () => queueRedis.quit());
       await step('cache redis', () => cacheRedis.quit());
@@ -72,19 +67,7 @@ export async function startPrecomputeProcess(options: PrecomputeProcessOptions):
 
   try {
     recommender = options.recommender ?? (await createRecommender({ config, pool, log }));
-    persister = config.workerWriterThread
-      ? await createThreadPersister({
-          databaseUrl: config.databaseUrl,
-          schema: config.dbSchema,
-          poolSize: config.workerConcurrency,
-          cacheRedisUrl: config.cacheRedisUrl,
-          cachePrefix: config.cachePrefix,
-          logLevel: config.logLevel,
-          log,
-        })
-      : undefined;
     worker = createPrecomputeWorker({
-      ...(persister ? { persister } : {}),
       connection: queueRedis,
       prefix: config.queuePrefix,
       pool,

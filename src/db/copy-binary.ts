@@ -17,8 +17,7 @@ export class BinaryCopyWriter {
   private offset = 0;
 
   constructor(initialBytes = 1 << 16) {
-    // Never from Node's shared pool: the result may be transferred to another thread.
-    this.buffer = Buffer.allocUnsafeSlow(Math.max(initialBytes, 64));
+    this.buffer = Buffer.allocUnsafe(Math.max(initialBytes, 64));
     this.buffer.set(SIGNATURE, 0);
     this.offset = SIGNATURE.length;
     this.offset = this.buffer.writeInt32BE(0, this.offset); // flags
@@ -27,7 +26,7 @@ export class BinaryCopyWriter {
 
   private reserve(bytes: number): void {
     if (this.offset + bytes <= this.buffer.length) return;
-    const grown = Buffer.allocUnsafeSlow(Math.max(this.buffer.length * 2, this.offset + bytes));
+    const grown = Buffer.allocUnsafe(Math.max(this.buffer.length * 2, this.offset + bytes));
     this.buffer.copy(grown, 0, 0, this.offset);
     this.buffer = grown;
   }

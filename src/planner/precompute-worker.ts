@@ -1,14 +1,13 @@
 import { performance } from 'node:perf_hooks';
 import { UnrecoverableError, Worker, type ConnectionOptions, type Job, type WorkerOptions } from 'bullmq';
 import type { Clock } from '../clock.ts';
-import type { Pool } from '../db/pool.ts';
+import { withTransaction, type Pool } from '../db/pool.ts';
 import { toError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { encodeCacheEntries, type RecommendationCache } from '../recommendations/cache.ts';
+import type { RecommendationCache } from '../recommendations/cache.ts';
 import { batchSetId, storedItems, type RecommendationSet } from '../recommendations/set.ts';
-import { encodeSets, type RecommendationStore } from '../recommendations/store.ts';
+import type { RecommendationStore } from '../recommendations/store.ts';
 import type { Recommender } from '../recommender/types.ts';
-import { createInlinePersister, type ChunkPersister } from './chunk-persister.ts';
 import { PRECOMPUTE_QUEUE, type PrecomputeJobData, type PrecomputeJobResult } from './queue.ts';
 import { createRunStore } from './runs.ts';
 
@@ -25,11 +24,6 @@ export interface PrecomputeWorkerDeps {
   log: Logger;
   /** Chunks processed at once by this process. */
   concurrency: number;
-  /**
-   * Writes computed chunks. Default: in this thread, with `pool`, `store` and `cache`; the
-   * worker process passes a writer thread (createThreadPersister). Closed by close().
-   */
-  persister?: ChunkPersister;
   /**
    * More BullMQ Worker options. Defaults here: maxStalledCount 3 (a chunk survives up to three
    * crashed workers); BullMQ's lockDuration and stalledInterval (30 s), which tests shorten.
@@ -58,7 +52,6 @@ export interface PrecomputeWorker {
 export function createPrecomputeWorker(deps: PrecomputeWorkerDeps): PrecomputeWorker {
   const { connection, prefix, pool, recommender, store, cache, clock, log, concurrency } = deps;
   const runs = createRunStore({ pool });
-  const persister = deps.persister ?? createInlinePersister({ pool, store, cache, log });
 
   async function recordFailure(data: PrecomputeJobData, error: string): Promise<void> {
     await runs.completeChunk(pool, {
@@ -109,10 +102,9 @@ export function createPrecomputeWorker(deps: PrecomputeWorkerDeps): PrecomputeWo
         computeMs: perUserMs,
       });
     }
-    const recorded = await persister.persist({
-      sets: encodeSets(sets),
-      cache: encodeCacheEntries(cache.key, sets, clock.now()),
-      completion: {
+    const recorded = await withTransaction(pool, async (client) => {
+      await store.insertMany(client, sets);
+      return runs.completeChunk(client, {
         runId: data.runId,
         chunkNo: data.chunkNo,
         at: clock.now(),
@@ -120,9 +112,13 @@ export function createPrecomputeWorker(deps: PrecomputeWorkerDeps): PrecomputeWo
         failed,
         computeMs,
         error: failed > 0 ? `${failed} users missing from the recommender's answer` : null,
-      },
+      });
     });
+    // A duplicate finished first: its sets (same ids, its computedAt) are the ones stored and cached.
     if (!recorded) return { skipped: true, precomputed: 0, failed: 0, computeMs };
+    // After the commit: a cached set always has its row, which serves reference. A cache write
+    // that fails is not retried — the login path finds the set in Postgres and re-caches it.
+    await cache.setMany(sets, clock.now()).catch((error) => log.warn({ err: error, runId: data.runId, chunkNo: data.chunkNo }, 'caching precomputed sets failed'));
     return { skipped: false, precomputed: sets.length, failed, computeMs };
   }
 
@@ -159,11 +155,7 @@ export function createPrecomputeWorker(deps: PrecomputeWorkerDeps): PrecomputeWo
     worker,
     process,
     close() {
-      closing ??= worker
-        .close()
-        .catch((error) => log.error({ err: error }, 'closing the precompute worker failed'))
-        .then(() => persister.close())
-        .catch((error) => log.error({ err: error }, 'closing the chunk writer failed'));
+      closing ??= worker.close().catch((error) => log.error({ err: error }, 'closing the precompute worker failed'));
       return closing;
     },
   };

@@ -42,51 +42,7 @@ export interface RecommendationCache {
   get(userId: string): Promise<RecommendationSet | undefined>;
   /** Caches sets in one pipeline, TTL = remaining freshness measured against `now`. */
   setMany(sets: readonly RecommendationSet[], now: Date): Promise<void>;
-  /** setMany for entries already encoded by encodeCacheEntries (a writer thread receives them so). */
-  setEncoded(entries: EncodedCacheEntries): Promise<void>;
   key(userId: string): string;
-}
-
-/** Cache writes ready to send: values back to back in one buffer of their own (transferable). */
-export interface EncodedCacheEntries {
-  keys: string[];
-  ttlsMs: number[];
-  values: Uint8Array;
-  /** values[i] is values.subarray(ends[i - 1] ?? 0, ends[i]). */
-  ends: number[];
-}
-
-/** The cache entries of `sets` under `key(userId)`, TTL = remaining freshness at `now`. */
-export function encodeCacheEntries(key: (userId: string) => string, sets: readonly RecommendationSet[], now: Date): EncodedCacheEntries {
-  const packed = sets.map((set) =>
-    packr.pack({
-      id: set.id,
-      source: set.source,
-      runId: set.runId,
-      holdout: set.holdout,
-      computedAt: set.computedAt.getTime(),
-      expiresAt: set.expiresAt.getTime(),
-      itemIds: set.items.map((item) => item.itemId),
-      scores: set.items.map((item) => item.score),
-      modelVersion: set.modelVersion,
-      computeMs: set.computeMs,
-    } satisfies CachedSet),
-  );
-  // msgpackr hands out slices of a buffer it keeps writing to: copy them into one of our own.
-  const values = Buffer.allocUnsafeSlow(packed.reduce((total, value) => total + value.length, 0));
-  const ends: number[] = [];
-  let offset = 0;
-  for (const value of packed) {
-    values.set(value, offset);
-    offset += value.length;
-    ends.push(offset);
-  }
-  return {
-    keys: sets.map((set) => key(set.userId)),
-    ttlsMs: sets.map((set) => Math.max(MIN_TTL_MS, set.expiresAt.getTime() - now.getTime())),
-    values,
-    ends,
-  };
 }
 
 export interface RecommendationCacheOptions {
@@ -102,15 +58,6 @@ export interface RecommendationCacheOptions {
  */
 export function createRecommendationCache({ redis, prefix, log }: RecommendationCacheOptions): RecommendationCache {
   const key = (userId: string) => `${prefix}rec:${userId}`;
-  async function setEncoded({ keys, ttlsMs, values, ends }: EncodedCacheEntries): Promise<void> {
-    if (keys.length === 0) return;
-    const pipeline = redis.pipeline();
-    const bytes = Buffer.from(values.buffer, values.byteOffset, values.byteLength);
-    keys.forEach((entryKey, i) => pipeline.set(entryKey, bytes.subarray(ends[i - 1] ?? 0, ends[i]), 'PX', ttlsMs[i] as number));
-    const results = await pipeline.exec();
-    const failed = results?.find(([error]) => error !== null);
-    if (failed) throw failed[0];
-  }
   return {
     key,
     async get(userId) {
@@ -142,8 +89,31 @@ export function createRecommendationCache({ redis, prefix, log }: Recommendation
       };
     },
     async setMany(sets, now) {
-      if (sets.length > 0) await setEncoded(encodeCacheEntries(key, sets, now));
+      if (sets.length === 0) return;
+      const pipeline = redis.pipeline();
+      for (const set of sets) {
+        const ttl = Math.max(MIN_TTL_MS, set.expiresAt.getTime() - now.getTime());
+        const value: CachedSet = {
+          id: set.id,
+          source: set.source,
+          runId: set.runId,
+          holdout: set.holdout,
+          computedAt: set.computedAt.getTime(),
+          expiresAt: set.expiresAt.getTime(),
+          itemIds: new Array<string>(set.items.length),
+          scores: new Array<number>(set.items.length),
+          modelVersion: set.modelVersion,
+          computeMs: set.computeMs,
+        };
+        set.items.forEach((item, rank) => {
+          value.itemIds[rank] = item.itemId;
+          value.scores[rank] = item.score;
+        });
+        pipeline.set(key(set.userId), packr.pack(value), 'PX', ttl);
+      }
+      const results = await pipeline.exec();
+      const failed = results?.find(([error]) => error !== null);
+      if (failed) throw failed[0];
     },
-    setEncoded,
   };
 }

@@ -72,31 +72,25 @@ export interface RecommendationStore {
    * write inside its transaction. Returns the ids inserted.
    */
   insertMany(db: Pool | PoolClient, sets: readonly RecommendationSet[]): Promise<Set<string>>;
-  /** insertMany for sets already encoded by encodeSets (a writer thread receives them so). */
-  insertEncoded(db: Pool | PoolClient, encoded: Uint8Array): Promise<Set<string>>;
   /** The newest set for the user that is fresh at `at`, if any. */
   findFresh(userId: string, at: Date): Promise<RecommendationSet | undefined>;
 }
 
 export function createRecommendationStore({ pool }: { pool: Queryable }): RecommendationStore {
-  async function insertEncoded(db: Pool | PoolClient, encoded: Uint8Array): Promise<Set<string>> {
-    const isClient = 'release' in db;
-    const client = isClient ? db : await db.connect();
-    try {
-      await client.query(sql.createStaging);
-      await client.query(sql.emptyStaging);
-      await pipeline(Readable.from([encoded]), client.query(copyFrom(sql.copyStaging)));
-      const result = await client.query<{ id: string }>(sql.moveStaging);
-      return new Set(result.rows.map((row) => row.id));
-    } finally {
-      if (!isClient) client.release();
-    }
-  }
   return {
-    insertEncoded,
     async insertMany(db, sets) {
       if (sets.length === 0) return new Set();
-      return insertEncoded(db, encodeSets(sets));
+      const isClient = 'release' in db;
+      const client = isClient ? db : await db.connect();
+      try {
+        await client.query(sql.createStaging);
+        await client.query(sql.emptyStaging);
+        await pipeline(Readable.from([copyRows(sets)]), client.query(copyFrom(sql.copyStaging)));
+        const result = await client.query<{ id: string }>(sql.moveStaging);
+        return new Set(result.rows.map((row) => row.id));
+      } finally {
+        if (!isClient) client.release();
+      }
     },
     async findFresh(userId, at) {
       const result = await pool.query<SetRow>(sql.findFresh(userId, at));
@@ -108,8 +102,8 @@ export function createRecommendationStore({ pool }: { pool: Queryable }): Recomm
 const itemIdOf = (item: ScoredItem) => item.itemId;
 const scoreOf = (item: ScoredItem) => item.score;
 
-/** The sets as one binary COPY stream of the recommendations table (its own memory, transferable). */
-export function encodeSets(sets: readonly RecommendationSet[]): Buffer {
+/** The sets as one binary COPY stream, columns in the order of COLUMNS. */
+function copyRows(sets: readonly RecommendationSet[]): Buffer {
   const writer = new BinaryCopyWriter(sets.length * 2_048);
   for (const s of sets) {
     writer.row(11).uuid(s.id).text(s.userId).text(s.source);
