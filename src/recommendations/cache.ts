@@ -100,15 +100,11 @@ export function createRecommendationCache({ redis, prefix, log }: Recommendation
           holdout: set.holdout,
           computedAt: set.computedAt.getTime(),
           expiresAt: set.expiresAt.getTime(),
-          itemIds: new Array<string>(set.items.length),
-          scores: new Array<number>(set.items.length),
+          itemIds: set.items.map((item) => item.itemId),
+          scores: set.items.map((item) => item.score),
           modelVersion: set.modelVersion,
           computeMs: set.computeMs,
         };
-        set.items.forEach((item, rank) => {
-          value.itemIds[rank] = item.itemId;
-          value.scores[rank] = item.score;
-        });
         pipeline.set(key(set.userId), packr.pack(value), 'PX', ttl);
       }
       const results = await pipeline.exec();

@@ -12,7 +12,7 @@ const COLUMNS = 'id, user_id, source, run_id, holdout, computed_at, expires_at, 
 // Sets arrive by binary COPY into a session-private staging table, then move with one INSERT … ON
 // CONFLICT DO NOTHING: COPY is 4–5× faster than a parameterised insert, and the INSERT keeps
 // writes idempotent (the staging step costs ≈8%: 17 000 against 18 500 sets/s of 100 items,
-// measured against a direct COPY). The staging table is emptied before each use, so it works
+// measured with text COPY against a direct COPY). The staging table is emptied before each use, so it works
 // with or without an enclosing transaction.
 const sql = {
   createStaging: `CREATE TEMP TABLE IF NOT EXISTS recommendations_incoming (
