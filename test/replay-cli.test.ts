@@ -42,4 +42,18 @@ describe('prewarm generate → prewarm replay (the demo pipeline)', () => {
     expect(html).toContain('model (coverage:0.8)');
     expect((html.match(/<svg /g) ?? []).length).toBe(4);
   }, 240_000);
+
+  it.each([
+    [['--retrain-every', 'soon'], /--retrain-every: "soon" is not a duration/],
+    [['--retrain-propensity-every', '0s'], /--retrain-propensity-every: must be a positive duration/],
+    [['--policy', 'coverage:2'], /--policy: /],
+  ])('a bad flag (%j) exits 2 naming it, before reading any file', async (flags, message) => {
+    const failed = await prewarm('replay', '--logins', join(dir, 'missing.csv'), '--interactions', join(dir, 'missing.csv'), ...flags).then(
+      () => ({ code: 0, stderr: '' }),
+      (error: { code: number; stderr: string }) => error,
+    );
+    expect(failed.code).toBe(2);
+    expect(failed.stderr).toMatch(/PREWARM_ERR_BAD_INPUT/);
+    expect(failed.stderr).toMatch(message);
+  });
 });

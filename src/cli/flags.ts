@@ -1,5 +1,5 @@
 import { parseTimestamp } from '../activity/csv.ts';
-import { formatDuration } from '../duration.ts';
+import { formatDuration, parseDuration } from '../duration.ts';
 import { PrewarmError, isPrewarmError } from '../errors.ts';
 import { parsePolicy, type Policy } from '../policy.ts';
 import { WINDOW_SPECS, parseWindowSpec } from '../window-spec.ts';
@@ -39,4 +39,17 @@ export function parsePolicyFlag(text: string): Policy {
     if (isPrewarmError(error)) throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `--policy: ${error.message}`, { cause: error });
     throw error;
   }
+}
+
+/** A positive duration flag (`7d`, `24h`, `90m`); a bad one is bad input (exit code 2), named after its flag. */
+export function parseDurationFlag(text: string, flag: string): number {
+  let ms: number;
+  try {
+    ms = parseDuration(text);
+  } catch (error) {
+    if (isPrewarmError(error)) throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `${flag}: ${error.message}`, { cause: error });
+    throw error;
+  }
+  if (!(ms > 0)) throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `${flag}: must be a positive duration, not "${text}"`);
+  return ms;
 }

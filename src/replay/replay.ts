@@ -35,6 +35,12 @@ export interface ReplayData {
 /** Trains whatever the scorer needs on the history before `from` and returns it. */
 export type PrepareScorer = (args: { pool: Pool; from: Date; windowMs: number; log: Logger }) => Promise<PropensityScorer>;
 
+/**
+ * Retrains the scorer at `at` from what the replay recorded before it. The planner's model scorer
+ * scores with the newest model, so training one is enough.
+ */
+export type RetrainScorer = (args: { pool: Pool; at: Date; windowMs: number; log: Logger }) => Promise<void>;
+
 export interface ReplayOptions {
   databaseUrl: string;
   redisUrl: string;
@@ -48,6 +54,12 @@ export interface ReplayOptions {
   itemsPerSet?: number;
   /** How often the recommender is retrained on the interactions before the clock. Default 7 days. */
   retrainEveryMs?: number;
+  /**
+   * Model policies only: retrain the scorer this often on the virtual clock, as production's
+   * scheduler does (PREWARM_PROPENSITY_RETRAIN_EVERY). Default: never — trained once before
+   * `from`, the protocol of `evaluate`, so that the two agree.
+   */
+  retrainScorer?: { every: number; retrain: RetrainScorer };
   /** Holdout rate of the replay's window for model policies (baselines `all` and `none` use 0). Default 0.01. */
   holdoutRate?: number;
   /** Logins of distinct users answered at once, each at its own instant. Default 32. */
@@ -143,6 +155,8 @@ export async function replayPolicy(data: ReplayData, name: string, policy: Polic
     const retrainEveryMs = options.retrainEveryMs ?? 7 * 86_400_000;
     const loginConcurrency = options.loginConcurrency ?? 32;
     let trainedAt = -Infinity;
+    let scorerTrainedAt = fromMs;
+    const retrainScorer = isModelFree(policy) ? undefined : options.retrainScorer;
     const loopStarted = performance.now();
 
     for (let windowStart = fromMs; windowStart < toMs; windowStart += windowMs) {
@@ -163,6 +177,10 @@ export async function replayPolicy(data: ReplayData, name: string, policy: Polic
       while (interactionIndex < data.interactions.length && (data.interactions[interactionIndex] as InteractionEvent).at.getTime() < windowEnd) interactionIndex++;
       if (interactionIndex > feedFrom) await importer.importRows('interactions', data.interactions.slice(feedFrom, interactionIndex), 'replay interactions');
       await recorder.flush();
+      if (retrainScorer && windowStart - scorerTrainedAt >= retrainScorer.every) {
+        await retrainScorer.retrain({ pool, at: new Date(windowStart), windowMs, log });
+        scorerTrainedAt = windowStart;
+      }
 
       const outcomes = await scheduler.tick(clock.now());
       for (const outcome of outcomes) {

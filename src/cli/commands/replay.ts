@@ -2,12 +2,11 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
-import { parseGridInstant, parsePolicyFlag } from '../flags.ts';
-import { parseDuration } from '../../duration.ts';
+import { parseDurationFlag, parseGridInstant, parsePolicyFlag } from '../flags.ts';
 import { PrewarmError } from '../../errors.ts';
 import type { Policy } from '../../policy.ts';
 import { renderReplayHtml } from '../../replay/html-report.ts';
-import { prepareModelScorer } from '../../replay/propensity.ts';
+import { prepareModelScorer, retrainModelScorer } from '../../replay/propensity.ts';
 import { loadReplayData, runReplay, type ReplayResult } from '../../replay/run.ts';
 import { parseWindowSpec, windowStartOf, WINDOW_SPECS } from '../../window-spec.ts';
 import { action, createCliContext } from '../runtime.ts';
@@ -24,6 +23,7 @@ interface ReplayFlags {
   json?: boolean;
   items: string;
   retrainEvery: string;
+  retrainPropensityEvery?: string;
   keepSchemas?: boolean;
 }
 
@@ -40,6 +40,10 @@ export function registerReplay(program: Command): void {
     .option('--report <file>', 'where to write the HTML report (default reports/replay-<time>.html)')
     .option('--items <n>', 'items per precomputed set', '20')
     .option('--retrain-every <duration>', 'retrain the recommender on the interactions so far this often', '7d')
+    .option(
+      '--retrain-propensity-every <duration>',
+      'retrain the propensity model on the logins so far this often, as the scheduler does (default: never, trained once before --from, as evaluate does)',
+    )
     .option('--keep-schemas', 'keep the Postgres schemas of the replay for inspection')
     .option('--json', 'print one JSON object (DESIGN.md) instead of the table')
     .action(
@@ -48,10 +52,11 @@ export function registerReplay(program: Command): void {
         const policy = parsePolicyFlag(flags.policy);
         const items = Number(flags.items);
         if (!Number.isInteger(items) || items < 1 || items > 100) throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `--items must be a whole number from 1 to 100, not "${flags.items}"`);
-        const retrainEveryMs = parseDuration(flags.retrainEvery);
+        const retrainEveryMs = parseDurationFlag(flags.retrainEvery, '--retrain-every');
+        const retrainPropensityEveryMs = flags.retrainPropensityEvery === undefined ? undefined : parseDurationFlag(flags.retrainPropensityEvery, '--retrain-propensity-every');
         const context = createCliContext();
         const data = await loadReplayData(flags.logins as string, flags.interactions as string);
-        const result = await replayWithProgress(data, { ...flags, window }, policy, items, retrainEveryMs, context);
+        const result = await replayWithProgress(data, { ...flags, window, retrainPropensityEveryMs }, policy, items, retrainEveryMs, context);
         const path = resolve(flags.report ?? `reports/replay-${new Date().toISOString().replace(/[:.]/g, '-')}.html`);
         mkdirSync(dirname(path), { recursive: true });
         writeFileSync(path, renderReplayHtml(result));
@@ -67,7 +72,7 @@ export function registerReplay(program: Command): void {
 
 async function replayWithProgress(
   data: ReplayData,
-  flags: ReplayFlags & { window: keyof typeof WINDOW_SPECS },
+  flags: ReplayFlags & { window: keyof typeof WINDOW_SPECS; retrainPropensityEveryMs: number | undefined },
   policy: Policy,
   items: number,
   retrainEveryMs: number,
@@ -111,6 +116,7 @@ async function replayWithProgress(
       to,
       window: flags.window,
       prepareScorer: prepareModelScorer,
+      ...(flags.retrainPropensityEveryMs === undefined ? {} : { retrainScorer: { every: flags.retrainPropensityEveryMs, retrain: retrainModelScorer } }),
       itemsPerSet: items,
       retrainEveryMs,
       keepSchemas: flags.keepSchemas ?? false,
