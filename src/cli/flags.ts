@@ -31,6 +31,16 @@ export function parseGridInstant(text: string, flag: string, windowMs: number): 
   return ms;
 }
 
+/** `--window`, `--test-from` and optional `--test-to` of evaluate and backtest: both instants on the window grid. */
+export function parseTestPeriodFlags(flags: { window: string; testFrom: string; testTo?: string | undefined }): { windowMs: number; testFromMs: number; testToMs: number | undefined } {
+  const windowMs = parseWindowFlag(flags.window);
+  return {
+    windowMs,
+    testFromMs: parseGridInstant(flags.testFrom, '--test-from', windowMs),
+    testToMs: flags.testTo === undefined ? undefined : parseGridInstant(flags.testTo, '--test-to', windowMs),
+  };
+}
+
 /** `--policy SPEC`; a bad spec is bad input (exit code 2), named after the flag. */
 export function parsePolicyFlag(text: string): Policy {
   try {

@@ -5,7 +5,7 @@ import { PrewarmError } from '../../errors.ts';
 import { backtestLog, GOAL_SYNTAX, parseGoal, SWEEP_KINDS, type BacktestReport, type SweepKind } from '../../propensity/backtest.ts';
 import { renderTradeoffSvg } from '../../propensity/chart-svg.ts';
 import { action } from '../runtime.ts';
-import { parseGridInstant, parseWindowFlag } from '../flags.ts';
+import { parseTestPeriodFlags } from '../flags.ts';
 import { count, parseCountFlag, pct, readLoginsFlag, table } from './evaluate.ts';
 
 interface BacktestFlags {
@@ -64,9 +64,7 @@ Examples:
     )
     .action(
       action(async (flags: BacktestFlags) => {
-        const windowMs = parseWindowFlag(flags.window);
-        const testFromMs = parseGridInstant(flags.testFrom, '--test-from', windowMs);
-        const testToMs = flags.testTo === undefined ? undefined : parseGridInstant(flags.testTo, '--test-to', windowMs);
+        const { windowMs, testFromMs, testToMs } = parseTestPeriodFlags(flags);
         const sweep = parseSweep(flags.sweep);
         const goal = parseGoal(flags.goal);
         const values = parseValues(flags.values, sweep);

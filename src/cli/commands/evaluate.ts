@@ -4,7 +4,7 @@ import type { ReliabilityBin } from '../../propensity/calibration.ts';
 import { evaluateLog, type EvaluationReport } from '../../propensity/evaluate.ts';
 import { readLoginLog, type LoginLogStats } from '../../propensity/login-log.ts';
 import { FEATURE_COUNT } from '../../propensity/features.ts';
-import { parseGridInstant, parsePolicyFlag, parseWindowFlag } from '../flags.ts';
+import { parsePolicyFlag, parseTestPeriodFlags } from '../flags.ts';
 import { action } from '../runtime.ts';
 
 export function parseCountFlag(text: string | undefined, flag: string, min = 1): number | undefined {
@@ -50,9 +50,7 @@ Examples:
     )
     .action(
       action(async (flags: EvaluateFlags) => {
-        const windowMs = parseWindowFlag(flags.window);
-        const testFromMs = parseGridInstant(flags.testFrom, '--test-from', windowMs);
-        const testToMs = flags.testTo === undefined ? undefined : parseGridInstant(flags.testTo, '--test-to', windowMs);
+        const { windowMs, testFromMs, testToMs } = parseTestPeriodFlags(flags);
         const policy = parsePolicyFlag(flags.policy);
         const trainWindows = parseCountFlag(flags.trainWindows, '--train-windows', 2);
         const { log, stats, readMs } = await readLoginsFlag(flags.logins);
