@@ -4,7 +4,7 @@ import { parsePolicy } from '../src/policy.ts';
 import { evaluateLog } from '../src/propensity/evaluate.ts';
 import { loginLogFrom } from '../src/propensity/login-log.ts';
 import { prepareModelScorer, retrainModelScorer } from '../src/replay/propensity.ts';
-import { replayPolicy, type ReplayData } from '../src/replay/replay.ts';
+import { replayPolicy, type ReplayData, type ReplayOptions } from '../src/replay/replay.ts';
 import { loadReplayData } from '../src/replay/run.ts';
 import pg from 'pg';
 import { quoteIdent } from '../src/db/migrate.ts';
@@ -21,20 +21,23 @@ async function slice(): Promise<ReplayData> {
   return { logins: data.logins.filter(before), interactions: data.interactions.filter(before) };
 }
 
+/** The replay of the slice: the recommender trained once, the propensity model once (as evaluate). */
+const SLICE_REPLAY: ReplayOptions = {
+  databaseUrl: TEST_DATABASE_URL,
+  redisUrl: TEST_REDIS_URL,
+  log: silentLog,
+  from: FROM,
+  to: TO,
+  window: '1d',
+  prepareScorer: prepareModelScorer,
+  retrainEveryMs: 14 * 86_400_000,
+};
+
 async function agreement(data: ReplayData, spec: string) {
   const policy = parsePolicy(spec);
   const offline = evaluateLog(loginLogFrom(data.logins), { windowMs: 86_400_000, testFromMs: FROM.getTime(), testToMs: TO.getTime(), policy });
   const evaluated = offline.policies.find((p) => p.name === 'model');
-  const replayed = await replayPolicy(data, 'model', policy, {
-    databaseUrl: TEST_DATABASE_URL,
-    redisUrl: TEST_REDIS_URL,
-    log: silentLog,
-    from: FROM,
-    to: TO,
-    window: '1d',
-    prepareScorer: prepareModelScorer,
-    retrainEveryMs: 14 * 86_400_000,
-  });
+  const replayed = await replayPolicy(data, 'model', policy, SLICE_REPLAY);
   return { evaluated, replayed, offline };
 }
 
@@ -57,13 +60,7 @@ describe.skipIf(!existsSync(`${DATA}/logins.csv.gz`))('replay agrees with the of
   it('retrains the propensity model on the virtual clock when asked, and plans with the new model', async () => {
     const retrainedAt: string[] = [];
     const run = await replayPolicy(await slice(), 'model', parsePolicy('coverage:0.8'), {
-      databaseUrl: TEST_DATABASE_URL,
-      redisUrl: TEST_REDIS_URL,
-      log: silentLog,
-      from: FROM,
-      to: TO,
-      window: '1d',
-      prepareScorer: prepareModelScorer,
+      ...SLICE_REPLAY,
       retrainScorer: {
         every: 7 * 86_400_000,
         retrain: async (args) => {
@@ -71,7 +68,6 @@ describe.skipIf(!existsSync(`${DATA}/logins.csv.gz`))('replay agrees with the of
           await retrainModelScorer(args);
         },
       },
-      retrainEveryMs: 14 * 86_400_000,
       keepSchemas: true,
     });
     const client = new pg.Client({ connectionString: TEST_DATABASE_URL });
