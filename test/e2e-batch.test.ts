@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { recordLogins } from '../src/activity/user-activity.ts';
 import { createWasteReport } from '../src/accounting/waste.ts';
-import { batchSetId, isFresh, storedItems } from '../src/recommendations/set.ts';
+import { batchSetId, isFresh, scoredItems, storedItems } from '../src/recommendations/set.ts';
 import { createEventRecorder, type EventRecorder } from '../src/serving/event-recorder.ts';
 import { createRecommendationService, type RecommendationService } from '../src/serving/service.ts';
 import { silentLog } from './helpers.ts';
@@ -69,7 +69,7 @@ describe('batch end to end on a virtual clock', () => {
     h.clock.set(TICK + HOUR);
     const hit = await service.getRecommendations('u0001', 5);
     expect(hit).toMatchObject({ userId: 'u0001', source: 'precomputed', stalenessMs: HOUR, computedAt: new Date(TICK), expiresAt: new Date(TICK + DAY), modelVersion: 'test-v1' });
-    expect(hit.items).toEqual(storedItems(itemsFor('u0001', 10)).slice(0, 5));
+    expect(hit.items).toEqual(scoredItems(storedItems(itemsFor('u0001', 10)), 5));
     const miss = await service.getRecommendations('u0100', 5);
     expect(miss).toMatchObject({ userId: 'u0100', source: 'on_demand', stalenessMs: 0 });
     await recorder.flush();

@@ -37,7 +37,8 @@ describe('waste and compute-cost accounting', () => {
       holdout,
       computedAt,
       expiresAt: new Date(computedAt.getTime() + 24 * HOUR),
-      items: [{ itemId: 'i1', score: 1 }],
+      itemIds: ['i1'],
+      scores: [1],
       modelVersion: 'm1',
       computeMs: 10,
     });

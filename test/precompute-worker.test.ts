@@ -46,14 +46,14 @@ describe('precompute worker', () => {
       expect(set.expires_at.toISOString()).toBe(new Date(START + DAY).toISOString());
       // Scores are stored with 6 significant digits (a real), and read back as written.
       const expected = storedItems(itemsFor(set.user_id, 10));
-      expect(set.item_ids).toEqual(expected.map((item) => item.itemId));
-      expect(set.scores).toEqual(expected.map((item) => item.score));
+      expect(set.item_ids).toEqual(expected.itemIds);
+      expect(set.scores).toEqual(expected.scores);
     }
 
     // The cache holds each set, TTL = remaining freshness (Redis TTL is real time: ≈ 24 h − 1 min).
     const someone = sets.rows[0]!.user_id;
     const cached = await h.cache.get(someone);
-    expect(cached).toMatchObject({ id: batchSetId(run.id, someone), source: 'batch', runId: run.id, expiresAt: new Date(START + DAY), items: storedItems(itemsFor(someone, 10)) });
+    expect(cached).toMatchObject({ id: batchSetId(run.id, someone), source: 'batch', runId: run.id, expiresAt: new Date(START + DAY), ...storedItems(itemsFor(someone, 10)) });
     const ttl = await h.redis.pttl(h.cache.key(someone));
     expect(ttl).toBeGreaterThan(DAY - 60_000 - 5_000);
     expect(ttl).toBeLessThanOrEqual(DAY - 60_000);

@@ -1,14 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
+import { Packr } from 'msgpackr';
 import { createRecommendationCache } from '../src/recommendations/cache.ts';
 import { storedItems, storedScore, type RecommendationSet } from '../src/recommendations/set.ts';
 import { createRecommendationStore } from '../src/recommendations/store.ts';
 import { createTestDb, createTestRedis, silentLog, type TestDb, type TestRedis } from './helpers.ts';
 
 // Item ids that a Postgres array literal or CSV must quote or escape.
-const AWKWARD_IDS = ['plain-1', 'a,b', '{braced}', 'say "hi"', 'back\\slash', 'with space', ' lead', 'NULL', 'null', 'tab\there', 'new\nline', 'é-ü-✓', '""', 'x'.repeat(300)];
+const AWKWARD_IDS = ['plain-1', 'naïve café ✓ then ascii', '😀 emoji', 'y'.repeat(64), 'z'.repeat(65), 'ascii-then-é', 'a,b', '{braced}', 'say "hi"', 'back\\slash', 'with space', ' lead', 'NULL', 'null', 'tab\there', 'new\nline', 'é-ü-✓', '""', 'x'.repeat(300)];
 
-function setWith(items: RecommendationSet['items'], userId = 'u1'): RecommendationSet {
+function setWith(items: Pick<RecommendationSet, 'itemIds' | 'scores'>, userId = 'u1'): RecommendationSet {
   const computedAt = new Date('2026-01-01T00:00:00Z');
   return {
     id: randomUUID(),
@@ -18,7 +19,7 @@ function setWith(items: RecommendationSet['items'], userId = 'u1'): Recommendati
     holdout: false,
     computedAt,
     expiresAt: new Date(computedAt.getTime() + 3_600_000),
-    items,
+    ...items,
     modelVersion: 'v1',
     computeMs: 1.5,
   };
@@ -50,7 +51,7 @@ describe('recommendation storage', () => {
     const cache = createRecommendationCache({ redis: redis.redis, prefix: `${redis.prefix}:`, log: silentLog });
     const items = storedItems(AWKWARD_IDS.map((itemId, rank) => ({ itemId, score: (AWKWARD_IDS.length - rank) / 7 - 1 })));
     const set = setWith(items);
-    const empty = setWith([], 'u2');
+    const empty = setWith({ itemIds: [], scores: [] }, 'u2');
 
     expect(await store.insertMany(db.pool, [set, empty])).toEqual(new Set([set.id, empty.id]));
     // Written again (a retried batch): nothing new.
@@ -63,19 +64,34 @@ describe('recommendation storage', () => {
     expect(await cache.get('u1')).toEqual(set);
     expect(await cache.get('u2')).toEqual(empty);
 
+    // Redis restarted (its script cache emptied): the sets are still written.
+    await redis.redis.script('FLUSH');
+    await cache.setMany([{ ...set, userId: 'u3' }], at);
+    expect(await cache.get('u3')).toEqual({ ...set, userId: 'u3' });
+
     // Analysts read items one per row, best first.
     const rows = await db.pool.query<{ rank: string; item_id: string; score: number }>('SELECT rank, item_id, score FROM recommendation_items WHERE recommendation_id = $1 ORDER BY rank', [set.id]);
-    expect(rows.rows.map((row) => ({ itemId: row.item_id, score: row.score }))).toEqual(items);
-    expect(rows.rows.map((row) => Number(row.rank))).toEqual(items.map((_, rank) => rank + 1));
+    expect(rows.rows.map((row) => row.item_id)).toEqual(items.itemIds);
+    expect(rows.rows.map((row) => row.score)).toEqual(items.scores);
+    expect(rows.rows.map((row) => Number(row.rank))).toEqual(items.itemIds.map((_, rank) => rank + 1));
   });
 
   it('treats a cache entry it did not write as a miss rather than failing the login', async () => {
     redis = await createTestRedis();
     const cache = createRecommendationCache({ redis: redis.redis, prefix: `${redis.prefix}:`, log: silentLog });
-    // The layout before item arrays, then garbage.
-    await redis.redis.set(cache.key('old'), JSON.stringify({ id: randomUUID(), source: 'batch', items: [{ itemId: 'a', score: 1 }], computedAt: 0, expiresAt: 1 }));
+    // The two earlier layouts (JSON of item objects; MessagePack of item arrays), then garbage,
+    // then this layout with its lengths or scores disagreeing with the ids.
+    const fields = { id: randomUUID(), source: 'batch', runId: null, holdout: false, computedAt: 0, expiresAt: 1, modelVersion: 'v1', computeMs: 1 };
+    const packr = new Packr({ useRecords: false });
+    await redis.redis.set(cache.key('json'), JSON.stringify({ ...fields, items: [{ itemId: 'a', score: 1 }] }));
+    await redis.redis.set(cache.key('arrays'), packr.pack({ ...fields, itemIds: ['a'], scores: [1] }));
     await redis.redis.set(cache.key('garbage'), '{not json');
-    expect(await cache.get('old')).toBeUndefined();
-    expect(await cache.get('garbage')).toBeUndefined();
+    await redis.redis.set(cache.key('short'), packr.pack({ ...fields, joinedItemIds: 'abc', itemIdLengths: [1, 1], scores: Buffer.alloc(16) }));
+    await redis.redis.set(cache.key('long'), packr.pack({ ...fields, joinedItemIds: 'ab', itemIdLengths: [1, 2], scores: Buffer.alloc(16) }));
+    await redis.redis.set(cache.key('scores'), packr.pack({ ...fields, joinedItemIds: 'ab', itemIdLengths: [1, 1], scores: Buffer.alloc(8) }));
+    for (const userId of ['json', 'arrays', 'garbage', 'short', 'long', 'scores']) expect(await cache.get(userId), userId).toBeUndefined();
+    // The same fields, well formed: a hit.
+    await redis.redis.set(cache.key('good'), packr.pack({ ...fields, joinedItemIds: 'ab', itemIdLengths: [1, 1], scores: Buffer.alloc(16) }));
+    expect(await cache.get('good')).toMatchObject({ itemIds: ['a', 'b'], scores: [0, 0] });
   });
 });

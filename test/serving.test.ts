@@ -14,11 +14,8 @@ function batchSet(userId: string, computedAt: Date, ttlMs = 24 * HOUR): Recommen
     holdout: false,
     computedAt,
     expiresAt: new Date(computedAt.getTime() + ttlMs),
-    items: [
-      { itemId: 'b1', score: 0.9 },
-      { itemId: 'b2', score: 0.8 },
-      { itemId: 'b3', score: 0.7 },
-    ],
+    itemIds: ['b1', 'b2', 'b3'],
+    scores: [0.9, 0.8, 0.7],
     modelVersion: 'batch-v1',
     computeMs: 3,
   };
@@ -101,7 +98,7 @@ describe('login path', () => {
     expect(Date.now() - started).toBeLessThan(250);
 
     // The computation goes on; once done, the next login gets its set without computing again.
-    await expect.poll(async () => (await h!.cache.get('dave'))?.items.map((i) => i.itemId), { timeout: 2_000 }).toEqual(['d1']);
+    await expect.poll(async () => (await h!.cache.get('dave'))?.itemIds, { timeout: 2_000 }).toEqual(['d1']);
     const next = await h.service.getRecommendations('dave', 5);
     expect(next.source).toBe('reused');
     expect(state.calls).toBe(1);

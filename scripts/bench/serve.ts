@@ -11,7 +11,7 @@ import pino from 'pino';
 import { createPool } from '../../src/db/pool.ts';
 import { createRecommendationCache } from '../../src/recommendations/cache.ts';
 import { createRecommendationStore } from '../../src/recommendations/store.ts';
-import type { RecommendationSet } from '../../src/recommendations/set.ts';
+import { storedItems, type RecommendationSet } from '../../src/recommendations/set.ts';
 import { createRecommender } from '../../src/recommender/index.ts';
 import { deleteKeysWithPrefix } from '../../src/redis.ts';
 import { load, printTable, startServerProcess, uniqueName, type LoadResult } from './lib.ts';
@@ -114,7 +114,7 @@ async function precompute(pool: ReturnType<typeof createPool>, redis: Redis, pre
       holdout: false,
       computedAt: now,
       expiresAt: new Date(now.getTime() + 86_400_000),
-      items: results.get(userId)?.items ?? [],
+      ...storedItems(results.get(userId)?.items ?? []),
       modelVersion: recommender.modelVersion(),
       computeMs: 1,
     }));

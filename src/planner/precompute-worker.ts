@@ -97,7 +97,7 @@ export function createPrecomputeWorker(deps: PrecomputeWorkerDeps): PrecomputeWo
         holdout: holdout.has(userId),
         computedAt: at,
         expiresAt,
-        items: storedItems(result.items),
+        ...storedItems(result.items),
         modelVersion,
         computeMs: perUserMs,
       });

@@ -5,12 +5,31 @@ import type { RecommendationSet } from './set.ts';
 
 /** How long a cache entry outlives its expiry, so a late reader still finds and rejects it cheaply. */
 const MIN_TTL_MS = 1_000;
+/** Sets per script call: 1 000 SETs keep Redis busy ≈1–2 ms, no longer than a pipeline would. */
+const MAX_SETS_PER_CALL = 1_000;
 
-// A worker caches one set per user, so the encoding is on the batch path's critical path:
-// MessagePack (msgpackr, already BullMQ's) of items as two parallel arrays costs ≈5 µs for 100
-// items, against ≈13 µs for JSON of the same arrays and ≈28 µs for JSON of {itemId, score}
-// objects. Scores stay float64, so they come back exactly as written.
+// A worker caches one set per user, so encoding and sending are on the batch path's critical
+// path (measured per 100-item set, in the worker's process):
+// - the value is MessagePack (msgpackr, already BullMQ's) of the set's fields with the item ids
+//   joined into one string plus their lengths, and the scores as one float64 buffer: ≈2 µs,
+//   against ≈8 µs for an array of 100 strings (msgpackr writes each separately) and ≈28 µs
+//   for JSON of {itemId, score} objects. Scores stay float64, so they come back exactly as written;
+// - the sets go in one script call (SET … PX for each key) instead of a pipeline of SETs:
+//   ≈3 µs of client CPU per set against ≈10 µs, as ioredis builds one command instead of 500.
 const packr = new Packr({ useRecords: false });
+
+// KEYS: the sets' keys; ARGV: their values, then their TTLs in milliseconds.
+const SET_MANY_SCRIPT = `
+local n = #KEYS
+for i = 1, n do
+  redis.call('SET', KEYS[i], ARGV[i], 'PX', ARGV[n + i])
+end
+return n`;
+const SET_MANY_COMMAND = 'prewarmCacheSetMany';
+
+interface CacheRedis extends Redis {
+  [SET_MANY_COMMAND](keyCount: number, ...keysValuesTtls: (string | Buffer | number)[]): Promise<number>;
+}
 
 interface CachedSet {
   id: string;
@@ -19,33 +38,85 @@ interface CachedSet {
   holdout: boolean;
   computedAt: number;
   expiresAt: number;
-  itemIds: string[];
-  scores: number[];
+  /** The item ids concatenated; `itemIdLengths` cuts them apart (UTF-16 units, so any id works). */
+  joinedItemIds: string;
+  itemIdLengths: number[];
+  /** float64, little-endian, one per item. */
+  scores: Uint8Array;
   modelVersion: string;
   computeMs: number;
 }
 
+function encode(set: RecommendationSet): Buffer {
+  const count = set.itemIds.length;
+  const itemIdLengths: number[] = [];
+  for (let n = 0; n < count; n++) itemIdLengths.push((set.itemIds[n] as string).length);
+  const scores = Buffer.allocUnsafe(count * 8);
+  const view = new DataView(scores.buffer, scores.byteOffset, scores.byteLength);
+  for (let n = 0; n < count; n++) view.setFloat64(n * 8, set.scores[n] as number, true);
+  const value: CachedSet = {
+    id: set.id,
+    source: set.source,
+    runId: set.runId,
+    holdout: set.holdout,
+    computedAt: set.computedAt.getTime(),
+    expiresAt: set.expiresAt.getTime(),
+    joinedItemIds: set.itemIds.join(''),
+    itemIdLengths,
+    scores,
+    modelVersion: set.modelVersion,
+    computeMs: set.computeMs,
+  };
+  return packr.pack(value);
+}
+
 /** The cached set, or undefined for a value this version did not write. */
-function decode(raw: Buffer): CachedSet | undefined {
+function decode(raw: Buffer, userId: string): RecommendationSet | undefined {
   let cached: Partial<CachedSet> | null;
   try {
     cached = packr.unpack(raw) as Partial<CachedSet> | null;
   } catch {
     return undefined;
   }
-  const wellFormed = typeof cached === 'object' && cached !== null && Array.isArray(cached.itemIds) && Array.isArray(cached.scores) && cached.itemIds.length === cached.scores.length;
-  return wellFormed ? (cached as CachedSet) : undefined;
+  if (typeof cached !== 'object' || cached === null) return undefined;
+  const { joinedItemIds: joined, itemIdLengths: lengths, scores: packedScores } = cached;
+  if (typeof joined !== 'string' || !Array.isArray(lengths) || !(packedScores instanceof Uint8Array) || packedScores.length !== lengths.length * 8) return undefined;
+  const itemIds: string[] = [];
+  let at = 0;
+  for (const length of lengths) {
+    if (!Number.isInteger(length) || length < 0 || at + length > joined.length) return undefined;
+    itemIds.push(joined.slice(at, at + length));
+    at += length;
+  }
+  if (at !== joined.length) return undefined;
+  const view = new DataView(packedScores.buffer, packedScores.byteOffset, packedScores.byteLength);
+  const scores: number[] = [];
+  for (let n = 0; n < lengths.length; n++) scores.push(view.getFloat64(n * 8, true));
+  return {
+    id: cached.id as string,
+    userId,
+    source: cached.source as RecommendationSet['source'],
+    runId: cached.runId ?? null,
+    holdout: cached.holdout === true,
+    computedAt: new Date(cached.computedAt as number),
+    expiresAt: new Date(cached.expiresAt as number),
+    itemIds,
+    scores,
+    modelVersion: cached.modelVersion as string,
+    computeMs: cached.computeMs as number,
+  };
 }
 
 export interface RecommendationCache {
   /** The cached set, or undefined when absent or when Redis does not answer (never throws). */
   get(userId: string): Promise<RecommendationSet | undefined>;
-  /** Caches sets in one pipeline, TTL = remaining freshness measured against `now`. */
+  /** Caches sets, TTL = remaining freshness measured against `now`. */
   setMany(sets: readonly RecommendationSet[], now: Date): Promise<void>;
   key(userId: string): string;
 }
 
 export interface RecommendationCacheOptions {
+  /** The cache's connection; the cache defines one script command on it (`prewarmCacheSetMany`). */
   redis: Redis;
   /** Key prefix; default `prewarm:`. Tests give each test its own. */
   prefix: string;
@@ -58,6 +129,10 @@ export interface RecommendationCacheOptions {
  */
 export function createRecommendationCache({ redis, prefix, log }: RecommendationCacheOptions): RecommendationCache {
   const key = (userId: string) => `${prefix}rec:${userId}`;
+  // ioredis sends the script by its SHA and, after a Redis restart has emptied the script cache,
+  // once more in full.
+  if (!(SET_MANY_COMMAND in redis)) redis.defineCommand(SET_MANY_COMMAND, { lua: SET_MANY_SCRIPT });
+  const scripted = redis as CacheRedis;
   return {
     key,
     async get(userId) {
@@ -69,47 +144,24 @@ export function createRecommendationCache({ redis, prefix, log }: Recommendation
         return undefined;
       }
       if (raw === null) return undefined;
-      const cached = decode(raw);
-      if (cached === undefined) {
-        // Written by an older version, or not by prewarm: Postgres has the set.
-        log.warn({ key: key(userId) }, 'unrecognised recommendation cache entry; reading Postgres instead');
-        return undefined;
-      }
-      return {
-        id: cached.id,
-        userId,
-        source: cached.source,
-        runId: cached.runId,
-        holdout: cached.holdout,
-        computedAt: new Date(cached.computedAt),
-        expiresAt: new Date(cached.expiresAt),
-        items: cached.itemIds.map((itemId, rank) => ({ itemId, score: cached.scores[rank] as number })),
-        modelVersion: cached.modelVersion,
-        computeMs: cached.computeMs,
-      };
+      const cached = decode(raw, userId);
+      // Written by an older version, or not by prewarm: Postgres has the set.
+      if (cached === undefined) log.warn({ key: key(userId) }, 'unrecognised recommendation cache entry; reading Postgres instead');
+      return cached;
     },
     async setMany(sets, now) {
-      if (sets.length === 0) return;
-      const pipeline = redis.pipeline();
-      for (const set of sets) {
-        const ttl = Math.max(MIN_TTL_MS, set.expiresAt.getTime() - now.getTime());
-        const value: CachedSet = {
-          id: set.id,
-          source: set.source,
-          runId: set.runId,
-          holdout: set.holdout,
-          computedAt: set.computedAt.getTime(),
-          expiresAt: set.expiresAt.getTime(),
-          itemIds: set.items.map((item) => item.itemId),
-          scores: set.items.map((item) => item.score),
-          modelVersion: set.modelVersion,
-          computeMs: set.computeMs,
-        };
-        pipeline.set(key(set.userId), packr.pack(value), 'PX', ttl);
+      for (let start = 0; start < sets.length; start += MAX_SETS_PER_CALL) {
+        const batch = sets.slice(start, start + MAX_SETS_PER_CALL);
+        const keys: string[] = [];
+        const values: Buffer[] = [];
+        const ttls: number[] = [];
+        for (const set of batch) {
+          keys.push(key(set.userId));
+          values.push(encode(set));
+          ttls.push(Math.max(MIN_TTL_MS, set.expiresAt.getTime() - now.getTime()));
+        }
+        await scripted[SET_MANY_COMMAND](keys.length, ...keys, ...values, ...ttls);
       }
-      const results = await pipeline.exec();
-      const failed = results?.find(([error]) => error !== null);
-      if (failed) throw failed[0];
     },
   };
 }

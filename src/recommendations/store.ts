@@ -1,9 +1,5 @@
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { from as copyFrom } from 'pg-copy-streams';
-import { BinaryCopyWriter } from '../db/copy-binary.ts';
+import { BinaryCopyWriter, copyIn } from '../db/copy-binary.ts';
 import type { Pool, PoolClient, Queryable, Sql } from '../db/pool.ts';
-import type { ScoredItem } from '../recommender/types.ts';
 import type { RecommendationSet } from './set.ts';
 
 // All SQL of the recommendations table lives here.
@@ -60,7 +56,8 @@ function toSet(row: SetRow): RecommendationSet {
     holdout: row.holdout,
     computedAt: row.computed_at,
     expiresAt: row.expires_at,
-    items: row.item_ids.map((itemId, rank) => ({ itemId, score: row.scores[rank] as number })),
+    itemIds: row.item_ids,
+    scores: row.scores,
     modelVersion: row.model_version,
     computeMs: row.compute_ms,
   };
@@ -85,7 +82,7 @@ export function createRecommendationStore({ pool }: { pool: Queryable }): Recomm
       try {
         await client.query(sql.createStaging);
         await client.query(sql.emptyStaging);
-        await pipeline(Readable.from([copyRows(sets)]), client.query(copyFrom(sql.copyStaging)));
+        await copyIn(client, sql.copyStaging, copyRows(sets));
         const result = await client.query<{ id: string }>(sql.moveStaging);
         return new Set(result.rows.map((row) => row.id));
       } finally {
@@ -99,9 +96,6 @@ export function createRecommendationStore({ pool }: { pool: Queryable }): Recomm
   };
 }
 
-const itemIdOf = (item: ScoredItem) => item.itemId;
-const scoreOf = (item: ScoredItem) => item.score;
-
 /** The sets as one binary COPY stream, columns in the order of COLUMNS. */
 function copyRows(sets: readonly RecommendationSet[]): Buffer {
   const writer = new BinaryCopyWriter(sets.length * 2_048);
@@ -113,8 +107,8 @@ function copyRows(sets: readonly RecommendationSet[]): Buffer {
       .bool(s.holdout)
       .timestamptz(s.computedAt)
       .timestamptz(s.expiresAt)
-      .textArray(s.items, itemIdOf)
-      .float4Array(s.items, scoreOf)
+      .textArray(s.itemIds)
+      .float4Array(s.scores)
       .text(s.modelVersion)
       .float4(s.computeMs);
   }

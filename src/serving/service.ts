@@ -5,7 +5,7 @@ import type { Clock } from '../clock.ts';
 import { PrewarmError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { RecommendationCache } from '../recommendations/cache.ts';
-import { isFresh, storedItems, type RecommendationSet } from '../recommendations/set.ts';
+import { isFresh, scoredItems, storedItems, type RecommendationSet } from '../recommendations/set.ts';
 import type { RecommendationStore } from '../recommendations/store.ts';
 import type { Recommender, ScoredItem } from '../recommender/types.ts';
 import { createCoalescer } from './coalesce.ts';
@@ -116,7 +116,7 @@ export function createRecommendationService(deps: RecommendationServiceDeps): Re
         holdout: false,
         computedAt,
         expiresAt: new Date(computedAt.getTime() + options.onDemandTtlMs),
-        items: storedItems(result.items),
+        ...storedItems(result.items),
         modelVersion: recommender.modelVersion(),
         computeMs: performance.now() - started,
       };
@@ -187,7 +187,7 @@ export function createRecommendationService(deps: RecommendationServiceDeps): Re
   function fromSet(set: RecommendationSet, source: ServeSource, at: Date, limitN: number): Answer {
     const result: ServeResult = {
       userId: set.userId,
-      items: set.items.slice(0, limitN),
+      items: scoredItems(set, limitN),
       source,
       computedAt: set.computedAt,
       expiresAt: set.expiresAt,
