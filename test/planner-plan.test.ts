@@ -158,6 +158,36 @@ describe('planner', () => {
     expect((await h.pool.query('SELECT count(*)::int AS n FROM predictions')).rows[0].n).toBe(300);
   });
 
+  it('a planner overtaken while scoring (its claim expired and was taken over) records nothing twice', async () => {
+    const { h, window } = await setup('threshold:0.3');
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let scoring!: () => void;
+    const scoringStarted = new Promise<void>((resolve) => (scoring = resolve));
+    const slowScorer = {
+      version: h.scorer.version,
+      async scoreKnownUsers(windowStart: Date, horizonMs: number) {
+        scoring();
+        await released;
+        return h.scorer.scoreKnownUsers(windowStart, horizonMs);
+      },
+    };
+    const slow = createPlanner({ pool: h.pool, queue: h.queue, scorer: slowScorer, clock: h.clock, log: silentLog, itemsPerUser: 10, planLeaseMs: 60_000 });
+    const overtaken = slow.planRun(window, new Date(START));
+    await scoringStarted;
+    h.clock.advance(61_000);
+    const fast = createPlanner({ pool: h.pool, queue: h.queue, scorer: h.scorer, clock: h.clock, log: silentLog, itemsPerUser: 10, planLeaseMs: 60_000 });
+    const planned = await fast.planRun(window, new Date(START));
+    expect(planned?.run.status).toBe('running');
+    release();
+    // The slow planner finds the run planned: it only enqueues what is not done (the same job ids).
+    const late = await overtaken;
+    expect(late?.run).toMatchObject({ id: planned!.run.id, status: 'running', selected: planned!.run.selected });
+    expect((await h.pool.query('SELECT count(*)::int AS n FROM predictions')).rows[0].n).toBe(300);
+    const jobs = await h.queue.getJobs(['prioritized', 'waiting']);
+    expect(jobs.length).toBe(planned!.run.chunksTotal);
+  });
+
   it('sweep: re-enqueues a chunk whose job Redis lost, fails a chunk whose job failed for good, and closes expired runs', async () => {
     const { h, window } = await setup('budget:120', { holdoutRate: 0 });
     const run = (await h.planner.planRun(window, new Date(START)))!.run;

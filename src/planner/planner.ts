@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Queue } from 'bullmq';
 import type { Clock } from '../clock.ts';
+import { copyIn } from '../db/copy-binary.ts';
 import { withTransaction, type Pool } from '../db/pool.ts';
 import { toError } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -8,7 +9,7 @@ import { byPropensity, formatPolicy, selectUsers, type Candidate } from '../poli
 import type { PropensityScorer } from '../propensity/scorer.ts';
 import { chunkJob, chunkJobId, type PrecomputeJobData, type PrecomputeJobResult } from './queue.ts';
 import { createRunStore, type BatchRun } from './runs.ts';
-import { chunkSql, predictionSql, runSql, type RunRow } from './sql.ts';
+import { chunkSql, predictionSql, runSql, type PredictionRows, type RunRow } from './sql.ts';
 import { MAX_PRIORITY, type Window } from './windows.ts';
 
 export interface PlannerDeps {
@@ -205,7 +206,7 @@ export function createPlanner(deps: PlannerDeps): Planner {
       if (holdoutIds.has(c.userId)) chunk.holdoutUserIds.push(c.userId);
     });
 
-    const rows = { userIds: [] as string[], ps: [] as number[], selected: [] as boolean[], holdout: [] as boolean[], chunkNos: [] as (number | null)[] };
+    const rows: PredictionRows = { userIds: [], ps: [], selected: [], holdout: [], chunkNos: [] };
     for (const c of candidates) {
       rows.userIds.push(c.userId);
       rows.ps.push(c.p);
@@ -214,7 +215,9 @@ export function createPlanner(deps: PlannerDeps): Planner {
       rows.chunkNos.push(chunkOf.get(c.userId) ?? null);
     }
     const won = await withTransaction(pool, async (client) => {
-      await client.query(predictionSql.insertMany(run.id, rows));
+      const locked = await client.query(runSql.lockForPlanning(run.id));
+      if (locked.rowCount === 0) throw new PlannedElsewhere();
+      await copyIn(client, predictionSql.copy, predictionSql.encode(run.id, rows));
       await client.query(chunkSql.insertMany(run.id, [...chunks.values()].map((chunk) => chunk.userIds.length)));
       const marked = await client.query(
         runSql.markPlanned({

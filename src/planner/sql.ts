@@ -1,3 +1,4 @@
+import { BinaryCopyWriter } from '../db/copy-binary.ts';
 import type { Sql } from '../db/pool.ts';
 
 /**
@@ -131,6 +132,13 @@ export const runSql = {
   exists(window: string, scheduledFor: Date): Sql {
     return { text: `SELECT id FROM batch_runs WHERE window_name = $1 AND scheduled_for = $2`, values: [window, scheduledFor.toISOString()] };
   },
+  /**
+   * Taken first by the transaction that records a plan: a second planner (one that took an
+   * expired claim over) waits here until the first commits, then finds the run planned.
+   */
+  lockForPlanning(id: number): Sql {
+    return { text: `SELECT id FROM batch_runs WHERE id = $1 AND planned_at IS NULL AND status = 'planning' FOR UPDATE`, values: [id] };
+  },
   get(id: number): Sql {
     return { text: `SELECT ${RUN_COLUMNS} FROM batch_runs WHERE id = $1`, values: [id] };
   },
@@ -251,15 +259,36 @@ export const chunkSql = {
   },
 };
 
+export interface PredictionRows {
+  userIds: string[];
+  ps: number[];
+  selected: boolean[];
+  holdout: boolean[];
+  chunkNos: (number | null)[];
+}
+
 export const predictionSql = {
-  /** Every score of the run in one statement (100k+ rows as arrays). */
-  insertMany(runId: number, rows: { userIds: string[]; ps: number[]; selected: boolean[]; holdout: boolean[]; chunkNos: (number | null)[] }): Sql {
-    return {
-      text: `INSERT INTO predictions (run_id, user_id, p, selected, holdout, chunk_no)
-             SELECT $1::bigint, * FROM unnest($2::text[], $3::real[], $4::boolean[], $5::boolean[], $6::int[])
-             ON CONFLICT DO NOTHING`,
-      values: [runId, rows.userIds, rows.ps, rows.selected, rows.holdout, rows.chunkNos],
-    };
+  /**
+   * Every score of the run, by binary COPY of `encode`'s output: 100 000 rows take ≈0.3 s, against
+   * ≈1 s as unnest() arrays, and planning delays the whole run. A plain COPY has no ON CONFLICT;
+   * the run's lock (runSql.lockForPlanning) keeps a second planner from getting here.
+   */
+  copy: `COPY predictions (run_id, user_id, p, selected, holdout, chunk_no) FROM STDIN WITH (FORMAT binary)`,
+  encode(runId: number, rows: PredictionRows): Buffer {
+    const writer = new BinaryCopyWriter(rows.userIds.length * 48);
+    for (let n = 0; n < rows.userIds.length; n++) {
+      writer
+        .row(6)
+        .int8(runId)
+        .text(rows.userIds[n] as string)
+        .float4(rows.ps[n] as number)
+        .bool(rows.selected[n] as boolean)
+        .bool(rows.holdout[n] as boolean);
+      const chunkNo = rows.chunkNos[n];
+      if (chunkNo === null || chunkNo === undefined) writer.null();
+      else writer.int4(chunkNo);
+    }
+    return writer.finish();
   },
   /** The users of some chunks, as the plan recorded them (to re-enqueue lost jobs). */
   chunkUsers(runId: number, chunkNos: readonly number[]): Sql {
