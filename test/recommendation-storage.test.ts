@@ -76,6 +76,32 @@ describe('recommendation storage', () => {
     expect(rows.rows.map((row) => Number(row.rank))).toEqual(items.itemIds.map((_, rank) => rank + 1));
   });
 
+  it('writes a chunk straight in (insertNew), refuses an id already there, and compresses items with lz4', async () => {
+    db = await createTestDb();
+    const store = createRecommendationStore({ pool: db.pool });
+    // 100 ids of ≈20 bytes: the row passes the 2 kB TOAST threshold, as a real set does.
+    const hundred = storedItems(Array.from({ length: 100 }, (_, rank) => ({ itemId: `catalogue-item-${rank * 37}`, score: 1 / (rank + 1) })));
+    const chunk = [setWith(hundred, 'u1'), setWith(hundred, 'u2')];
+    const client = await db.pool.connect();
+    try {
+      await store.insertNew(client, chunk);
+      const at = new Date(chunk[0]!.computedAt.getTime() + 1);
+      expect(await store.findFresh('u2', at)).toEqual(chunk[1]);
+      await expect(store.insertNew(client, [setWith(hundred, 'u3'), chunk[0]!])).rejects.toMatchObject({ code: '23505' });
+      // Through the staging table too (it copies the column's compression).
+      await store.insertMany(db.pool, [setWith(hundred, 'u4')]);
+      // These servers have lz4 (migration 0007 keeps pglz where a server lacks it).
+      const compression = await client.query('SELECT user_id, pg_column_compression(item_ids) AS method FROM recommendations ORDER BY user_id');
+      expect(compression.rows).toEqual([
+        { user_id: 'u1', method: 'lz4' },
+        { user_id: 'u2', method: 'lz4' },
+        { user_id: 'u4', method: 'lz4' },
+      ]);
+    } finally {
+      client.release();
+    }
+  });
+
   it('treats a cache entry it did not write as a miss rather than failing the login', async () => {
     redis = await createTestRedis();
     const cache = createRecommendationCache({ redis: redis.redis, prefix: `${redis.prefix}:`, log: silentLog });

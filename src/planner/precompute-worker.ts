@@ -44,10 +44,12 @@ export interface PrecomputeWorker {
  * Postgres in one statement together with the chunk's completion, then to the Redis cache in one
  * pipeline (TTL = remaining freshness).
  *
- * Exactly once, whatever BullMQ redelivers: set ids derive from (run, user) and are inserted ON
- * CONFLICT DO NOTHING, and the chunk is folded into the run's counters only by the transaction
- * that marks it done. A retried or duplicated chunk therefore writes no second set and counts
- * nothing twice. A chunk that fails its last attempt is recorded as failed so the run completes.
+ * Exactly once, whatever BullMQ redelivers: the transaction that writes a chunk's sets first locks
+ * the chunk's row if it is not done, and marks it done before it commits; the chunk is folded into
+ * the run's counters by that same transaction. A duplicate running at once waits on the lock and
+ * then finds the chunk done; a retry after completion finds it done. Set ids derive from (run,
+ * user), so even a bug that got past the lock would fail on the unique key rather than store a
+ * second set. A chunk that fails its last attempt is recorded as failed so the run completes.
  */
 export function createPrecomputeWorker(deps: PrecomputeWorkerDeps): PrecomputeWorker {
   const { connection, prefix, pool, recommender, store, cache, clock, log, concurrency } = deps;
@@ -103,7 +105,10 @@ export function createPrecomputeWorker(deps: PrecomputeWorkerDeps): PrecomputeWo
       });
     }
     const recorded = await withTransaction(pool, async (client) => {
-      await store.insertMany(client, sets);
+      // The chunk's lock makes its set ids new: they derive from (run, user), and a user is in
+      // one chunk of a run. So the sets go straight in, without an ON CONFLICT detour.
+      if (!(await runs.claimChunk(client, data.runId, data.chunkNo))) return false;
+      await store.insertNew(client, sets);
       return runs.completeChunk(client, {
         runId: data.runId,
         chunkNo: data.chunkNo,

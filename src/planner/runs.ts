@@ -72,6 +72,11 @@ export interface RunStore {
   exists(window: string, scheduledFor: Date): Promise<boolean>;
   isChunkDone(runId: number, chunkNo: number): Promise<boolean>;
   /**
+   * Inside a transaction: locks the chunk for it, if not done yet. A duplicate of the chunk
+   * waits here until the holder commits, then finds it done (false).
+   */
+  claimChunk(client: Queryable, runId: number, chunkNo: number): Promise<boolean>;
+  /**
    * Records a chunk's outcome once (idempotent) and completes the run when it was the last one.
    * Returns false when the chunk had already been recorded. Pass a transaction client to commit
    * it with the chunk's sets.
@@ -99,6 +104,10 @@ export function createRunStore({ pool }: { pool: Queryable }): RunStore {
     async isChunkDone(runId, chunkNo) {
       const result = await pool.query<{ done: boolean }>(chunkSql.isDone(runId, chunkNo));
       return result.rows[0]?.done ?? false;
+    },
+    async claimChunk(client, runId, chunkNo) {
+      const result = await client.query(chunkSql.lockUndone(runId, chunkNo));
+      return (result.rowCount ?? 0) > 0;
     },
     async completeChunk(db, outcome) {
       const result = await db.query(chunkSql.complete(outcome));

@@ -226,6 +226,10 @@ export const chunkSql = {
   isDone(runId: number, chunkNo: number): Sql {
     return { text: `SELECT done_at IS NOT NULL AS done FROM batch_chunks WHERE run_id = $1 AND chunk_no = $2`, values: [runId, chunkNo] };
   },
+  /** Locks an unfinished chunk's row until the transaction ends; no row: the chunk is done. */
+  lockUndone(runId: number, chunkNo: number): Sql {
+    return { text: `SELECT 1 FROM batch_chunks WHERE run_id = $1 AND chunk_no = $2 AND done_at IS NULL FOR UPDATE`, values: [runId, chunkNo] };
+  },
   undone(runId: number): Sql {
     return { text: `SELECT chunk_no, users FROM batch_chunks WHERE run_id = $1 AND done_at IS NULL ORDER BY chunk_no`, values: [runId] };
   },
