@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { ScoredItem } from '../recommender/types.ts';
 
 /** One computed recommendation set: a row of `recommendations`, and the cached value. */
@@ -29,7 +29,8 @@ export interface RecommendationSet {
  * writes the same row (and the same cache entry) instead of a second set.
  */
 export function batchSetId(runId: number, userId: string): string {
-  const hex = createHash('sha256').update(`prewarm:batch:${runId}:${userId}`).digest('hex');
+  // One-shot hash(): half the cost of createHash().update().digest() for so short an input.
+  const hex = hash('sha256', `prewarm:batch:${runId}:${userId}`, 'hex');
   // Shape it as an RFC 4122 version-5-style UUID so Postgres' uuid type accepts it.
   const variant = ((parseInt(hex.slice(16, 18), 16) & 0x3f) | 0x80).toString(16).padStart(2, '0');
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-5${hex.slice(13, 16)}-${variant}${hex.slice(18, 20)}-${hex.slice(20, 32)}`;
