@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Packr } from 'msgpackr';
 import { createRecommendationCache } from '../src/recommendations/cache.ts';
-import { storedItems, storedScore, type RecommendationSet } from '../src/recommendations/set.ts';
+import { batchSetId, storedItems, storedScore, type RecommendationSet } from '../src/recommendations/set.ts';
 import { createRecommendationStore } from '../src/recommendations/store.ts';
 import { createTestDb, createTestRedis, silentLog, type TestDb, type TestRedis } from './helpers.ts';
 
@@ -24,6 +24,14 @@ function setWith(items: Pick<RecommendationSet, 'itemIds' | 'scores'>, userId = 
     computeMs: 1.5,
   };
 }
+
+describe('batchSetId', () => {
+  it('derives the same uuid from (run, user) as every earlier version, so retries find their sets', () => {
+    expect(batchSetId(42, 'user-0000007')).toBe('b0f22414-750d-531e-af06-20482c0477c5');
+    expect(batchSetId(42, 'user-0000008')).not.toBe(batchSetId(42, 'user-0000007'));
+    expect(batchSetId(43, 'user-0000007')).not.toBe(batchSetId(42, 'user-0000007'));
+  });
+});
 
 describe('storedScore', () => {
   it('keeps 6 significant digits, as Number(x.toPrecision(6)) does', () => {
@@ -84,10 +92,10 @@ describe('recommendation storage', () => {
     const chunk = [setWith(hundred, 'u1'), setWith(hundred, 'u2')];
     const client = await db.pool.connect();
     try {
-      await store.insertNew(client, chunk);
+      await store.insertNew(client, store.encode(chunk));
       const at = new Date(chunk[0]!.computedAt.getTime() + 1);
       expect(await store.findFresh('u2', at)).toEqual(chunk[1]);
-      await expect(store.insertNew(client, [setWith(hundred, 'u3'), chunk[0]!])).rejects.toMatchObject({ code: '23505' });
+      await expect(store.insertNew(client, store.encode([setWith(hundred, "u3"), chunk[0]!]))).rejects.toMatchObject({ code: '23505' });
       // Through the staging table too (it copies the column's compression).
       await store.insertMany(db.pool, [setWith(hundred, 'u4')]);
       // These servers have lz4 (migration 0007 keeps pglz where a server lacks it).

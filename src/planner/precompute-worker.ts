@@ -7,7 +7,7 @@ import type { Logger } from '../log.ts';
 import type { RecommendationCache } from '../recommendations/cache.ts';
 import { batchSetId, storedItems, type RecommendationSet } from '../recommendations/set.ts';
 import type { RecommendationStore } from '../recommendations/store.ts';
-import type { Recommender } from '../recommender/types.ts';
+import type { Recommender, UserRecommendations } from '../recommender/types.ts';
 import { PRECOMPUTE_QUEUE, type PrecomputeJobData, type PrecomputeJobResult } from './queue.ts';
 import { createRunStore } from './runs.ts';
 
@@ -76,13 +76,43 @@ export function createPrecomputeWorker(deps: PrecomputeWorkerDeps): PrecomputeWo
       await recordFailure(data, 'run expired before the chunk was computed');
       return { skipped: false, precomputed: 0, failed: data.userIds.length, computeMs: 0 };
     }
-    const holdout = new Set(data.holdoutUserIds);
     const modelVersion = recommender.modelVersion();
     const started = performance.now();
     const results = await recommender.recommend(data.userIds, at, data.itemsPerUser);
     const computeMs = performance.now() - started;
     const perUserMs = data.userIds.length > 0 ? computeMs / data.userIds.length : 0;
 
+    const chunk = encodeChunk(data, results, at, expiresAt, modelVersion, perUserMs);
+    const recorded = await withTransaction(pool, async (client) => {
+      // The chunk's lock makes its set ids new: they derive from (run, user), and a user is in
+      // one chunk of a run. So the sets go straight in, without an ON CONFLICT detour.
+      if (!(await runs.claimChunk(client, data.runId, data.chunkNo))) return false;
+      await store.insertNew(client, chunk.rows);
+      return runs.completeChunk(client, {
+        runId: data.runId,
+        chunkNo: data.chunkNo,
+        at: clock.now(),
+        precomputed: chunk.rows.count,
+        failed: chunk.failed,
+        computeMs,
+        error: chunk.failed > 0 ? `${chunk.failed} users missing from the recommender's answer` : null,
+      });
+    });
+    // A duplicate finished first: its sets (same ids, its computedAt) are the ones stored and cached.
+    if (!recorded) return { skipped: true, precomputed: 0, failed: 0, computeMs };
+    // After the commit: a cached set always has its row, which serves reference. A cache write
+    // that fails is not retried — the login path finds the set in Postgres and re-caches it.
+    await cache.setEncoded(chunk.entries, clock.now()).catch((error) => log.warn({ err: error, runId: data.runId, chunkNo: data.chunkNo }, 'caching precomputed sets failed'));
+    return { skipped: false, precomputed: chunk.rows.count, failed: chunk.failed, computeMs };
+  }
+
+  /**
+   * The chunk's sets, encoded at once for Postgres and for Redis. The sets themselves (200 small
+   * arrays per user) never outlive this call: held across the writes' awaits they would survive
+   * young-generation collections and be copied and promoted, a cost the worker pays per user.
+   */
+  function encodeChunk(data: PrecomputeJobData, results: Map<string, UserRecommendations>, at: Date, expiresAt: Date, modelVersion: string, perUserMs: number) {
+    const holdout = new Set(data.holdoutUserIds);
     const sets: RecommendationSet[] = [];
     let failed = 0;
     for (const userId of data.userIds) {
@@ -104,27 +134,7 @@ export function createPrecomputeWorker(deps: PrecomputeWorkerDeps): PrecomputeWo
         computeMs: perUserMs,
       });
     }
-    const recorded = await withTransaction(pool, async (client) => {
-      // The chunk's lock makes its set ids new: they derive from (run, user), and a user is in
-      // one chunk of a run. So the sets go straight in, without an ON CONFLICT detour.
-      if (!(await runs.claimChunk(client, data.runId, data.chunkNo))) return false;
-      await store.insertNew(client, sets);
-      return runs.completeChunk(client, {
-        runId: data.runId,
-        chunkNo: data.chunkNo,
-        at: clock.now(),
-        precomputed: sets.length,
-        failed,
-        computeMs,
-        error: failed > 0 ? `${failed} users missing from the recommender's answer` : null,
-      });
-    });
-    // A duplicate finished first: its sets (same ids, its computedAt) are the ones stored and cached.
-    if (!recorded) return { skipped: true, precomputed: 0, failed: 0, computeMs };
-    // After the commit: a cached set always has its row, which serves reference. A cache write
-    // that fails is not retried — the login path finds the set in Postgres and re-caches it.
-    await cache.setMany(sets, clock.now()).catch((error) => log.warn({ err: error, runId: data.runId, chunkNo: data.chunkNo }, 'caching precomputed sets failed'));
-    return { skipped: false, precomputed: sets.length, failed, computeMs };
+    return { rows: store.encode(sets), entries: cache.encode(sets), failed };
   }
 
   const process: PrecomputeWorker['process'] = async (job) => {

@@ -107,11 +107,22 @@ function decode(raw: Buffer, userId: string): RecommendationSet | undefined {
   };
 }
 
+/** Sets encoded as cache entries, to be written later (`setEncoded`). */
+export interface EncodedEntries {
+  readonly keys: string[];
+  readonly values: Buffer[];
+  readonly expiresAt: number[];
+}
+
 export interface RecommendationCache {
   /** The cached set, or undefined when absent or when Redis does not answer (never throws). */
   get(userId: string): Promise<RecommendationSet | undefined>;
   /** Caches sets, TTL = remaining freshness measured against `now`. */
   setMany(sets: readonly RecommendationSet[], now: Date): Promise<void>;
+  /** The entries setMany would write; encoding early lets a worker drop its sets sooner. */
+  encode(sets: readonly RecommendationSet[]): EncodedEntries;
+  /** Writes encoded entries, TTL = remaining freshness measured against `now`. */
+  setEncoded(entries: EncodedEntries, now: Date): Promise<void>;
   key(userId: string): string;
 }
 
@@ -133,6 +144,26 @@ export function createRecommendationCache({ redis, prefix, log }: Recommendation
   // once more in full.
   if (!(SET_MANY_COMMAND in redis)) redis.defineCommand(SET_MANY_COMMAND, { lua: SET_MANY_SCRIPT });
   const scripted = redis as CacheRedis;
+
+  function encodeEntries(sets: readonly RecommendationSet[]): EncodedEntries {
+    const entries: EncodedEntries = { keys: [], values: [], expiresAt: [] };
+    for (const set of sets) {
+      entries.keys.push(key(set.userId));
+      entries.values.push(encode(set));
+      entries.expiresAt.push(set.expiresAt.getTime());
+    }
+    return entries;
+  }
+
+  async function setEncoded({ keys, values, expiresAt }: EncodedEntries, now: Date): Promise<void> {
+    for (let start = 0; start < keys.length; start += MAX_SETS_PER_CALL) {
+      const end = Math.min(keys.length, start + MAX_SETS_PER_CALL);
+      const ttls: number[] = [];
+      for (let n = start; n < end; n++) ttls.push(Math.max(MIN_TTL_MS, (expiresAt[n] as number) - now.getTime()));
+      await scripted[SET_MANY_COMMAND](end - start, ...keys.slice(start, end), ...values.slice(start, end), ...ttls);
+    }
+  }
+
   return {
     key,
     async get(userId) {
@@ -149,19 +180,8 @@ export function createRecommendationCache({ redis, prefix, log }: Recommendation
       if (cached === undefined) log.warn({ key: key(userId) }, 'unrecognised recommendation cache entry; reading Postgres instead');
       return cached;
     },
-    async setMany(sets, now) {
-      for (let start = 0; start < sets.length; start += MAX_SETS_PER_CALL) {
-        const batch = sets.slice(start, start + MAX_SETS_PER_CALL);
-        const keys: string[] = [];
-        const values: Buffer[] = [];
-        const ttls: number[] = [];
-        for (const set of batch) {
-          keys.push(key(set.userId));
-          values.push(encode(set));
-          ttls.push(Math.max(MIN_TTL_MS, set.expiresAt.getTime() - now.getTime()));
-        }
-        await scripted[SET_MANY_COMMAND](keys.length, ...keys, ...values, ...ttls);
-      }
-    },
+    encode: encodeEntries,
+    setEncoded,
+    setMany: (sets, now) => setEncoded(encodeEntries(sets), now),
   };
 }

@@ -64,6 +64,12 @@ function toSet(row: SetRow): RecommendationSet {
   };
 }
 
+/** Sets encoded for COPY (binary format, header and trailer included). */
+export interface EncodedSets {
+  readonly count: number;
+  readonly payload: Buffer;
+}
+
 export interface RecommendationStore {
   /**
    * Writes sets in one COPY and one INSERT; ids already present are skipped. Pass a client to
@@ -71,10 +77,15 @@ export interface RecommendationStore {
    */
   insertMany(db: Pool | PoolClient, sets: readonly RecommendationSet[]): Promise<Set<string>>;
   /**
+   * The sets as `insertNew` writes them. Encoding first lets a worker drop the sets before it
+   * waits for Postgres, so they die young instead of being promoted by the garbage collector.
+   */
+  encode(sets: readonly RecommendationSet[]): EncodedSets;
+  /**
    * Writes sets whose ids the caller knows are new (a worker holding its chunk's lock), in one
    * COPY straight into the table; an id already present fails the whole statement.
    */
-  insertNew(client: PoolClient, sets: readonly RecommendationSet[]): Promise<void>;
+  insertNew(client: PoolClient, sets: EncodedSets): Promise<void>;
   /** The newest set for the user that is fresh at `at`, if any. */
   findFresh(userId: string, at: Date): Promise<RecommendationSet | undefined>;
 }
@@ -95,8 +106,9 @@ export function createRecommendationStore({ pool }: { pool: Queryable }): Recomm
         if (!isClient) client.release();
       }
     },
+    encode: (sets) => ({ count: sets.length, payload: copyRows(sets) }),
     async insertNew(client, sets) {
-      if (sets.length > 0) await copyIn(client, sql.copyDirect, copyRows(sets));
+      if (sets.count > 0) await copyIn(client, sql.copyDirect, sets.payload);
     },
     async findFresh(userId, at) {
       const result = await pool.query<SetRow>(sql.findFresh(userId, at));
