@@ -113,19 +113,16 @@ describe('recommendation storage', () => {
   it('treats a cache entry it did not write as a miss rather than failing the login', async () => {
     redis = await createTestRedis();
     const cache = createRecommendationCache({ redis: redis.redis, prefix: `${redis.prefix}:`, log: silentLog });
-    // The two earlier layouts (JSON of item objects; MessagePack of item arrays), then garbage,
-    // then this layout with its lengths or scores disagreeing with the ids.
+    // The layout before item arrays (JSON of item objects), garbage, and arrays that disagree.
     const fields = { id: randomUUID(), source: 'batch', runId: null, holdout: false, computedAt: 0, expiresAt: 1, modelVersion: 'v1', computeMs: 1 };
     const packr = new Packr({ useRecords: false });
     await redis.redis.set(cache.key('json'), JSON.stringify({ ...fields, items: [{ itemId: 'a', score: 1 }] }));
-    await redis.redis.set(cache.key('arrays'), packr.pack({ ...fields, itemIds: ['a'], scores: [1] }));
     await redis.redis.set(cache.key('garbage'), '{not json');
-    await redis.redis.set(cache.key('short'), packr.pack({ ...fields, joinedItemIds: 'abc', itemIdLengths: [1, 1], scores: Buffer.alloc(16) }));
-    await redis.redis.set(cache.key('long'), packr.pack({ ...fields, joinedItemIds: 'ab', itemIdLengths: [1, 2], scores: Buffer.alloc(16) }));
-    await redis.redis.set(cache.key('scores'), packr.pack({ ...fields, joinedItemIds: 'ab', itemIdLengths: [1, 1], scores: Buffer.alloc(8) }));
-    for (const userId of ['json', 'arrays', 'garbage', 'short', 'long', 'scores']) expect(await cache.get(userId), userId).toBeUndefined();
+    await redis.redis.set(cache.key('lengths'), packr.pack({ ...fields, itemIds: ['a', 'b'], scores: [1] }));
+    await redis.redis.set(cache.key('no-scores'), packr.pack({ ...fields, itemIds: ['a'] }));
+    for (const userId of ['json', 'garbage', 'lengths', 'no-scores']) expect(await cache.get(userId), userId).toBeUndefined();
     // The same fields, well formed: a hit.
-    await redis.redis.set(cache.key('good'), packr.pack({ ...fields, joinedItemIds: 'ab', itemIdLengths: [1, 1], scores: Buffer.alloc(16) }));
-    expect(await cache.get('good')).toMatchObject({ itemIds: ['a', 'b'], scores: [0, 0] });
+    await redis.redis.set(cache.key('good'), packr.pack({ ...fields, itemIds: ['a', 'b'], scores: [0.5, 0.25] }));
+    expect(await cache.get('good')).toMatchObject({ itemIds: ['a', 'b'], scores: [0.5, 0.25] });
   });
 });

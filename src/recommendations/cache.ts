@@ -10,11 +10,11 @@ const MAX_SETS_PER_CALL = 1_000;
 
 // A worker caches one set per user, so encoding and sending are on the batch path's critical
 // path (measured per 100-item set, in the worker's process):
-// - the value is MessagePack (msgpackr, already BullMQ's) of the set's fields with the item ids
-//   joined into one string plus their lengths, and the scores as one float64 buffer: ≈2 µs,
-//   against ≈8 µs for an array of 100 strings (msgpackr writes each separately) and ≈28 µs
-//   for JSON of {itemId, score} objects. Scores stay float64, so they come back exactly as written;
-// - the sets go in one script call (SET … PX for each key) instead of a pipeline of SETs:
+// - the value is MessagePack (msgpackr, already BullMQ's) of the set's fields with its two item
+//   arrays as they are: ≈5 µs to encode, against ≈28 µs for JSON of {itemId, score} objects (a
+//   layout with the ids joined into one string measured no faster, so it was not kept). Scores
+//   stay float64, so they come back exactly as written;
+// - a chunk's sets go in one script call (SET … PX for each key) instead of a pipeline of SETs:
 //   ≈3 µs of client CPU per set against ≈10 µs, as ioredis builds one command instead of 500.
 const packr = new Packr({ useRecords: false });
 
@@ -38,22 +38,13 @@ interface CachedSet {
   holdout: boolean;
   computedAt: number;
   expiresAt: number;
-  /** The item ids concatenated; `itemIdLengths` cuts them apart (UTF-16 units, so any id works). */
-  joinedItemIds: string;
-  itemIdLengths: number[];
-  /** float64, little-endian, one per item. */
-  scores: Uint8Array;
+  itemIds: string[];
+  scores: number[];
   modelVersion: string;
   computeMs: number;
 }
 
 function encode(set: RecommendationSet): Buffer {
-  const count = set.itemIds.length;
-  const itemIdLengths: number[] = [];
-  for (let n = 0; n < count; n++) itemIdLengths.push((set.itemIds[n] as string).length);
-  const scores = Buffer.allocUnsafe(count * 8);
-  const view = new DataView(scores.buffer, scores.byteOffset, scores.byteLength);
-  for (let n = 0; n < count; n++) view.setFloat64(n * 8, set.scores[n] as number, true);
   const value: CachedSet = {
     id: set.id,
     source: set.source,
@@ -61,9 +52,8 @@ function encode(set: RecommendationSet): Buffer {
     holdout: set.holdout,
     computedAt: set.computedAt.getTime(),
     expiresAt: set.expiresAt.getTime(),
-    joinedItemIds: set.itemIds.join(''),
-    itemIdLengths,
-    scores,
+    itemIds: set.itemIds,
+    scores: set.scores,
     modelVersion: set.modelVersion,
     computeMs: set.computeMs,
   };
@@ -79,19 +69,8 @@ function decode(raw: Buffer, userId: string): RecommendationSet | undefined {
     return undefined;
   }
   if (typeof cached !== 'object' || cached === null) return undefined;
-  const { joinedItemIds: joined, itemIdLengths: lengths, scores: packedScores } = cached;
-  if (typeof joined !== 'string' || !Array.isArray(lengths) || !(packedScores instanceof Uint8Array) || packedScores.length !== lengths.length * 8) return undefined;
-  const itemIds: string[] = [];
-  let at = 0;
-  for (const length of lengths) {
-    if (!Number.isInteger(length) || length < 0 || at + length > joined.length) return undefined;
-    itemIds.push(joined.slice(at, at + length));
-    at += length;
-  }
-  if (at !== joined.length) return undefined;
-  const view = new DataView(packedScores.buffer, packedScores.byteOffset, packedScores.byteLength);
-  const scores: number[] = [];
-  for (let n = 0; n < lengths.length; n++) scores.push(view.getFloat64(n * 8, true));
+  const { itemIds, scores } = cached;
+  if (!Array.isArray(itemIds) || !Array.isArray(scores) || itemIds.length !== scores.length) return undefined;
   return {
     id: cached.id as string,
     userId,
