@@ -10,7 +10,10 @@
 //      production entry point, PREWARM_WORKER_CONCURRENCY each, default from src/config.ts):
 //      plan (score, select, write predictions, addBulk) → workers (recommend, write sets to
 //      Postgres and Redis, record the chunk) → run completed;
-// and reports users/s and overhead = whole path (1 process) / recommender alone.
+// and reports users/s and overhead = whole path (1 process) / recommender alone. The recommender
+// alone is measured just before and just after the one-process path, and the mean is the
+// baseline: this machine's speed drifts by up to ±10% over a minute (other tenants), and a drift
+// between two measurements taken a minute apart would otherwise show up in the ratio.
 // Everything lives in a schema and queue prefix of its own, dropped at the end.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -45,8 +48,11 @@ export interface PrecomputeBenchResult {
   itemsPerUser: number;
   chunkSize: number;
   workerConcurrency: number;
+  /** Mean of the two measurements below. */
   recommenderAloneMs: number;
   recommenderAloneUsersPerSecond: number;
+  /** Just before and just after the one-process path. */
+  recommenderAloneRunsMs: [number, number];
   runs: {
     workerProcesses: number;
     planMs: number;
@@ -194,13 +200,16 @@ export async function main(): Promise<PrecomputeBenchResult> {
     const at = new Date();
     // Both sides are measured warm (JIT-compiled, connections open): a long-running worker is.
     for (let i = 0; i < warmupUsers; i += chunkSize) await recommender.recommend(ids.slice(i, Math.min(i + chunkSize, warmupUsers)), at, itemsPerUser);
-    const aloneStarted = performance.now();
-    let answered = 0;
-    for (let i = 0; i < ids.length; i += chunkSize) answered += (await recommender.recommend(ids.slice(i, i + chunkSize), at, itemsPerUser)).size;
-    const recommenderAloneMs = performance.now() - aloneStarted;
-    await recommender.close();
-    if (answered !== users) throw new Error(`recommender answered ${answered} of ${users} users`);
-    log.info({ ms: Math.round(recommenderAloneMs) }, 'recommender alone');
+    const measureAlone = async (): Promise<number> => {
+      const started = performance.now();
+      let answered = 0;
+      for (let i = 0; i < ids.length; i += chunkSize) answered += (await recommender.recommend(ids.slice(i, i + chunkSize), at, itemsPerUser)).size;
+      const ms = performance.now() - started;
+      if (answered !== users) throw new Error(`recommender answered ${answered} of ${users} users`);
+      log.info({ ms: Math.round(ms) }, 'recommender alone');
+      return ms;
+    };
+    const aloneRuns: number[] = [await measureAlone()];
 
     // 2. The whole path with 1 and 2 worker processes.
     const windows = createWindowStore({ pool, clock: systemClock });
@@ -247,10 +256,13 @@ export async function main(): Promise<PrecomputeBenchResult> {
       } finally {
         await Promise.all(workers.map((worker) => worker.stop()));
       }
+      if (workerProcesses === 1) aloneRuns.push(await measureAlone());
       // A fresh second for the next run's occurrence.
       await new Promise((resolve) => setTimeout(resolve, 1_000));
     }
+    await recommender.close();
     const one = results[0]!;
+    const recommenderAloneMs = (aloneRuns[0]! + aloneRuns[1]!) / 2;
     const interactions = Number((await pool.query<{ n: string }>('SELECT count(*) AS n FROM interactions')).rows[0]!.n);
     return {
       users,
@@ -261,6 +273,7 @@ export async function main(): Promise<PrecomputeBenchResult> {
       workerConcurrency,
       recommenderAloneMs: Math.round(recommenderAloneMs),
       recommenderAloneUsersPerSecond: Math.round(users / (recommenderAloneMs / 1000)),
+      recommenderAloneRunsMs: [Math.round(aloneRuns[0]!), Math.round(aloneRuns[1]!)],
       runs: results,
       overhead: Number((one.pathMs / recommenderAloneMs).toFixed(3)),
       overheadExcludingPlanning: Number((one.queueAndWorkersMs / recommenderAloneMs).toFixed(3)),
