@@ -110,6 +110,25 @@ describe('recommendation storage', () => {
     }
   });
 
+  it('caches a chunk bigger than one script call, each set with its own TTL', async () => {
+    redis = await createTestRedis();
+    const cache = createRecommendationCache({ redis: redis.redis, prefix: `${redis.prefix}:`, log: silentLog });
+    const now = new Date('2026-01-01T00:00:00Z');
+    const sets = Array.from({ length: 250 }, (_, n) => ({
+      ...setWith(storedItems([{ itemId: `i${n}`, score: n }]), `user-${n}`),
+      computedAt: now,
+      expiresAt: new Date(now.getTime() + 60_000 + n * 1_000),
+    }));
+    await cache.setMany(sets, now);
+    for (const n of [0, 99, 100, 249]) {
+      expect(await cache.get(`user-${n}`)).toEqual(sets[n]);
+      const ttl = await redis.redis.pttl(cache.key(`user-${n}`));
+      expect(ttl).toBeGreaterThan(60_000 + n * 1_000 - 5_000);
+      expect(ttl).toBeLessThanOrEqual(60_000 + n * 1_000);
+    }
+    expect(await redis.redis.keys(`${redis.prefix}:rec:*`)).toHaveLength(250);
+  });
+
   it('treats a cache entry it did not write as a miss rather than failing the login', async () => {
     redis = await createTestRedis();
     const cache = createRecommendationCache({ redis: redis.redis, prefix: `${redis.prefix}:`, log: silentLog });

@@ -41,8 +41,8 @@ export interface PrecomputeWorker {
 
 /**
  * A precompute worker: computes a chunk of users with one recommender call, writes the sets to
- * Postgres in one COPY together with the chunk's completion, then to the Redis cache in one script
- * call (TTL = remaining freshness).
+ * Postgres in one COPY together with the chunk's completion, then to the Redis cache in a few
+ * script calls (TTL = remaining freshness).
  *
  * Exactly once, whatever BullMQ redelivers: the transaction that writes a chunk's sets first locks
  * the chunk's row if it is not done, and marks it done before it commits; the chunk is folded into

@@ -273,7 +273,7 @@ export interface PredictionRows {
 
 export const predictionSql = {
   /**
-   * Every score of the run, by binary COPY of `encode`'s output: 100 000 rows take ≈0.3 s, against
+   * Every score of the run, by binary COPY of `encode`'s output: 100 000 rows take ≈0.6 s, against
    * ≈1 s as unnest() arrays, and planning delays the whole run. A plain COPY has no ON CONFLICT;
    * the run's lock (runSql.lockForPlanning) keeps a second planner from getting here.
    */
