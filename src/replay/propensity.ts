@@ -9,7 +9,7 @@ import type { PrepareScorer, RetrainScorer } from './replay.ts';
  * real model scorer.
  */
 export const prepareModelScorer: PrepareScorer = async ({ pool, from, windowMs, log }) => {
-  await trainPropensity({ pool, log, clock: new VirtualClock(from), windowMs });
+  await retrainModelScorer({ pool, at: from, windowMs, log });
   return createModelScorer({ pool, log });
 };
 
