@@ -9,6 +9,11 @@ import { createTestDb, createTestRedis, silentLog, type TestDb, type TestRedis }
 // Item ids that a Postgres array literal or CSV must quote or escape.
 const AWKWARD_IDS = ['plain-1', 'naïve café ✓ then ascii', '😀 emoji', 'y'.repeat(64), 'z'.repeat(65), 'ascii-then-é', 'a,b', '{braced}', 'say "hi"', 'back\\slash', 'with space', ' lead', 'NULL', 'null', 'tab\there', 'new\nline', 'é-ü-✓', '""', 'x'.repeat(300)];
 
+/** The cache under the test's own key prefix. */
+function cacheOn(redis: TestRedis) {
+  return createRecommendationCache({ redis: redis.redis, prefix: `${redis.prefix}:`, log: silentLog });
+}
+
 function setWith(items: Pick<RecommendationSet, 'itemIds' | 'scores'>, userId = 'u1'): RecommendationSet {
   const computedAt = new Date('2026-01-01T00:00:00Z');
   return {
@@ -56,7 +61,7 @@ describe('recommendation storage', () => {
     db = await createTestDb();
     redis = await createTestRedis();
     const store = createRecommendationStore({ pool: db.pool });
-    const cache = createRecommendationCache({ redis: redis.redis, prefix: `${redis.prefix}:`, log: silentLog });
+    const cache = cacheOn(redis);
     const items = storedItems(AWKWARD_IDS.map((itemId, rank) => ({ itemId, score: (AWKWARD_IDS.length - rank) / 7 - 1 })));
     const set = setWith(items);
     const empty = setWith({ itemIds: [], scores: [] }, 'u2');
@@ -112,7 +117,7 @@ describe('recommendation storage', () => {
 
   it('caches a chunk bigger than one script call, each set with its own TTL', async () => {
     redis = await createTestRedis();
-    const cache = createRecommendationCache({ redis: redis.redis, prefix: `${redis.prefix}:`, log: silentLog });
+    const cache = cacheOn(redis);
     const now = new Date('2026-01-01T00:00:00Z');
     const sets = Array.from({ length: 250 }, (_, n) => ({
       ...setWith(storedItems([{ itemId: `i${n}`, score: n }]), `user-${n}`),
@@ -131,7 +136,7 @@ describe('recommendation storage', () => {
 
   it('treats a cache entry it did not write as a miss rather than failing the login', async () => {
     redis = await createTestRedis();
-    const cache = createRecommendationCache({ redis: redis.redis, prefix: `${redis.prefix}:`, log: silentLog });
+    const cache = cacheOn(redis);
     // The layout before item arrays (JSON of item objects), garbage, and arrays that disagree.
     const fields = { id: randomUUID(), source: 'batch', runId: null, holdout: false, computedAt: 0, expiresAt: 1, modelVersion: 'v1', computeMs: 1 };
     const packr = new Packr({ useRecords: false });
