@@ -1,5 +1,5 @@
 import pg from 'pg';
-import type { Logger } from 'pino';
+import { throttledErrorLog, type Logger } from '../log.ts';
 
 // Bigint counts (COUNT(*), bigserial ids) come back as JS numbers: prewarm's counts stay far
 // below 2^53, and strings leaking into arithmetic are a worse bug than overflow here.
@@ -25,7 +25,16 @@ export interface Sql {
   values?: unknown[];
 }
 
-/** A pool whose connections all resolve names in one schema, with errors logged, never thrown. */
+/**
+ * A pool whose connections all resolve names in one schema, with errors logged, never thrown.
+ *
+ * pg-pool listens for a client's `'error'` only while the client is idle. A client that is
+ * checked out (a transaction, a COPY, an advisory-lock holder) and loses its connection — a
+ * Postgres restart, `pg_terminate_backend` — emits `'error'` with nobody listening, and Node
+ * kills the process: every acknowledged event still buffered is lost. So every client gets a
+ * listener of its own for its whole life; its running query still rejects, and pg-pool drops
+ * the broken client when it is released.
+ */
 export function createPool(options: PoolOptions): pg.Pool {
   const schema = options.schema ?? 'public';
   const pool = new pg.Pool({
@@ -35,8 +44,10 @@ export function createPool(options: PoolOptions): pg.Pool {
     options: `-c search_path=${schema}`,
     connectionTimeoutMillis: 10_000,
   });
-  // An idle client losing its connection must not crash the process (pg emits on the pool).
-  pool.on('error', (error) => options.log.error({ err: error }, 'postgres pool error'));
+  // During an outage every connection fails, over and over: one line per interval, with a count.
+  const reportError = throttledErrorLog(options.log, 'postgres connection error');
+  pool.on('error', (error) => reportError(error));
+  pool.on('connect', (client) => client.on('error', reportError));
   return pool;
 }
 
