@@ -61,6 +61,7 @@ const envSchema = z.object({
   PREWARM_RECOMMENDER_NEIGHBOURS: positiveInt.default(50),
   PREWARM_FLUSH_INTERVAL_MS: positiveInt.default(200),
   PREWARM_FLUSH_MAX_BATCH: positiveInt.default(2_000),
+  PREWARM_EVENT_BUFFER_MAX: positiveInt.default(200_000),
   PREWARM_WORKER_CONCURRENCY: positiveInt.default(4),
   PREWARM_SHUTDOWN_TIMEOUT_MS: positiveInt.default(15_000),
   PREWARM_PROPENSITY_WINDOW: duration.default(86_400_000),
@@ -95,6 +96,8 @@ export interface Config {
   recommenderNeighbours: number;
   flushIntervalMs: number;
   flushMaxBatch: number;
+  /** Events held while Postgres is away; past it the API answers 503 rather than acknowledge. */
+  eventBufferMax: number;
   workerConcurrency: number;
   shutdownTimeoutMs: number;
   /** Window length the scheduled propensity retraining trains for. */
@@ -143,6 +146,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     recommenderNeighbours: e.PREWARM_RECOMMENDER_NEIGHBOURS,
     flushIntervalMs: e.PREWARM_FLUSH_INTERVAL_MS,
     flushMaxBatch: e.PREWARM_FLUSH_MAX_BATCH,
+    eventBufferMax: e.PREWARM_EVENT_BUFFER_MAX,
     workerConcurrency: e.PREWARM_WORKER_CONCURRENCY,
     shutdownTimeoutMs: e.PREWARM_SHUTDOWN_TIMEOUT_MS,
     propensityWindowMs: e.PREWARM_PROPENSITY_WINDOW,

@@ -25,3 +25,21 @@ export function closeOnSignal(options: { close: () => Promise<void>; log: Logger
     process.once('SIGINT', stop);
   });
 }
+
+/** One step of a process's ordered shutdown. */
+export type ShutdownStep = [name: string, run: () => Promise<unknown> | unknown];
+
+/**
+ * Runs shutdown steps in their fixed order. A failing step is logged and the next one runs
+ * anyway: a Redis that will not quit must not keep the Postgres pool (and its buffered writes)
+ * from closing.
+ */
+export async function runShutdownSteps(steps: readonly ShutdownStep[], log: Logger): Promise<void> {
+  for (const [name, run] of steps) {
+    try {
+      await run();
+    } catch (error) {
+      log.error({ err: error, step: name }, 'shutdown step failed');
+    }
+  }
+}

@@ -37,6 +37,15 @@ function watch(redis: Redis, role: string, url: string, log: Logger): void {
   });
 }
 
+/**
+ * Closes a connection: QUIT when connected, so replies in flight arrive; otherwise drops it, as
+ * QUIT on a connection that retries for ever would wait for a Redis that may never return.
+ */
+export async function closeRedis(redis: Redis): Promise<void> {
+  if (redis.status === 'ready') await redis.quit();
+  else redis.disconnect();
+}
+
 /** Deletes every key under `prefix` (a replay's or a test's queues and cache), SCAN by SCAN. */
 export async function deleteKeysWithPrefix(redis: Redis, prefix: string): Promise<void> {
   let cursor = '0';

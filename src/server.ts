@@ -6,13 +6,16 @@ import { systemClock, type Clock } from './clock.ts';
 import type { Config } from './config.ts';
 import { createPool } from './db/pool.ts';
 import { PrewarmError } from './errors.ts';
+import { runShutdownSteps } from './lifecycle.ts';
 import type { Logger } from './log.ts';
 import { createRecommendationCache } from './recommendations/cache.ts';
 import { createRecommendationStore } from './recommendations/store.ts';
 import { createRecommender } from './recommender/index.ts';
-import { createServingRedis } from './redis.ts';
-import { createEventRecorder } from './serving/event-recorder.ts';
-import { createRecommendationService } from './serving/service.ts';
+import { closeRedis, createServingRedis } from './redis.ts';
+import type { Recommender } from './recommender/types.ts';
+import { createEventRecorder, type EventRecorder } from './serving/event-recorder.ts';
+import { createRecommendationService, type RecommendationService } from './serving/service.ts';
+import { checkPostgres, checkRedis } from './startup-checks.ts';
 
 export interface RunningServer {
   app: FastifyInstance;
@@ -22,69 +25,98 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/** Composition root of the API process: wires the factories, listens, and knows how to stop. */
+/**
+ * Composition root of the API process: checks its dependencies, wires the factories, listens,
+ * and knows how to stop. A failure at any step closes what was opened and throws, so the
+ * process exits instead of lingering with its connections (a port in use, Postgres or Redis
+ * unreachable, migrations missing).
+ */
 export async function startServer(config: Readonly<Config>, log: Logger, clock: Clock = systemClock): Promise<RunningServer> {
   if (config.apiTokens.length === 0) {
     throw new PrewarmError('PREWARM_ERR_CONFIG', 'invalid configuration: PREWARM_API_TOKENS: set at least one service token to serve the API');
   }
   const pool = createPool({ databaseUrl: config.databaseUrl, schema: config.dbSchema, max: config.dbPoolSize, applicationName: 'prewarm-api', log });
   const redis = createServingRedis(config.cacheRedisUrl, log);
-  const cache = createRecommendationCache({ redis, prefix: config.cachePrefix, log });
-  const store = createRecommendationStore({ pool });
-  const recommender = await createRecommender({ config, pool, log });
-  const recorder = createEventRecorder({ pool, store, recordLogins, log, flushIntervalMs: config.flushIntervalMs, maxBatch: config.flushMaxBatch });
-  const metrics = createApiMetrics({ pendingEvents: () => recorder.pending() });
-  const service = createRecommendationService({
-    cache,
-    store,
-    recommender,
-    recorder,
-    clock,
-    log,
-    options: {
-      latencyBudgetMs: config.latencyBudgetMs,
-      onDemandTtlMs: config.onDemandTtlMs,
-      onDemandConcurrency: config.onDemandConcurrency,
-      onDemandQueue: config.onDemandQueue,
-      setSize: config.maxLimit,
-    },
-    onServe: metrics.observeServe,
-  });
-  const app = await buildApp({
-    service,
-    metrics,
-    log,
-    options: { apiTokens: config.apiTokens, adminToken: config.adminToken, defaultLimit: config.defaultLimit, maxLimit: config.maxLimit },
-    readiness: {
-      postgres: async () => void (await pool.query('SELECT 1')),
-      redis: async () => void (await redis.ping()),
-      events: async () => {
-        if (recorder.isFull()) throw new Error(`${recorder.pending()} events wait to be written`);
-      },
-    },
-  });
-
-  const url = await app.listen({ port: config.port, host: config.host });
-  log.info({ url }, 'prewarm API listening');
+  let app: FastifyInstance | undefined;
+  let service: RecommendationService | undefined;
+  let recorder: EventRecorder | undefined;
+  let recommender: Recommender | undefined;
 
   let closing: Promise<void> | undefined;
   const close = () =>
-    (closing ??= (async () => {
-      const steps: [string, () => Promise<unknown>][] = [
-        ['stop HTTP intake', () => app.close()],
-        ['finish on-demand computations', () => service.close()],
-        ['flush logins and serves', () => recorder.close(config.shutdownTimeoutMs)],
-        ['close recommender', () => recommender.close()],
-        ['close Redis', () => redis.quit()],
+    (closing ??= runShutdownSteps(
+      [
+        ['stop HTTP intake', () => app?.close()],
+        ['finish on-demand computations', () => service?.close()],
+        ['flush logins and serves', () => recorder?.close(config.shutdownTimeoutMs)],
+        ['close recommender', () => recommender?.close()],
+        ['close Redis', () => closeRedis(redis)],
         ['close Postgres pool', () => pool.end()],
-      ];
-      for (const [name, step] of steps) {
-        try {
-          await step();
-        } catch (error) {
-          log.error({ err: error, step: name }, 'shutdown step failed');
-        }
-      }
-    })());
-  return { app, url, close };
+      ],
+      log,
+    ));
+
+  try {
+    await checkPostgres(pool, { databaseUrl: config.databaseUrl, schema: config.dbSchema });
+    await checkRedis(redis, config.cacheRedisUrl);
+    const cache = createRecommendationCache({ redis, prefix: config.cachePrefix, log });
+    const store = createRecommendationStore({ pool });
+    recommender = await createRecommender({ config, pool, log });
+    recorder = createEventRecorder({
+      pool,
+      store,
+      recordLogins,
+      log,
+      flushIntervalMs: config.flushIntervalMs,
+      maxBatch: config.flushMaxBatch,
+      maxPending: config.eventBufferMax,
+    });
+    const events = recorder;
+    const metrics = createApiMetrics({ pendingEvents: () => events.pending() });
+    service = createRecommendationService({
+      cache,
+      store,
+      recommender,
+      recorder,
+      clock,
+      log,
+      options: {
+        latencyBudgetMs: config.latencyBudgetMs,
+        onDemandTtlMs: config.onDemandTtlMs,
+        onDemandConcurrency: config.onDemandConcurrency,
+        onDemandQueue: config.onDemandQueue,
+        setSize: config.maxLimit,
+      },
+      onServe: metrics.observeServe,
+    });
+    app = await buildApp({
+      service,
+      metrics,
+      log,
+      options: { apiTokens: config.apiTokens, adminToken: config.adminToken, defaultLimit: config.defaultLimit, maxLimit: config.maxLimit },
+      readiness: {
+        postgres: async () => void (await pool.query('SELECT 1')),
+        redis: async () => void (await redis.ping()),
+        events: async () => {
+          if (events.isFull()) throw new Error(`${events.pending()} events wait to be written`);
+        },
+      },
+    });
+    const url = await listen(app, config);
+    log.info({ url }, 'prewarm API listening');
+    return { app, url, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
+async function listen(app: FastifyInstance, config: Readonly<Config>): Promise<string> {
+  try {
+    return await app.listen({ port: config.port, host: config.host });
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    const reason = code === 'EADDRINUSE' ? 'the port is in use' : code === 'EACCES' ? 'permission denied' : (error as Error).message;
+    throw new PrewarmError('PREWARM_ERR_CONFIG', `cannot listen on ${config.host}:${config.port} (PORT, PREWARM_HOST): ${reason}`, { cause: error });
+  }
 }

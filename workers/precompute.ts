@@ -5,14 +5,15 @@ import { systemClock, type Clock } from '../src/clock.ts';
 import { loadConfig, redactUrl, type Config } from '../src/config.ts';
 import { createPool } from '../src/db/pool.ts';
 import { toError } from '../src/errors.ts';
-import { closeOnSignal } from '../src/lifecycle.ts';
+import { closeOnSignal, runShutdownSteps } from '../src/lifecycle.ts';
 import { createLogger, type Logger } from '../src/log.ts';
-import { createQueueRedis } from '../src/redis.ts';
+import { closeRedis, createQueueRedis } from '../src/redis.ts';
 import { createPrecomputeWorker, type PrecomputeWorkerDeps } from '../src/planner/precompute-worker.ts';
 import { createRecommendationCache } from '../src/recommendations/cache.ts';
 import { createRecommendationStore } from '../src/recommendations/store.ts';
 import { createRecommender } from '../src/recommender/index.ts';
 import type { Recommender } from '../src/recommender/types.ts';
+import { checkPostgres, checkRedis } from '../src/startup-checks.ts';
 
 export interface PrecomputeProcessOptions {
   config: Readonly<Config>;
@@ -50,22 +51,21 @@ export async function startPrecomputeProcess(options: PrecomputeProcessOptions):
   let closing: Promise<void> | undefined;
 
   const close = () =>
-    (closing ??= (async () => {
-      const step = async (name: string, work: () => Promise<unknown>) => {
-        try {
-          await work();
-        } catch (error) {
-          log.error({ err: error }, `shutdown: ${name} failed`);
-        }
-      };
-      await step('worker', async () => worker?.close());
-      await step('recommender', async () => recommender?.close());
-      await step('queue redis', () => queueRedis.quit());
-      await step('cache redis', () => cacheRedis.quit());
-      await step('postgres', () => pool.end());
-    })());
+    (closing ??= runShutdownSteps(
+      [
+        ['worker', () => worker?.close()],
+        ['recommender', () => recommender?.close()],
+        ['queue redis', () => closeRedis(queueRedis)],
+        ['cache redis', () => closeRedis(cacheRedis)],
+        ['postgres', () => pool.end()],
+      ],
+      log,
+    ));
 
   try {
+    await checkPostgres(pool, { databaseUrl: config.databaseUrl, schema: config.dbSchema });
+    await checkRedis(queueRedis, config.redisUrl);
+    await checkRedis(cacheRedis, config.cacheRedisUrl);
     recommender = options.recommender ?? (await createRecommender({ config, pool, log }));
     worker = createPrecomputeWorker({
       connection: queueRedis,

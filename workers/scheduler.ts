@@ -6,9 +6,9 @@ import { systemClock, type Clock } from '../src/clock.ts';
 import { loadConfig, redactUrl, type Config } from '../src/config.ts';
 import { createPool } from '../src/db/pool.ts';
 import { toError } from '../src/errors.ts';
-import { closeOnSignal } from '../src/lifecycle.ts';
+import { closeOnSignal, runShutdownSteps } from '../src/lifecycle.ts';
 import { createLogger, type Logger } from '../src/log.ts';
-import { createQueueRedis } from '../src/redis.ts';
+import { closeRedis, createQueueRedis } from '../src/redis.ts';
 import { createCronDriver, type CronDriver } from '../src/planner/cron-driver.ts';
 import { createPlanner } from '../src/planner/planner.ts';
 import { createPrecomputeQueue } from '../src/planner/queue.ts';
@@ -18,6 +18,7 @@ import { createWindowStore } from '../src/planner/windows.ts';
 import { createDefaultScorer } from '../src/propensity/default-scorer.ts';
 import { startRetrainSchedule } from '../src/propensity/retrain-schedule.ts';
 import type { PropensityScorer } from '../src/propensity/scorer.ts';
+import { checkPostgres, checkRedis } from '../src/startup-checks.ts';
 
 export interface SchedulerProcessOptions {
   config: Readonly<Config>;
@@ -59,24 +60,23 @@ export async function startSchedulerProcess(options: SchedulerProcessOptions): P
     log,
     ...(options.reloadIntervalMs !== undefined ? { reloadIntervalMs: options.reloadIntervalMs } : {}),
   });
-  const stopRetraining = startRetrainSchedule({ pool, log, clock, windowMs: config.propensityWindowMs, maxAgeMs: config.propensityRetrainEveryMs });
+  let stopRetraining: (() => Promise<void>) | undefined;
   let closing: Promise<void> | undefined;
   const close = () =>
-    (closing ??= (async () => {
-      const step = async (name: string, work: () => Promise<unknown>) => {
-        try {
-          await work();
-        } catch (error) {
-          log.error({ err: error }, `shutdown: ${name} failed`);
-        }
-      };
-      await step('cron', () => driver.close());
-      await step('propensity retraining', stopRetraining);
-      await step('queue', () => queue.close());
-      await step('redis', () => redis.quit());
-      await step('postgres', () => pool.end());
-    })());
+    (closing ??= runShutdownSteps(
+      [
+        ['cron', () => driver.close()],
+        ['propensity retraining', () => stopRetraining?.()],
+        ['queue', () => queue.close()],
+        ['redis', () => closeRedis(redis)],
+        ['postgres', () => pool.end()],
+      ],
+      log,
+    ));
   try {
+    await checkPostgres(pool, { databaseUrl: config.databaseUrl, schema: config.dbSchema });
+    await checkRedis(redis, config.redisUrl);
+    stopRetraining = startRetrainSchedule({ pool, log, clock, windowMs: config.propensityWindowMs, maxAgeMs: config.propensityRetrainEveryMs });
     await driver.start();
   } catch (error) {
     await close();

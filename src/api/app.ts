@@ -80,6 +80,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       return sendError(reply, 400, 'PREWARM_ERR_BAD_REQUEST', `${error.validationContext ?? 'request'}${error.message.replace(/^(params|querystring)/, '')}`);
     }
     if (isPrewarmError(error, 'PREWARM_ERR_SERVICE_UNAVAILABLE') || isPrewarmError(error, 'PREWARM_ERR_SHUTTING_DOWN')) {
+      if (error.code === 'PREWARM_ERR_SERVICE_UNAVAILABLE') metrics.refusedForFullBuffer.inc();
       reply.header('retry-after', '1');
       return sendError(reply, 503, error.code, error.message);
     }

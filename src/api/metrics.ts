@@ -26,6 +26,11 @@ export function createApiMetrics(options: { defaultMetrics?: boolean; pendingEve
       if (readPending) this.set(readPending());
     },
   });
+  const refusedForFullBuffer = new Counter({
+    name: 'prewarm_event_buffer_refusals_total',
+    help: 'Logins answered 503 because the event buffer was at its bound (PREWARM_EVENT_BUFFER_MAX)',
+    registers: [registry],
+  });
   const onDemandInFlight = new Gauge({ name: 'prewarm_on_demand_in_flight', help: 'On-demand computations running or waiting', registers: [registry] });
   return {
     registry,
@@ -34,6 +39,7 @@ export function createApiMetrics(options: { defaultMetrics?: boolean; pendingEve
       latency.observe({ source }, latencyMs / 1000);
     },
     pendingEvents,
+    refusedForFullBuffer,
     onDemandInFlight,
   };
 }

@@ -39,6 +39,9 @@ export function action<A extends unknown[]>(run: (...args: A) => Promise<void>):
       const code = isPrewarmError(error) ? `${error.code}: ` : '';
       process.stderr.write(`prewarm: ${code}${error.message.split('\n')[0]}\n`);
       process.exitCode = isPrewarmError(error, 'PREWARM_ERR_BAD_INPUT') || isPrewarmError(error, 'PREWARM_ERR_CONFIG') ? 2 : 1;
+      // A command that failed has nothing left to do: if a connection or timer it opened still
+      // holds the event loop (a bug, or a library that cannot be closed), exit anyway.
+      setTimeout(() => process.exit(), 2_000).unref();
     }
   };
 }

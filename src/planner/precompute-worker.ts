@@ -3,7 +3,7 @@ import { UnrecoverableError, Worker, type ConnectionOptions, type Job, type Work
 import type { Clock } from '../clock.ts';
 import { withTransaction, type Pool } from '../db/pool.ts';
 import { toError } from '../errors.ts';
-import type { Logger } from '../log.ts';
+import { throttledErrorLog, type Logger } from '../log.ts';
 import type { RecommendationCache } from '../recommendations/cache.ts';
 import { batchSetId, storedItems, type RecommendationSet } from '../recommendations/set.ts';
 import type { RecommendationStore } from '../recommendations/store.ts';
@@ -162,7 +162,7 @@ export function createPrecomputeWorker(deps: PrecomputeWorkerDeps): PrecomputeWo
     prefix,
     concurrency,
   });
-  worker.on('error', (error) => log.error({ err: error }, 'precompute worker error'));
+  worker.on('error', throttledErrorLog(log, 'precompute worker error'));
   worker.on('stalled', (jobId) => log.warn({ jobId }, 'precompute chunk stalled (its worker died or hung); it runs again'));
 
   let closing: Promise<void> | undefined;

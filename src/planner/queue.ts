@@ -1,5 +1,5 @@
 import { Queue, type ConnectionOptions, type DefaultJobOptions, type JobsOptions } from 'bullmq';
-import type { Logger } from '../log.ts';
+import { throttledErrorLog, type Logger } from '../log.ts';
 import { MAX_PRIORITY } from './windows.ts';
 
 /** The BullMQ queue precompute chunks travel on. */
@@ -81,7 +81,8 @@ export function createPrecomputeQueue({ connection, prefix, log, jobOptions }: P
     prefix,
     defaultJobOptions: { ...DEFAULT_CHUNK_JOB_OPTIONS, ...jobOptions },
   });
-  queue.on('error', (error) => log.error({ err: error, queue: PRECOMPUTE_QUEUE }, 'precompute queue error'));
+  // While Redis is away BullMQ reports every reconnection attempt: one line per interval.
+  queue.on('error', throttledErrorLog(log, 'precompute queue error'));
   return queue;
 }
 

@@ -110,6 +110,7 @@ export function createEventRecorder(options: EventRecorderOptions): EventRecorde
   let inFlight = 0;
   let consecutiveFailures = 0;
   let closePromise: Promise<void> | undefined;
+  let full = false;
 
   const pending = () => sets.length + logins.length + serves.length;
 
@@ -180,7 +181,15 @@ export function createEventRecorder(options: EventRecorderOptions): EventRecorde
     },
     flush,
     pending,
-    isFull: () => pending() >= maxPending,
+    isFull() {
+      const now = pending() >= maxPending;
+      if (now !== full) {
+        full = now;
+        if (full) log.error({ pending: pending(), maxPending }, 'event buffer full: answering 503 until Postgres takes the backlog');
+        else log.info({ pending: pending(), maxPending }, 'event buffer below its bound again: answering logins');
+      }
+      return now;
+    },
     close(deadlineMs = 10_000) {
       closePromise ??= (async () => {
         clearInterval(timer);
