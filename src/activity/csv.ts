@@ -5,7 +5,7 @@ import { createGunzip } from 'node:zlib';
 import { Parser } from 'csv-parse';
 import { PrewarmError } from '../errors.ts';
 
-/** The two CSV formats of ../shared/data/README.md. */
+/** The two CSV formats (README, "CSV formats"): a header line, then one row per login or interaction. */
 export const CSV_COLUMNS = {
   logins: ['user_id', 'ts'],
   interactions: ['user_id', 'item_id', 'ts', 'weight'],

@@ -94,7 +94,7 @@ const SQL = {
 const COPY_CHUNK_CHARS = 64 * 1024;
 
 /**
- * Imports logins and interactions CSV files (the format of ../shared/data/README.md, plain or
+ * Imports logins and interactions CSV files (the formats of README.md, "CSV formats"; plain or
  * gzip) with COPY. Malformed lines are reported and skipped; rows already present are skipped,
  * so importing a file again adds nothing. Logins also update user_activity, from the rows that
  * were actually new, in the same transaction.

@@ -59,7 +59,8 @@ Goals:
   budget<=100000    the most coverage with at most 100 000 users precomputed in any window
 
 Examples:
-  prewarm backtest --logins ../shared/data/oulad-2013/logins.csv.gz --test-from 2013-12-01 --sweep threshold --goal "coverage>=0.8" --chart reports/threshold.svg
+  prewarm generate --out data --gzip      # a synthetic log (60 days from 2024-01-01) to try it on
+  prewarm backtest --logins data/logins.csv.gz --test-from 2024-02-01 --sweep threshold --goal "coverage>=0.8" --chart reports/threshold.svg
   prewarm backtest --logins logins.csv.gz --test-from 2004-07-15 --sweep budget --goal "budget<=100" --json`,
     )
     .action(

@@ -33,7 +33,7 @@ interface EvaluateFlags {
 export function registerEvaluate(program: Command): void {
   program
     .command('evaluate')
-    .description('offline evaluation (DESIGN.md protocol): the propensity model beside "everyone", "active in the last k windows" and the oracle')
+    .description('offline evaluation (the protocol of docs/design.md): the propensity model beside "everyone", "active in the last k windows" and the oracle')
     .requiredOption('--logins <file>', 'logins CSV (user_id,ts), plain or gzip')
     .option('--window <length>', 'window length: 1d, 6h or 1h, aligned to UTC midnight', '1d')
     .requiredOption('--test-from <date>', 'first test window start (e.g. 2013-12-01); the model trains on the windows before it')
@@ -45,7 +45,8 @@ export function registerEvaluate(program: Command): void {
       'after',
       `
 Examples:
-  prewarm evaluate --logins ../shared/data/oulad-2013/logins.csv.gz --window 1d --test-from 2013-12-01
+  prewarm generate --out data --gzip      # a synthetic log (60 days from 2024-01-01) to try it on
+  prewarm evaluate --logins data/logins.csv.gz --window 1d --test-from 2024-02-01
   prewarm evaluate --logins logins.csv.gz --window 6h --test-from 2004-07-15 --policy threshold:0.2 --json`,
     )
     .action(

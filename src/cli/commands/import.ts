@@ -17,8 +17,22 @@ interface ImportFlags {
 const MAX_PRINTED_ERRORS = 50;
 
 const HELP_AFTER = `
-Files are CSV, plain or gzip (detected from the content), in the format of
-../shared/data/README.md: logins "user_id,ts", interactions "user_id,item_id,ts,weight".
+File formats (README.md, "CSV formats"; \`prewarm generate\` writes examples):
+  logins        header "user_id,ts"; one row per login (session start),
+                e.g. u0662,2024-01-01T00:00:15Z
+  interactions  header "user_id,item_id,ts,weight"; one row per user–item interaction,
+                e.g. u0662,i226,2024-01-01T00:00:17Z,5
+
+- CSV with RFC 4180 quoting, UTF-8, LF or CRLF; plain or gzip (detected from the content, not
+  the name). The header line is required, with exactly these names in this order; a file without
+  it is refused.
+- ts: ISO 8601 date and time with seconds and a zone, e.g. 2004-04-15T05:56:01Z or
+  2004-04-15T07:56:01+02:00 (a fraction of a second is kept to the millisecond). A date alone,
+  a missing zone or an impossible date (2013-02-30) is a malformed line.
+- user_id, item_id: 1 to 128 characters, no control characters, taken as written (not trimmed).
+- weight: a positive number.
+- Rows need not be sorted. A login is identified by (user_id, ts), an interaction by
+  (user_id, ts, item_id): a repeated one is stored once.
 
 A malformed line (bad timestamp, empty or unprintable id, wrong column count, bad CSV quoting,
 non-positive weight) is printed on stderr as FILE:LINE: message (the first ${MAX_PRINTED_ERRORS} per file) and
