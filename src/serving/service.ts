@@ -55,7 +55,11 @@ export interface RecommendationService {
    * each login's own time so that logins of different users can be answered concurrently.
    */
   getRecommendations(userId: string, limit: number, options?: { at?: Date }): Promise<ServeResult>;
-  /** Number of on-demand computations running or waiting. */
+  /**
+   * Number of on-demand computations running or waiting. A computation stops counting only once
+   * its set is written to Redis (or that write has failed), so at zero the next login finds every
+   * set computed so far (`reused`); a login arriving while one counts joins it (`on_demand`).
+   */
   inFlight(): number;
   /** Waits for on-demand computations to settle (their sets are then buffered). Idempotent. */
   close(): Promise<void>;
