@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { recordLogins } from '../src/activity/user-activity.ts';
 import { createWasteReport } from '../src/accounting/waste.ts';
-import { batchSetId, isFresh, scoredItems, storedItems } from '../src/recommendations/set.ts';
+import { batchSetId, isFresh, scoredItems, storedItems } from '../src/sets/set.ts';
 import { createEventRecorder, type EventRecorder } from '../src/serving/event-recorder.ts';
 import { createRecommendationService, type RecommendationService } from '../src/serving/service.ts';
 import { silentLog } from './helpers.ts';

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createWasteReport } from '../src/accounting/waste.ts';
-import { createRecommendationStore } from '../src/recommendations/store.ts';
-import { batchSetId, type RecommendationSet } from '../src/recommendations/set.ts';
+import { createRecommendationStore } from '../src/sets/store.ts';
+import { batchSetId, type RecommendationSet } from '../src/sets/set.ts';
 import { createTestDb, type TestDb } from './helpers.ts';
 
 const T0 = Date.parse('2024-03-01T00:00:00Z');

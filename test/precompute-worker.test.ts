@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { batchSetId, storedItems } from '../src/recommendations/set.ts';
+import { batchSetId, storedItems } from '../src/sets/set.ts';
 import { createPlannerHarness, DAY, recencyPopulation, type PlannerHarness } from './fixtures/precompute-harness.ts';
 import { createTestRecommender, itemsFor } from './fixtures/precompute-recommender.ts';
 

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Packr } from 'msgpackr';
-import { createRecommendationCache } from '../src/recommendations/cache.ts';
-import { batchSetId, storedItems, storedScore, type RecommendationSet } from '../src/recommendations/set.ts';
-import { createRecommendationStore } from '../src/recommendations/store.ts';
+import { createRecommendationCache } from '../src/sets/cache.ts';
+import { batchSetId, storedItems, storedScore, type RecommendationSet } from '../src/sets/set.ts';
+import { createRecommendationStore } from '../src/sets/store.ts';
 import { createTestDb, createTestRedis, silentLog, type TestDb, type TestRedis } from './helpers.ts';
 
 // Item ids that a Postgres array literal or CSV must quote or escape.

@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parsePolicy } from '../src/policy.ts';
+import { parsePolicy } from '../src/planner/policy.ts';
 import { evaluateLog } from '../src/propensity/evaluate.ts';
 import { loginLogFrom } from '../src/propensity/login-log.ts';
 import { writeActivityCsv } from '../src/replay/csv-write.ts';

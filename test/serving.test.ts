@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { batchSetId, type RecommendationSet } from '../src/recommendations/set.ts';
+import { batchSetId, type RecommendationSet } from '../src/sets/set.ts';
 import { createScriptedRecommender } from './support/scripted-recommender.ts';
 import { createServingHarness, type ServingHarness } from './support/serving-harness.ts';
 

@@ -11,13 +11,13 @@ import { createLogger, type Logger } from '../src/log.ts';
 import { closeRedis, createQueueRedis } from '../src/redis.ts';
 import { createCronDriver, type CronDriver } from '../src/planner/cron-driver.ts';
 import { createPlanner } from '../src/planner/planner.ts';
-import { createPrecomputeQueue } from '../src/planner/queue.ts';
 import { createRunStore } from '../src/planner/runs.ts';
 import { createScheduler } from '../src/planner/scheduler.ts';
+import type { PropensityScorer } from '../src/planner/scorer.ts';
 import { createWindowStore } from '../src/planner/windows.ts';
+import { createPrecomputeQueue } from '../src/precompute/queue.ts';
 import { createDefaultScorer } from '../src/propensity/default-scorer.ts';
 import { startRetrainSchedule } from '../src/propensity/retrain-schedule.ts';
-import type { PropensityScorer } from '../src/propensity/scorer.ts';
 import { checkPostgres, checkRedis } from '../src/startup-checks.ts';
 
 export interface SchedulerProcessOptions {

@@ -1,7 +1,7 @@
 import { parseTimestamp } from '../activity/csv.ts';
 import { formatDuration, parseDuration } from '../duration.ts';
 import { PrewarmError, isPrewarmError } from '../errors.ts';
-import { parsePolicy, type Policy } from '../policy.ts';
+import { parsePolicy, type Policy } from '../planner/policy.ts';
 import { WINDOW_SPECS, parseWindowSpec } from '../window-spec.ts';
 
 /**

@@ -5,10 +5,10 @@ import { copyIn } from '../db/copy-binary.ts';
 import { withTransaction, type Pool } from '../db/pool.ts';
 import { toError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { byPropensity, formatPolicy, selectUsers, type Candidate } from '../policy.ts';
-import type { PropensityScorer } from '../propensity/scorer.ts';
-import { chunkJob, chunkJobId, type PrecomputeJobData, type PrecomputeJobResult } from './queue.ts';
+import { chunkJob, chunkJobId, type PrecomputeJobData, type PrecomputeJobResult } from '../precompute/queue.ts';
+import { byPropensity, formatPolicy, selectUsers, type Candidate } from './policy.ts';
 import { createRunStore, type BatchRun } from './runs.ts';
+import type { PropensityScorer } from './scorer.ts';
 import { chunkSql, predictionSql, runSql, type PredictionRows, type RunRow } from './sql.ts';
 import { MAX_PRIORITY, type Window } from './windows.ts';
 

@@ -304,32 +304,3 @@ export const predictionSql = {
     };
   },
 };
-
-export interface ActivityRow {
-  user_id: string;
-  first_login_at: Date;
-  last_login_at: Date;
-  login_count: number;
-}
-
-export const scoringSql = {
-  /**
-   * Activity of every known user (first login before `before`) as it stood at `before`.
-   * user_activity is current, so users with logins at or after `before` (a replay, or a run
-   * planned late) are re-aggregated from `logins`; everyone else is one scan of user_activity.
-   */
-  activityBefore(before: Date): Sql {
-    return {
-      text: `SELECT user_id, first_login_at, last_login_at, login_count
-               FROM user_activity
-              WHERE last_login_at < $1
-             UNION ALL
-             SELECT l.user_id, min(l.at), max(l.at), count(*)
-               FROM user_activity a
-               JOIN logins l ON l.user_id = a.user_id AND l.at < $1
-              WHERE a.first_login_at < $1 AND a.last_login_at >= $1
-              GROUP BY l.user_id`,
-      values: [before.toISOString()],
-    };
-  },
-};

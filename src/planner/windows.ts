@@ -2,8 +2,8 @@ import type { Clock } from '../clock.ts';
 import { withTransaction, type Pool, type Queryable } from '../db/pool.ts';
 import { formatDuration, parseDuration } from '../duration.ts';
 import { PrewarmError } from '../errors.ts';
-import { formatPolicy, parsePolicy, type Policy } from '../policy.ts';
 import { validateSchedule } from './cron.ts';
+import { formatPolicy, parsePolicy, type Policy } from './policy.ts';
 import { windowSql, type WindowRow } from './sql.ts';
 
 /** A batch window (DESIGN.md "window"), as stored in `windows`. */

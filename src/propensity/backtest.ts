@@ -1,6 +1,6 @@
 import { formatDuration } from '../duration.ts';
 import { PrewarmError } from '../errors.ts';
-import type { Policy } from '../policy.ts';
+import type { Policy } from '../planner/policy.ts';
 import { baselinePolicies, knownUsersAt, logExtent, oracleResult, policyResult, ratio, runOfflineProtocol, type EvaluateOptions, type PolicyResult, type PolicyTally } from './evaluate.ts';
 import type { LoginLog } from './login-log.ts';
 import type { ModelMetrics } from './model.ts';

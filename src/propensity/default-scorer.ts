@@ -1,9 +1,9 @@
 import type { Pool } from '../db/pool.ts';
 import type { Logger } from '../log.ts';
-import { createRecencyScorer } from '../planner/recency-scorer.ts';
+import type { PropensityScorer } from '../planner/scorer.ts';
 import { createModelScorer, type ModelScorer } from './model-scorer.ts';
 import { latestModelVersion } from './model-store.ts';
-import type { PropensityScorer } from './scorer.ts';
+import { createRecencyScorer } from './recency-scorer.ts';
 
 /**
  * The planner's scorer in a running deployment: the trained propensity model as soon as one

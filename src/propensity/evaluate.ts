@@ -1,6 +1,6 @@
 import { formatDuration } from '../duration.ts';
 import { PrewarmError } from '../errors.ts';
-import { byPropensity, formatPolicy, isModelFree, selectUsers, type Candidate, type Policy } from '../policy.ts';
+import { byPropensity, formatPolicy, isModelFree, selectUsers, type Candidate, type Policy } from '../planner/policy.ts';
 import { reliabilityTable, type ReliabilityBin } from './calibration.ts';
 import { FEATURE_COUNT, featureRowsAt } from './features.ts';
 import { readLoginLog, type LoginLog, type LoginLogStats } from './login-log.ts';

@@ -1,11 +1,11 @@
 import type { Pool } from '../db/pool.ts';
 import { PrewarmError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import type { Candidate } from '../policy.ts';
+import type { Candidate } from '../planner/policy.ts';
+import type { PropensityScorer } from '../planner/scorer.ts';
 import { FEATURE_COUNT, featuresAt, populationContext } from './features.ts';
 import { assertScorable, modelProbability } from './model.ts';
 import { latestModelVersion, loadLatestModel, loadModel, type StoredPropensityModel } from './model-store.ts';
-import type { PropensityScorer } from './scorer.ts';
 import { S, STATE_SIZE } from './state.ts';
 import { gridFor, loadGrid, rewindStates, syncGrid } from './state-store.ts';
 

@@ -1,6 +1,6 @@
 import type { PolicyReport } from '../accounting/report.ts';
 import { readCsv } from '../activity/csv.ts';
-import { formatPolicy, type Policy } from '../policy.ts';
+import { formatPolicy, type Policy } from '../planner/policy.ts';
 import type { InteractionEvent, LoginEvent } from './generate.ts';
 import { replayPolicy, type PolicyRun, type ReplayData, type ReplayOptions } from './replay.ts';
 

@@ -1,7 +1,7 @@
 import type { Logger } from '../log.ts';
 import { withTransaction, type Pool, type PoolClient, type Sql } from '../db/pool.ts';
-import type { RecommendationSet } from '../recommendations/set.ts';
-import type { RecommendationStore } from '../recommendations/store.ts';
+import type { RecommendationSet } from '../sets/set.ts';
+import type { RecommendationStore } from '../sets/store.ts';
 
 export type ServeSource = 'precomputed' | 'reused' | 'on_demand' | 'fallback';
 

@@ -4,10 +4,10 @@ import pLimit from 'p-limit';
 import type { Clock } from '../clock.ts';
 import { PrewarmError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import type { RecommendationCache } from '../recommendations/cache.ts';
-import { isFresh, scoredItems, storedItems, type RecommendationSet } from '../recommendations/set.ts';
-import type { RecommendationStore } from '../recommendations/store.ts';
 import type { Recommender, ScoredItem } from '../recommender/types.ts';
+import type { RecommendationCache } from '../sets/cache.ts';
+import { isFresh, scoredItems, storedItems, type RecommendationSet } from '../sets/set.ts';
+import type { RecommendationStore } from '../sets/store.ts';
 import { createCoalescer } from './coalesce.ts';
 import type { EventRecorder, ServeSource } from './event-recorder.ts';
 

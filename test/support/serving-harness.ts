@@ -2,11 +2,11 @@ import { recordLogins } from '../../src/activity/user-activity.ts';
 import { buildApp } from '../../src/api/app.ts';
 import { createApiMetrics } from '../../src/api/metrics.ts';
 import { VirtualClock } from '../../src/clock.ts';
-import { createRecommendationCache } from '../../src/recommendations/cache.ts';
-import { createRecommendationStore } from '../../src/recommendations/store.ts';
 import type { Recommender } from '../../src/recommender/types.ts';
 import { createEventRecorder } from '../../src/serving/event-recorder.ts';
 import { createRecommendationService, type ServingOptions } from '../../src/serving/service.ts';
+import { createRecommendationCache } from '../../src/sets/cache.ts';
+import { createRecommendationStore } from '../../src/sets/store.ts';
 import { createTestDb, createTestRedis, silentLog } from '../helpers.ts';
 
 export const API_TOKEN = 'test-token-0123456789abcdef';

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { systemClock } from '../../clock.ts';
 import { dryRunWindow, createPlanner } from '../../planner/planner.ts';
-import { createPrecomputeQueue } from '../../planner/queue.ts';
+import { createPrecomputeQueue } from '../../precompute/queue.ts';
 import { createDefaultScorer } from '../../propensity/default-scorer.ts';
 import { createQueueRedis } from '../../redis.ts';
 import { createRunStore } from '../../planner/runs.ts';

@@ -4,7 +4,7 @@ import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { parseDurationFlag, parseGridInstant, parsePolicyFlag } from '../flags.ts';
 import { PrewarmError } from '../../errors.ts';
-import type { Policy } from '../../policy.ts';
+import type { Policy } from '../../planner/policy.ts';
 import { renderReplayHtml } from '../../replay/html-report.ts';
 import { prepareModelScorer, retrainModelScorer } from '../../replay/propensity.ts';
 import { loadReplayData, runReplay, type ReplayResult } from '../../replay/run.ts';

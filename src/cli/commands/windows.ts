@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { systemClock } from '../../clock.ts';
 import { formatDuration } from '../../duration.ts';
 import { PrewarmError } from '../../errors.ts';
-import { formatPolicy, POLICY_SYNTAX } from '../../policy.ts';
+import { formatPolicy, POLICY_SYNTAX } from '../../planner/policy.ts';
 import { nextOccurrence } from '../../planner/cron.ts';
 import { createRunStore, type BatchRun } from '../../planner/runs.ts';
 import { createWindowStore, describeWindow, MAX_CHUNK_SIZE, MAX_HOLDOUT_RATE, MAX_PRIORITY, type Window, type WindowSettings } from '../../planner/windows.ts';

@@ -1,4 +1,4 @@
-import { PrewarmError } from './errors.ts';
+import { PrewarmError } from '../errors.ts';
 
 /**
  * How a window turns propensities into the set of users to precompute for (DESIGN.md "policy").

@@ -1,4 +1,4 @@
-import type { Candidate } from '../policy.ts';
+import type { Candidate } from './policy.ts';
 
 /**
  * Gives every known user a probability of logging in during a window. The planner depends only

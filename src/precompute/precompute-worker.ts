@@ -4,12 +4,12 @@ import type { Clock } from '../clock.ts';
 import { withTransaction, type Pool } from '../db/pool.ts';
 import { toError } from '../errors.ts';
 import { throttledErrorLog, type Logger } from '../log.ts';
-import type { RecommendationCache } from '../recommendations/cache.ts';
-import { batchSetId, storedItems, type RecommendationSet } from '../recommendations/set.ts';
-import type { RecommendationStore } from '../recommendations/store.ts';
+import { createRunStore } from '../planner/runs.ts';
 import type { Recommender, UserRecommendations } from '../recommender/types.ts';
+import type { RecommendationCache } from '../sets/cache.ts';
+import { batchSetId, storedItems, type RecommendationSet } from '../sets/set.ts';
+import type { RecommendationStore } from '../sets/store.ts';
 import { PRECOMPUTE_QUEUE, type PrecomputeJobData, type PrecomputeJobResult } from './queue.ts';
-import { createRunStore } from './runs.ts';
 
 export interface PrecomputeWorkerDeps {
   /** Redis for the queue: an ioredis instance with `maxRetriesPerRequest: null`, or its options. */

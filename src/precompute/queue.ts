@@ -1,6 +1,6 @@
 import { Queue, type ConnectionOptions, type DefaultJobOptions, type JobsOptions } from 'bullmq';
 import { throttledErrorLog, type Logger } from '../log.ts';
-import { MAX_PRIORITY } from './windows.ts';
+import { MAX_PRIORITY } from '../planner/windows.ts';
 
 /** The BullMQ queue precompute chunks travel on. */
 export const PRECOMPUTE_QUEUE = 'precompute';
