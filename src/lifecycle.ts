@@ -32,14 +32,18 @@ export type ShutdownStep = [name: string, run: () => Promise<unknown> | unknown]
 /**
  * Runs shutdown steps in their fixed order. A failing step is logged and the next one runs
  * anyway: a Redis that will not quit must not keep the Postgres pool (and its buffered writes)
- * from closing.
+ * from closing. With `rethrow`, the first failure is thrown once every step has run, for a
+ * caller that must not go on as if all went well (a replay reporting on the events it wrote).
  */
-export async function runShutdownSteps(steps: readonly ShutdownStep[], log: Logger): Promise<void> {
+export async function runShutdownSteps(steps: readonly ShutdownStep[], log: Logger, options: { rethrow?: boolean } = {}): Promise<void> {
+  let failure: { error: unknown } | undefined;
   for (const [name, run] of steps) {
     try {
       await run();
     } catch (error) {
       log.error({ err: error, step: name }, 'shutdown step failed');
+      failure ??= { error };
     }
   }
+  if (failure && options.rethrow) throw failure.error;
 }

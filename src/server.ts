@@ -1,20 +1,16 @@
 import type { FastifyInstance } from 'fastify';
-import { recordLogins } from './activity/user-activity.ts';
 import { buildApp } from './api/app.ts';
-import { createApiMetrics } from './api/metrics.ts';
+import { createApiMetrics, type ApiMetrics } from './api/metrics.ts';
 import { systemClock, type Clock } from './clock.ts';
 import type { Config } from './config.ts';
 import { createPool } from './db/pool.ts';
 import { PrewarmError } from './errors.ts';
 import { runShutdownSteps } from './lifecycle.ts';
 import type { Logger } from './log.ts';
-import { createRecommendationCache } from './sets/cache.ts';
-import { createRecommendationStore } from './sets/store.ts';
 import { createRecommender } from './recommender/index.ts';
 import { closeRedis, createServingRedis } from './redis.ts';
 import type { Recommender } from './recommender/types.ts';
-import { createEventRecorder, type EventRecorder } from './serving/event-recorder.ts';
-import { createRecommendationService, type RecommendationService } from './serving/service.ts';
+import { createServingStack, type ServingStack } from './serving/stack.ts';
 import { checkPostgres, checkRedis } from './startup-checks.ts';
 
 export interface RunningServer {
@@ -38,8 +34,7 @@ export async function startServer(config: Readonly<Config>, log: Logger, clock: 
   const pool = createPool({ databaseUrl: config.databaseUrl, schema: config.dbSchema, max: config.dbPoolSize, applicationName: 'prewarm-api', log });
   const redis = createServingRedis(config.cacheRedisUrl, log);
   let app: FastifyInstance | undefined;
-  let service: RecommendationService | undefined;
-  let recorder: EventRecorder | undefined;
+  let serving: ServingStack<ApiMetrics> | undefined;
   let recommender: Recommender | undefined;
 
   let closing: Promise<void> | undefined;
@@ -47,8 +42,7 @@ export async function startServer(config: Readonly<Config>, log: Logger, clock: 
     (closing ??= runShutdownSteps(
       [
         ['stop HTTP intake', () => app?.close()],
-        ['finish on-demand computations', () => service?.close()],
-        ['flush logins and serves', () => recorder?.close(config.shutdownTimeoutMs)],
+        ['finish on-demand computations, then flush logins and serves', () => serving?.close()],
         ['close recommender', () => recommender?.close()],
         ['close Redis', () => closeRedis(redis)],
         ['close Postgres pool', () => pool.end()],
@@ -59,36 +53,28 @@ export async function startServer(config: Readonly<Config>, log: Logger, clock: 
   try {
     await checkPostgres(pool, { databaseUrl: config.databaseUrl, schema: config.dbSchema });
     await checkRedis(redis, config.cacheRedisUrl);
-    const cache = createRecommendationCache({ redis, prefix: config.cachePrefix, log });
-    const store = createRecommendationStore({ pool });
     recommender = await createRecommender({ config, pool, log });
-    recorder = createEventRecorder({
+    serving = createServingStack({
       pool,
-      store,
-      recordLogins,
-      log,
-      flushIntervalMs: config.flushIntervalMs,
-      maxBatch: config.flushMaxBatch,
-      maxPending: config.eventBufferMax,
-    });
-    const events = recorder;
-    const metrics = createApiMetrics({ pendingEvents: () => events.pending() });
-    service = createRecommendationService({
-      cache,
-      store,
+      redis,
       recommender,
-      recorder,
       clock,
       log,
       options: {
-        latencyBudgetMs: config.latencyBudgetMs,
-        onDemandTtlMs: config.onDemandTtlMs,
-        onDemandConcurrency: config.onDemandConcurrency,
-        onDemandQueue: config.onDemandQueue,
-        setSize: config.maxLimit,
+        cachePrefix: config.cachePrefix,
+        serving: {
+          latencyBudgetMs: config.latencyBudgetMs,
+          onDemandTtlMs: config.onDemandTtlMs,
+          onDemandConcurrency: config.onDemandConcurrency,
+          onDemandQueue: config.onDemandQueue,
+          setSize: config.maxLimit,
+        },
+        events: { flushIntervalMs: config.flushIntervalMs, maxBatch: config.flushMaxBatch, maxPending: config.eventBufferMax },
+        closeDeadlineMs: config.shutdownTimeoutMs,
       },
-      onServe: metrics.observeServe,
+      metrics: ({ recorder }) => createApiMetrics({ pendingEvents: () => recorder.pending() }),
     });
+    const { service, metrics, recorder: events } = serving;
     app = await buildApp({
       service,
       metrics,

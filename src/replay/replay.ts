@@ -1,29 +1,26 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { createImporter } from '../activity/import.ts';
-import { recordLogins } from '../activity/user-activity.ts';
 import { createReport, type DailyPoint, type PolicyReport } from '../accounting/report.ts';
+import { createImporter } from '../activity/import.ts';
 import { VirtualClock } from '../clock.ts';
 import { migrate, quoteIdent } from '../db/migrate.ts';
 import { createPool, type Pool } from '../db/pool.ts';
+import { runShutdownSteps, type ShutdownStep } from '../lifecycle.ts';
 import type { Logger } from '../log.ts';
-import { formatPolicy, isModelFree, type Policy } from '../planner/policy.ts';
 import { createPlanner } from '../planner/planner.ts';
+import { formatPolicy, isModelFree, type Policy } from '../planner/policy.ts';
+import { createRunStore } from '../planner/runs.ts';
+import { createScheduler } from '../planner/scheduler.ts';
+import type { PropensityScorer } from '../planner/scorer.ts';
+import { createWindowStore } from '../planner/windows.ts';
 import { createPrecomputeWorker } from '../precompute/precompute-worker.ts';
 import { createPrecomputeQueue } from '../precompute/queue.ts';
 import { createRecencyScorer } from '../propensity/recency-scorer.ts';
-import { createRunStore } from '../planner/runs.ts';
-import { createScheduler } from '../planner/scheduler.ts';
-import { createWindowStore } from '../planner/windows.ts';
-import type { PropensityScorer } from '../planner/scorer.ts';
-import { createRecommendationCache } from '../sets/cache.ts';
-import { createRecommendationStore } from '../sets/store.ts';
 import { buildItemCfModel, createItemCfRecommender } from '../recommender/item-cf.ts';
 import { createQueueRedis, createServingRedis, deleteKeysWithPrefix } from '../redis.ts';
-import { createEventRecorder } from '../serving/event-recorder.ts';
-import { createRecommendationService } from '../serving/service.ts';
-import type { InteractionEvent, LoginEvent } from './generate.ts';
+import { createServingStack } from '../serving/stack.ts';
 import { WINDOW_SPECS, type WindowSpec } from '../window-spec.ts';
+import type { InteractionEvent, LoginEvent } from './generate.ts';
 
 export interface ReplayData {
   /** Sorted by time. */
@@ -113,7 +110,7 @@ export async function replayPolicy(data: ReplayData, name: string, policy: Polic
   const queueRedis = createQueueRedis(options.redisUrl, log);
   const cacheRedis = createServingRedis(options.redisUrl, log);
   const clock = new VirtualClock(fromMs);
-  const closers: (() => Promise<unknown>)[] = [];
+  const shutdown: ShutdownStep[] = [];
   try {
     await migrate({ pool, schema, log });
     // History and interactions go in through the importer's COPY path, as a real import would.
@@ -124,28 +121,29 @@ export async function replayPolicy(data: ReplayData, name: string, policy: Polic
     const windows = createWindowStore({ pool, clock });
     await windows.set(WINDOW_NAME, { cron, timezone: 'UTC', horizon: windowMs, ttl: windowMs, policy, chunkSize: 500, holdoutRate: isModelFree(policy) ? 0 : (options.holdoutRate ?? 0.01) });
 
-    const store = createRecommendationStore({ pool });
-    const cache = createRecommendationCache({ redis: cacheRedis, prefix: `${prefix}:`, log });
     const recommender = createItemCfRecommender({ pool, log, reloadIntervalMs: 0 });
-    closers.push(() => recommender.close());
+    shutdown.push(['close recommender', () => recommender.close()]);
     const queue = createPrecomputeQueue({ connection: queueRedis, prefix, log });
-    closers.push(() => queue.close());
+    shutdown.push(['close precompute queue', () => queue.close()]);
     const itemsPerUser = options.itemsPerSet ?? 20;
+    const serving = createServingStack({
+      pool,
+      redis: cacheRedis,
+      recommender,
+      clock,
+      log,
+      options: {
+        cachePrefix: `${prefix}:`,
+        serving: { latencyBudgetMs: 1_000, onDemandTtlMs: windowMs, onDemandConcurrency: 4, onDemandQueue: 1_000, setSize: itemsPerUser },
+        events: { flushIntervalMs: 1_000, maxBatch: 5_000 },
+      },
+    });
+    const { store, cache, recorder, service } = serving;
     const planner = createPlanner({ pool, queue, scorer, clock, log, itemsPerUser });
     const runs = createRunStore({ pool });
     const scheduler = createScheduler({ windows, planner, runs, clock, log });
     const worker = createPrecomputeWorker({ connection: queueRedis, prefix, pool, recommender, store, cache, clock, log, concurrency: 4 });
-    closers.unshift(() => worker.close());
-    const recorder = createEventRecorder({ pool, store, recordLogins, log, flushIntervalMs: 1_000, maxBatch: 5_000 });
-    const service = createRecommendationService({
-      cache,
-      store,
-      recommender,
-      recorder,
-      clock,
-      log,
-      options: { latencyBudgetMs: 1_000, onDemandTtlMs: windowMs, onDemandConcurrency: 4, onDemandQueue: 1_000, setSize: itemsPerUser },
-    });
+    shutdown.unshift(['stop precompute worker', () => worker.close()]);
 
     const logins = data.logins.filter((login) => login.at.getTime() >= fromMs && login.at.getTime() < toMs);
     let loginIndex = 0;
@@ -212,8 +210,7 @@ export async function replayPolicy(data: ReplayData, name: string, policy: Polic
       });
     }
     clock.set(toMs);
-    await service.close();
-    await recorder.close();
+    await serving.close();
     // The tables were bulk-loaded moments ago: fresh statistics keep the report's plans sane.
     await pool.query('ANALYZE');
     const report = createReport({ pool });
@@ -228,7 +225,7 @@ export async function replayPolicy(data: ReplayData, name: string, policy: Polic
       logins: logins.length,
     };
   } finally {
-    for (const close of closers) await close().catch((error: unknown) => log.warn({ err: error }, 'replay shutdown step failed'));
+    await runShutdownSteps(shutdown, log);
     await deleteKeysWithPrefix(queueRedis, prefix).catch(() => undefined);
     queueRedis.disconnect();
     cacheRedis.disconnect();

@@ -1,12 +1,10 @@
-import { recordLogins } from '../../src/activity/user-activity.ts';
 import { buildApp } from '../../src/api/app.ts';
 import { createApiMetrics } from '../../src/api/metrics.ts';
 import { VirtualClock } from '../../src/clock.ts';
+import { runShutdownSteps } from '../../src/lifecycle.ts';
 import type { Recommender } from '../../src/recommender/types.ts';
-import { createEventRecorder } from '../../src/serving/event-recorder.ts';
-import { createRecommendationService, type ServingOptions } from '../../src/serving/service.ts';
-import { createRecommendationCache } from '../../src/sets/cache.ts';
-import { createRecommendationStore } from '../../src/sets/store.ts';
+import type { ServingOptions } from '../../src/serving/service.ts';
+import { createServingStack } from '../../src/serving/stack.ts';
 import { createTestDb, createTestRedis, silentLog } from '../helpers.ts';
 
 export const API_TOKEN = 'test-token-0123456789abcdef';
@@ -16,20 +14,20 @@ export async function createServingHarness(recommender: Recommender, options: Pa
   const db = await createTestDb();
   const testRedis = await createTestRedis();
   const clock = new VirtualClock(Date.parse('2024-03-01T12:00:00Z'));
-  const cache = createRecommendationCache({ redis: testRedis.redis, prefix: `${testRedis.prefix}:`, log: silentLog });
-  const store = createRecommendationStore({ pool: db.pool });
-  const recorder = createEventRecorder({ pool: db.pool, store, recordLogins, log: silentLog, flushIntervalMs: 60_000 });
-  const metrics = createApiMetrics({ defaultMetrics: false, pendingEvents: () => recorder.pending() });
-  const service = createRecommendationService({
-    cache,
-    store,
+  const serving = createServingStack({
+    pool: db.pool,
+    redis: testRedis.redis,
     recommender,
-    recorder,
     clock,
     log: silentLog,
-    options: { latencyBudgetMs: 1_000, onDemandTtlMs: 3_600_000, onDemandConcurrency: 4, onDemandQueue: 64, setSize: 100, ...options },
-    onServe: metrics.observeServe,
+    options: {
+      cachePrefix: `${testRedis.prefix}:`,
+      serving: { latencyBudgetMs: 1_000, onDemandTtlMs: 3_600_000, onDemandConcurrency: 4, onDemandQueue: 64, setSize: 100, ...options },
+      events: { flushIntervalMs: 60_000 },
+    },
+    metrics: ({ recorder }) => createApiMetrics({ defaultMetrics: false, pendingEvents: () => recorder.pending() }),
   });
+  const { cache, store, recorder, service, metrics } = serving;
   const app = await buildApp({
     service,
     metrics,
@@ -46,13 +44,18 @@ export async function createServingHarness(recommender: Recommender, options: Pa
     service,
     clock,
     app,
-    async close() {
-      await app.close();
-      await service.close();
-      await recorder.close();
-      await db.drop();
-      await testRedis.drop();
-    },
+    /** Runs every step even if one fails, then rejects with the first failure. */
+    close: () =>
+      runShutdownSteps(
+        [
+          ['close the app', () => app.close()],
+          ['close the serving stack', () => serving.close()],
+          ['drop the schema', () => db.drop()],
+          ['drop the Redis keys', () => testRedis.drop()],
+        ],
+        silentLog,
+        { rethrow: true },
+      ),
   };
 }
 
