@@ -70,88 +70,61 @@ const envSchema = z.object({
 
 export type Env = z.infer<typeof envSchema>;
 
-export interface Config {
-  databaseUrl: string;
-  redisUrl: string;
+/** The environment, validated, as the rest of the code reads it. */
+const configSchema = envSchema.transform((e) => ({
+  databaseUrl: e.DATABASE_URL,
+  redisUrl: e.REDIS_URL,
   /** Redis for the recommendation cache; may allow eviction, unlike the queue's Redis. */
-  cacheRedisUrl: string;
-  port: number;
-  host: string;
-  apiTokens: readonly string[];
-  adminToken: string | undefined;
-  logLevel: Env['PREWARM_LOG_LEVEL'];
-  dbSchema: string;
-  dbPoolSize: number;
-  cachePrefix: string;
-  queuePrefix: string;
-  latencyBudgetMs: number;
-  defaultLimit: number;
-  maxLimit: number;
-  onDemandTtlMs: number;
-  onDemandConcurrency: number;
-  onDemandQueue: number;
-  recommender: Env['PREWARM_RECOMMENDER'];
-  recommenderUrl: string | undefined;
-  recommenderTimeoutMs: number;
-  recommenderNeighbours: number;
-  flushIntervalMs: number;
-  flushMaxBatch: number;
+  cacheRedisUrl: e.PREWARM_CACHE_REDIS_URL ?? e.REDIS_URL,
+  port: e.PORT,
+  host: e.PREWARM_HOST,
+  apiTokens: Object.freeze([...e.PREWARM_API_TOKENS]) as readonly string[],
+  adminToken: e.PREWARM_ADMIN_TOKEN,
+  logLevel: e.PREWARM_LOG_LEVEL,
+  dbSchema: e.PREWARM_DB_SCHEMA,
+  dbPoolSize: e.PREWARM_DB_POOL_SIZE,
+  cachePrefix: e.PREWARM_CACHE_PREFIX,
+  queuePrefix: e.PREWARM_QUEUE_PREFIX,
+  latencyBudgetMs: e.PREWARM_LATENCY_BUDGET_MS,
+  defaultLimit: e.PREWARM_DEFAULT_LIMIT,
+  maxLimit: e.PREWARM_MAX_LIMIT,
+  onDemandTtlMs: e.PREWARM_ON_DEMAND_TTL,
+  onDemandConcurrency: e.PREWARM_ON_DEMAND_CONCURRENCY,
+  onDemandQueue: e.PREWARM_ON_DEMAND_QUEUE,
+  recommender: e.PREWARM_RECOMMENDER,
+  recommenderUrl: e.PREWARM_RECOMMENDER_URL,
+  recommenderTimeoutMs: e.PREWARM_RECOMMENDER_TIMEOUT_MS,
+  recommenderNeighbours: e.PREWARM_RECOMMENDER_NEIGHBOURS,
+  flushIntervalMs: e.PREWARM_FLUSH_INTERVAL_MS,
+  flushMaxBatch: e.PREWARM_FLUSH_MAX_BATCH,
   /** Events held while Postgres is away; past it the API answers 503 rather than acknowledge. */
-  eventBufferMax: number;
-  workerConcurrency: number;
-  shutdownTimeoutMs: number;
+  eventBufferMax: e.PREWARM_EVENT_BUFFER_MAX,
+  workerConcurrency: e.PREWARM_WORKER_CONCURRENCY,
+  shutdownTimeoutMs: e.PREWARM_SHUTDOWN_TIMEOUT_MS,
   /** Window length the scheduled propensity retraining trains for. */
-  propensityWindowMs: number;
+  propensityWindowMs: e.PREWARM_PROPENSITY_WINDOW,
   /** The scheduler retrains the propensity model when the newest is older than this. */
-  propensityRetrainEveryMs: number;
-}
+  propensityRetrainEveryMs: e.PREWARM_PROPENSITY_RETRAIN_EVERY,
+}));
+
+export type Config = z.output<typeof configSchema>;
 
 /** Parses and freezes the configuration; throws PREWARM_ERR_CONFIG naming each bad variable. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Readonly<Config> {
   const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''));
-  const parsed = envSchema.safeParse(present);
+  const parsed = configSchema.safeParse(present);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
     throw new PrewarmError('PREWARM_ERR_CONFIG', `invalid configuration: ${problems.join('; ')}`);
   }
-  const e = parsed.data;
-  if (e.PREWARM_DEFAULT_LIMIT > e.PREWARM_MAX_LIMIT) {
+  const config = parsed.data;
+  if (config.defaultLimit > config.maxLimit) {
     throw new PrewarmError('PREWARM_ERR_CONFIG', 'invalid configuration: PREWARM_DEFAULT_LIMIT: must not exceed PREWARM_MAX_LIMIT');
   }
-  if (e.PREWARM_RECOMMENDER === 'http' && e.PREWARM_RECOMMENDER_URL === undefined) {
+  if (config.recommender === 'http' && config.recommenderUrl === undefined) {
     throw new PrewarmError('PREWARM_ERR_CONFIG', 'invalid configuration: PREWARM_RECOMMENDER_URL: required when PREWARM_RECOMMENDER=http');
   }
-  return Object.freeze({
-    databaseUrl: e.DATABASE_URL,
-    redisUrl: e.REDIS_URL,
-    cacheRedisUrl: e.PREWARM_CACHE_REDIS_URL ?? e.REDIS_URL,
-    port: e.PORT,
-    host: e.PREWARM_HOST,
-    apiTokens: Object.freeze([...e.PREWARM_API_TOKENS]),
-    adminToken: e.PREWARM_ADMIN_TOKEN,
-    logLevel: e.PREWARM_LOG_LEVEL,
-    dbSchema: e.PREWARM_DB_SCHEMA,
-    dbPoolSize: e.PREWARM_DB_POOL_SIZE,
-    cachePrefix: e.PREWARM_CACHE_PREFIX,
-    queuePrefix: e.PREWARM_QUEUE_PREFIX,
-    latencyBudgetMs: e.PREWARM_LATENCY_BUDGET_MS,
-    defaultLimit: e.PREWARM_DEFAULT_LIMIT,
-    maxLimit: e.PREWARM_MAX_LIMIT,
-    onDemandTtlMs: e.PREWARM_ON_DEMAND_TTL,
-    onDemandConcurrency: e.PREWARM_ON_DEMAND_CONCURRENCY,
-    onDemandQueue: e.PREWARM_ON_DEMAND_QUEUE,
-    recommender: e.PREWARM_RECOMMENDER,
-    recommenderUrl: e.PREWARM_RECOMMENDER_URL,
-    recommenderTimeoutMs: e.PREWARM_RECOMMENDER_TIMEOUT_MS,
-    recommenderNeighbours: e.PREWARM_RECOMMENDER_NEIGHBOURS,
-    flushIntervalMs: e.PREWARM_FLUSH_INTERVAL_MS,
-    flushMaxBatch: e.PREWARM_FLUSH_MAX_BATCH,
-    eventBufferMax: e.PREWARM_EVENT_BUFFER_MAX,
-    workerConcurrency: e.PREWARM_WORKER_CONCURRENCY,
-    shutdownTimeoutMs: e.PREWARM_SHUTDOWN_TIMEOUT_MS,
-    propensityWindowMs: e.PREWARM_PROPENSITY_WINDOW,
-    propensityRetrainEveryMs: e.PREWARM_PROPENSITY_RETRAIN_EVERY,
-  });
+  return Object.freeze(config);
 }
 
 /** Removes credentials from a connection URL before it is logged or printed. */
