@@ -4,6 +4,7 @@ import { pipeline, Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { Parser } from 'csv-parse';
 import { PrewarmError } from '../errors.ts';
+import { idProblem, parseTimestamp } from '../ids.ts';
 
 /** The two CSV formats (README, "CSV formats"): a header line, then one row per login or interaction. */
 export const CSV_COLUMNS = {
@@ -30,23 +31,6 @@ export interface CsvRowError {
   message: string;
 }
 
-export const MAX_ID_LENGTH = 128;
-const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$/;
-// Control characters make ids unprintable and unsafe in logs and URLs.
-// eslint-disable-next-line no-control-regex
-const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
-
-/** Strict ISO 8601 with an explicit zone; `2013-02-30T00:00:00Z` is refused, not rolled over. */
-export function parseTimestamp(text: string): Date | undefined {
-  if (!ISO_UTC.test(text)) return undefined;
-  const ms = Date.parse(text);
-  if (Number.isNaN(ms)) return undefined;
-  const [year, month, day] = text.slice(0, 10).split('-').map(Number) as [number, number, number];
-  const check = new Date(Date.UTC(year, month - 1, day));
-  if (check.getUTCMonth() !== month - 1 || check.getUTCDate() !== day) return undefined;
-  return new Date(ms);
-}
-
 interface TaggedRecord {
   record: string[];
   /** The line the record ends on, 1-based. */
@@ -62,14 +46,6 @@ class LineTaggingParser extends Parser {
   override push(chunk: unknown, encoding?: BufferEncoding): boolean {
     return super.push(chunk === null ? null : ({ record: chunk as string[], line: this.info.lines } satisfies TaggedRecord), encoding);
   }
-}
-
-/** Why an id is unacceptable, or undefined when it is fine. Shared by CSV import and HTTP. */
-export function idProblem(id: string): string | undefined {
-  if (id.length === 0) return 'is empty';
-  if (id.length > MAX_ID_LENGTH) return `is longer than ${MAX_ID_LENGTH} characters`;
-  if (CONTROL_CHARS.test(id)) return 'contains control characters';
-  return undefined;
 }
 
 export interface ReadCsvOptions {

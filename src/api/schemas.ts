@@ -1,4 +1,4 @@
-import { MAX_ID_LENGTH } from '../activity/csv.ts';
+import { userIdJsonSchema } from '../ids.ts';
 
 export const errorSchema = {
   $id: 'Error',
@@ -17,14 +17,8 @@ export const recommendationsParams = {
   type: 'object',
   required: ['userId'],
   properties: {
-    userId: {
-      type: 'string',
-      minLength: 1,
-      maxLength: MAX_ID_LENGTH,
-      // No control characters (the same rule as CSV import: src/activity/csv.ts idProblem).
-      pattern: '^[^\\u0000-\\u001f\\u007f]+$',
-      description: 'Opaque user id: 1–128 characters, no control characters',
-    },
+    // The rule of CSV import but for how length is counted (src/ids.ts).
+    userId: userIdJsonSchema,
   },
 } as const;
 

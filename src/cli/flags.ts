@@ -1,6 +1,6 @@
-import { parseTimestamp } from '../activity/csv.ts';
 import { formatDuration, parseDuration } from '../duration.ts';
 import { PrewarmError, isPrewarmError } from '../errors.ts';
+import { parseTimestamp } from '../ids.ts';
 import { parsePolicy, type Policy } from '../planner/policy.ts';
 import { WINDOW_SPECS, parseWindowSpec } from '../window-spec.ts';
 
