@@ -3,11 +3,9 @@ import { runner } from 'node-pg-migrate';
 import type { Logger } from 'pino';
 import type pg from 'pg';
 import { PrewarmError } from '../errors.ts';
+import { ADVISORY_LOCKS } from './locks.ts';
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations', import.meta.url));
-
-// Fixed key for pg_advisory_lock: every prewarm process migrating the same database waits here.
-const MIGRATION_LOCK_KEY = 7_265_108_331;
 
 export interface MigrateOptions {
   pool: pg.Pool;
@@ -25,7 +23,7 @@ export async function migrate({ pool, schema, log }: MigrateOptions): Promise<st
   const client = await pool.connect();
   try {
     await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`).catch(ignoreConcurrentCreate);
-    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+    await client.query('SELECT pg_advisory_lock($1)', [ADVISORY_LOCKS.migration]);
     try {
       const applied = await runner({
         dbClient: client,
@@ -41,7 +39,7 @@ export async function migrate({ pool, schema, log }: MigrateOptions): Promise<st
       });
       return applied.map((migration) => migration.name);
     } finally {
-      await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]);
+      await client.query('SELECT pg_advisory_unlock($1)', [ADVISORY_LOCKS.migration]);
     }
   } catch (error) {
     throw new PrewarmError('PREWARM_ERR_MIGRATION', `migration failed: ${(error as Error).message}`, { cause: error });

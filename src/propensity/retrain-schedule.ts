@@ -1,11 +1,9 @@
 import type { Clock } from '../clock.ts';
 import { isPrewarmError } from '../errors.ts';
+import { ADVISORY_LOCKS } from '../db/locks.ts';
 import type { Pool } from '../db/pool.ts';
 import type { Logger } from '../log.ts';
 import { retrainIfDue } from './train.ts';
-
-// One retraining at a time across scheduler replicas.
-const RETRAIN_LOCK_KEY = 7_265_108_332;
 
 export interface RetrainScheduleOptions {
   pool: Pool;
@@ -29,13 +27,13 @@ export function startRetrainSchedule(options: RetrainScheduleOptions): () => Pro
   const check = async () => {
     const client = await pool.connect();
     try {
-      const locked = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [RETRAIN_LOCK_KEY]);
+      const locked = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [ADVISORY_LOCKS.propensityRetrain]);
       if (!locked.rows[0]?.ok) return;
       try {
         const trained = await retrainIfDue({ pool, log, clock: options.clock, windowMs: options.windowMs, maxAgeMs: options.maxAgeMs });
         if (trained) log.info({ version: trained.version }, 'propensity model retrained on schedule');
       } finally {
-        await client.query('SELECT pg_advisory_unlock($1)', [RETRAIN_LOCK_KEY]);
+        await client.query('SELECT pg_advisory_unlock($1)', [ADVISORY_LOCKS.propensityRetrain]);
       }
     } catch (error) {
       // No logins yet is a normal state of a new deployment, not an error.

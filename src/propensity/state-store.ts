@@ -1,5 +1,6 @@
 import { createInterface } from 'node:readline';
 import { to as copyTo } from 'pg-copy-streams';
+import { ADVISORY_LOCKS } from '../db/locks.ts';
 import type { Pool, Queryable, Sql } from '../db/pool.ts';
 import { withTransaction } from '../db/pool.ts';
 import type { Logger } from '../log.ts';
@@ -60,7 +61,7 @@ export const stateSql = {
   },
   /** Serialises writers of one grid for the rest of the transaction. */
   lockGrid(key: string): Sql {
-    return { text: `SELECT pg_advisory_xact_lock(hashtext('prewarm-propensity-state'), hashtext($1))`, values: [key] };
+    return { text: 'SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))', values: [ADVISORY_LOCKS.propensityStateNamespace, key] };
   },
   /** After a catch-up: the grid has seen every login up to `observedThrough`. */
   markCaughtUp(key: string, observedThrough: Date): Sql {
