@@ -2,7 +2,7 @@ import { UnrecoverableError, Worker, type Queue } from 'bullmq';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parsePolicy, selectUsers } from '../src/planner/policy.ts';
 import { createPlanner, holdoutDraw } from '../src/planner/planner.ts';
-import { chunkJobId, chunkPriority, type PrecomputeJobData, type PrecomputeJobResult } from '../src/precompute/queue.ts';
+import { chunkJobId, chunkPriority, type PrecomputeJobData, type PrecomputeJobResult } from '../src/planner/chunk-jobs.ts';
 import { recencyScore } from '../src/propensity/recency-scorer.ts';
 import { silentLog } from './helpers.ts';
 import { createPlannerHarness, DAY, HOUR, recencyPopulation, type PlannerHarness } from './fixtures/precompute-harness.ts';

@@ -5,7 +5,7 @@ import { copyIn } from '../db/copy-binary.ts';
 import { withTransaction, type Pool } from '../db/pool.ts';
 import { toError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { chunkJob, chunkJobId, type PrecomputeJobData, type PrecomputeJobResult } from '../precompute/queue.ts';
+import { chunkJob, chunkJobId, type PrecomputeJobData, type PrecomputeJobResult } from './chunk-jobs.ts';
 import { byPropensity, formatPolicy, selectUsers, type Candidate } from './policy.ts';
 import { createRunStore, type BatchRun } from './runs.ts';
 import type { PropensityScorer } from './scorer.ts';

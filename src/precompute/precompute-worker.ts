@@ -9,7 +9,8 @@ import type { Recommender, UserRecommendations } from '../recommender/types.ts';
 import type { RecommendationCache } from '../sets/cache.ts';
 import { batchSetId, storedItems, type RecommendationSet } from '../sets/set.ts';
 import type { RecommendationStore } from '../sets/store.ts';
-import { PRECOMPUTE_QUEUE, type PrecomputeJobData, type PrecomputeJobResult } from './queue.ts';
+import type { PrecomputeJobData, PrecomputeJobResult } from '../planner/chunk-jobs.ts';
+import { PRECOMPUTE_QUEUE } from './queue.ts';
 
 export interface PrecomputeWorkerDeps {
   /** Redis for the queue: an ioredis instance with `maxRetriesPerRequest: null`, or its options. */
