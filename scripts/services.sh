@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes sure PostgreSQL and Redis answer on their standard ports, starting them the way
-# ../shared/services.md shows when they do not. Installs them first on a Debian/Ubuntu machine
+# the README shows when they do not. Installs them first on a Debian/Ubuntu machine
 # where they are missing and we are root. Exits non-zero if either still does not answer.
 set -u
 

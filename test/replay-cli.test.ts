@@ -14,7 +14,7 @@ const prewarm = (...args: string[]) => run(process.execPath, ['src/cli/bin.mjs',
 describe('prewarm generate → prewarm replay (the demo pipeline)', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('prints the DESIGN.md JSON for model, all and none, with the oracle, and writes the HTML report', async () => {
+  it('prints the replay JSON for model, all and none, with the oracle, and writes the HTML report', async () => {
     await prewarm('generate', '--out', dir, '--seed', '11', '--users', '120', '--days', '36');
     const report = join(dir, 'report.html');
     const { stdout } = await prewarm('replay', '--logins', join(dir, 'logins.csv'), '--interactions', join(dir, 'interactions.csv'), '--json', '--report', report);

@@ -10,7 +10,7 @@ export interface PolicyReport {
   wasted: number;
   /** wasted / precomputes whose life has ended; null before any has. */
   waste: number | null;
-  /** Per user-window (DESIGN.md): covered known active users / known active users. */
+  /** Per user-window (docs/design.md): covered known active users / known active users. */
   coverage: number | null;
   /** Logins answered `precomputed` / all logins. */
   loginCoverage: number | null;

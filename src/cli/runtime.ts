@@ -28,7 +28,7 @@ export function openPool(context: CliContext, applicationName = 'prewarm-cli'): 
 
 /**
  * Wraps a command's action: any failure becomes one line on stderr and exit code 1 (2 for bad
- * usage), as DESIGN.md promises scripts.
+ * usage), as docs/design.md promises scripts.
  */
 export function action<A extends unknown[]>(run: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
   return async (...args: A) => {

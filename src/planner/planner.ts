@@ -41,7 +41,7 @@ export interface PlanResult {
   planMs: number;
 }
 
-/** What `prewarm plan NAME --dry-run` prints (the first five keys are the DESIGN.md contract). */
+/** What `prewarm plan NAME --dry-run` prints (the first five keys are the contract of docs/design.md). */
 export interface DryRunResult {
   window: string;
   candidates: number;

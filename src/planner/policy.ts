@@ -1,7 +1,7 @@
 import { PrewarmError } from '../errors.ts';
 
 /**
- * How a window turns propensities into the set of users to precompute for (DESIGN.md "policy").
+ * How a window turns propensities into the set of users to precompute for (docs/design.md, "policy").
  * The same parser and selection serve the planner, `evaluate`, `backtest` and `replay`, so a
  * model-free policy selects identical users everywhere.
  */

@@ -6,7 +6,7 @@ import { validateSchedule } from './cron.ts';
 import { formatPolicy, parsePolicy, type Policy } from './policy.ts';
 import { windowSql, type WindowRow } from './sql.ts';
 
-/** A batch window (DESIGN.md "window"), as stored in `windows`. */
+/** A batch window (docs/design.md, "window"), as stored in `windows`. */
 export interface Window {
   name: string;
   /** node-cron expression, 5 fields (minute first) or 6 (second first). */

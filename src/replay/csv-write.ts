@@ -7,7 +7,7 @@ import { createGzip } from 'node:zlib';
 import type { InteractionEvent, LoginEvent } from './generate.ts';
 
 /**
- * Writes activity logs in the plain format of shared/data/README.md: `logins.csv` (`user_id,ts`)
+ * Writes activity logs in the plain CSV format the importer reads (README, "CSV formats"): `logins.csv` (`user_id,ts`)
  * and `interactions.csv` (`user_id,item_id,ts,weight`), gzip-compressed when the path ends with
  * `.gz`. Files appear complete or not at all: rows go to a temporary file next to the target,
  * renamed into place once everything is flushed.

@@ -11,14 +11,14 @@ export interface ReplayResult {
   window: string;
   logins: number;
   wallMs: number;
-  /** The DESIGN.md `replay --json` entries: `model` (the chosen policy), `all`, `none`. */
+  /** The `replay --json` entries of docs/design.md: `model` (the chosen policy), `all`, `none`. */
   policies: (ReplayPolicyFigures & { daily: PolicyRun['daily'] })[];
   oracle: ReplayPolicyFigures;
   columns: string[];
   table: Record<string, string | number>[];
 }
 
-/** One row of the replay's table: DESIGN.md's `replay --json` fields, read from the report. */
+/** One row of the replay's table: the `replay --json` fields of docs/design.md, read from the report. */
 export type ReplayPolicyFigures = { name: string; policy: string } & Pick<
   PolicyReport,
   | 'precomputes'

@@ -45,7 +45,7 @@ export function registerReplay(program: Command): void {
       'retrain the propensity model on the logins so far this often, as the scheduler does (default: never, trained once before --from, as evaluate does)',
     )
     .option('--keep-schemas', 'keep the Postgres schemas of the replay for inspection')
-    .option('--json', 'print one JSON object (DESIGN.md) instead of the table')
+    .option('--json', 'print one JSON object (fields in docs/design.md) instead of the table')
     .action(
       action(async (flags: ReplayFlags) => {
         const window = parseWindowSpec(flags.window);
