@@ -66,6 +66,7 @@ const envSchema = z.object({
   PREWARM_SHUTDOWN_TIMEOUT_MS: positiveInt.default(15_000),
   PREWARM_PROPENSITY_WINDOW: duration.default(86_400_000),
   PREWARM_PROPENSITY_RETRAIN_EVERY: duration.default(86_400_000),
+  PREWARM_SWEEP_INTERVAL: duration.default(60_000),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -105,6 +106,8 @@ const configSchema = envSchema.transform((e) => ({
   propensityWindowMs: e.PREWARM_PROPENSITY_WINDOW,
   /** The scheduler retrains the propensity model when the newest is older than this. */
   propensityRetrainEveryMs: e.PREWARM_PROPENSITY_RETRAIN_EVERY,
+  /** How often the scheduler sweeps running runs for chunks whose jobs were lost (Redis restarted empty) or failed. */
+  sweepIntervalMs: e.PREWARM_SWEEP_INTERVAL,
 }));
 
 export type Config = z.output<typeof configSchema>;

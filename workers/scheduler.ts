@@ -26,8 +26,10 @@ export interface SchedulerProcessOptions {
   clock?: Clock;
   /** Default: the newest trained propensity model, the recency rule until one exists. */
   scorer?: PropensityScorer;
-  /** Default 15 000 ms. */
+  /** Default 15 000 ms, or the sweep interval when that is shorter (the sweep runs in the reload cycle). */
   reloadIntervalMs?: number;
+  /** How often running runs are swept for lost or failed chunks. Default PREWARM_SWEEP_INTERVAL (60 s). */
+  sweepIntervalMs?: number;
 }
 
 export interface SchedulerProcess {
@@ -52,13 +54,15 @@ export async function startSchedulerProcess(options: SchedulerProcessOptions): P
     itemsPerUser: config.maxLimit,
   });
   const scheduler = createScheduler({ windows, planner, runs: createRunStore({ pool }), clock, log });
+  const sweepIntervalMs = options.sweepIntervalMs ?? config.sweepIntervalMs;
   const driver = createCronDriver({
     scheduler,
     windows,
     planner,
     clock,
     log,
-    ...(options.reloadIntervalMs !== undefined ? { reloadIntervalMs: options.reloadIntervalMs } : {}),
+    sweepIntervalMs,
+    reloadIntervalMs: options.reloadIntervalMs ?? Math.min(15_000, sweepIntervalMs),
   });
   let stopRetraining: (() => Promise<void>) | undefined;
   let closing: Promise<void> | undefined;

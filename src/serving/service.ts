@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 import pLimit from 'p-limit';
 import type { Clock } from '../clock.ts';
 import { PrewarmError } from '../errors.ts';
-import type { Logger } from '../log.ts';
+import { throttledErrorLog, type Logger } from '../log.ts';
 import type { Recommender, ScoredItem } from '../recommender/types.ts';
 import type { RecommendationCache } from '../sets/cache.ts';
 import { isFresh, scoredItems, storedItems, type RecommendationSet } from '../sets/set.ts';
@@ -89,6 +89,11 @@ export function createRecommendationService(deps: RecommendationServiceDeps): Re
   const limit = pLimit(options.onDemandConcurrency);
   const coalescer = createCoalescer<Resolution>();
   let closing = false;
+  // These fail on every login while Redis or Postgres is away: one line per interval, with a
+  // count, instead of a stack trace per request (an outage once wrote 8 MB in 5 s).
+  const storeReadFailed = throttledErrorLog(log, 'reading fresh sets from Postgres failed; computing on demand');
+  const refillFailed = throttledErrorLog(log, 'cache refill failed');
+  const onDemandCacheFailed = throttledErrorLog(log, 'caching an on-demand set failed');
 
   async function findFreshSet(userId: string, at: Date): Promise<RecommendationSet | undefined> {
     const cached = await cache.get(userId);
@@ -97,11 +102,11 @@ export function createRecommendationService(deps: RecommendationServiceDeps): Re
     try {
       stored = await store.findFresh(userId, at);
     } catch (error) {
-      log.warn({ err: error, userId }, 'reading fresh sets from Postgres failed; computing on demand');
+      storeReadFailed(error);
       return undefined;
     }
     // Redis lost it (eviction, restart) or never had it: put it back for the next login.
-    if (stored) cache.setMany([stored], at).catch((error) => log.warn({ err: error }, 'cache refill failed'));
+    if (stored) cache.setMany([stored], at).catch(refillFailed);
     return stored;
   }
 
@@ -127,7 +132,7 @@ export function createRecommendationService(deps: RecommendationServiceDeps): Re
       // Stored even when the login that asked has already been answered with popular items:
       // the compute is spent, and the next login finds the set (`reused`).
       recorder.addSet(set);
-      await cache.setMany([set], computedAt).catch((error) => log.warn({ err: error }, 'caching an on-demand set failed'));
+      await cache.setMany([set], computedAt).catch(onDemandCacheFailed);
       return { kind: 'set', set };
     } catch (error) {
       log.error({ err: error, userId }, 'on-demand computation failed');

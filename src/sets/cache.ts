@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { Packr } from 'msgpackr';
-import type { Logger } from '../log.ts';
+import { throttledErrorLog, type Logger } from '../log.ts';
 import type { RecommendationSet } from './set.ts';
 
 /** How long a cache entry outlives its expiry, so a late reader still finds and rejects it cheaply. */
@@ -127,6 +127,10 @@ export function createRecommendationCache({ redis, prefix, log }: Recommendation
   // once more in full.
   if (!(SET_MANY_COMMAND in redis)) redis.defineCommand(SET_MANY_COMMAND, { lua: SET_MANY_SCRIPT });
   const scripted = redis as CacheRedis;
+  // Both happen on every login while they last (Redis away; entries of an older version): one
+  // line per interval with a count, not a stack trace per request.
+  const readFailed = throttledErrorLog(log, 'recommendation cache read failed; falling through to Postgres');
+  const unrecognised = throttledErrorLog(log, 'unrecognised recommendation cache entry; reading Postgres instead');
 
   function encodeEntries(sets: readonly RecommendationSet[]): EncodedEntries {
     const entries: EncodedEntries = { keys: [], values: [], expiresAt: [] };
@@ -156,13 +160,13 @@ export function createRecommendationCache({ redis, prefix, log }: Recommendation
       try {
         raw = await redis.getBuffer(key(userId));
       } catch (error) {
-        log.warn({ err: error }, 'recommendation cache read failed; falling through to Postgres');
+        readFailed(error);
         return undefined;
       }
       if (raw === null) return undefined;
       const cached = decode(raw, userId);
       // Written by an older version, or not by prewarm: Postgres has the set.
-      if (cached === undefined) log.warn({ key: key(userId) }, 'unrecognised recommendation cache entry; reading Postgres instead');
+      if (cached === undefined) unrecognised(new Error(`cannot decode the entry at ${key(userId)}`));
       return cached;
     },
     encode: encodeEntries,

@@ -15,7 +15,16 @@ export interface PrewarmProcess {
 }
 
 export function spawnPrewarm(args: string[], env: Record<string, string>): PrewarmProcess {
-  const child = spawn(process.execPath, ['src/cli/bin.mjs', ...args], {
+  return watchProcess(['src/cli/bin.mjs', ...args], env);
+}
+
+/** Runs a TypeScript file of the tests (a process wired like an entry point) as a child process. */
+export function spawnNodeScript(script: string, env: Record<string, string>): PrewarmProcess {
+  return watchProcess(['--import', 'tsx', script], env);
+}
+
+function watchProcess(nodeArgs: string[], env: Record<string, string>): PrewarmProcess {
+  const child = spawn(process.execPath, nodeArgs, {
     env: { ...process.env, PREWARM_LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
