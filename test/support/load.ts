@@ -7,6 +7,8 @@ export interface LoadCounts {
   statuses: Record<number, number>;
   /** Requests that got no HTTP answer (connection refused or reset, timeout). */
   networkErrors: number;
+  /** The same, by the error's code (`ECONNREFUSED`: never reached the server; `UND_ERR_SOCKET`: closed before the answer). */
+  networkErrorCodes: Record<string, number>;
   /** Latencies of 2xx answers, milliseconds. */
   latenciesMs: number[];
 }
@@ -27,7 +29,7 @@ export interface LoadOptions {
 }
 
 export function startLoad(options: LoadOptions): Load {
-  const counts: LoadCounts = { statuses: {}, networkErrors: 0, latenciesMs: [] };
+  const counts: LoadCounts = { statuses: {}, networkErrors: 0, networkErrorCodes: {}, latenciesMs: [] };
   let running = true;
   const loops = Array.from({ length: options.concurrency }, async (_, loop) => {
     for (let n = 0; running; n++) {
@@ -40,8 +42,10 @@ export function startLoad(options: LoadOptions): Load {
         await response.arrayBuffer();
         counts.statuses[response.status] = (counts.statuses[response.status] ?? 0) + 1;
         if (response.ok) counts.latenciesMs.push(performance.now() - started);
-      } catch {
+      } catch (error) {
         counts.networkErrors++;
+        const code = errorCode(error);
+        counts.networkErrorCodes[code] = (counts.networkErrorCodes[code] ?? 0) + 1;
         // A refused connection fails at once: do not spin.
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
@@ -67,4 +71,11 @@ export function percentile(values: readonly number[], p: number): number {
   if (values.length === 0) return Number.NaN;
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
+}
+
+/** fetch wraps the network error: its cause has the code (ECONNREFUSED, UND_ERR_SOCKET, …). */
+function errorCode(error: unknown): string {
+  const cause = (error as { cause?: { code?: unknown; errors?: { code?: unknown }[] } }).cause;
+  const code = cause?.code ?? cause?.errors?.[0]?.code ?? (error as { name?: unknown }).name;
+  return typeof code === 'string' ? code : 'unknown';
 }
