@@ -1,42 +1,68 @@
 /**
  * What prewarm accepts as an id and as a timestamp from outside: the CSV files
- * (src/activity/csv.ts), the HTTP API (src/api/schemas.ts) and the CLI's flags (src/cli/flags.ts).
+ * (src/activity/csv.ts), the HTTP API (src/api/schemas.ts, src/api/app.ts) and the CLI's flags
+ * (src/cli/flags.ts).
  *
- * The id rules of CSV import and HTTP are the same but for how they count length, and stand side
- * by side here until they are made one: CSV import counts UTF-16 code units (`id.length`); HTTP
- * counts code points, as JSON Schema's `maxLength` does in Fastify's Ajv. An id with characters
- * outside the Basic Multilingual Plane (emoji, some CJK) of 65–128 such characters is served over
- * HTTP but refused by import.
+ * One id rule for import and HTTP: 1–128 Unicode code points (an emoji is one, as JSON Schema's
+ * `maxLength` counts in Fastify's Ajv), none of them a control character (C0, DEL, C1), a line or
+ * paragraph separator (U+2028, U+2029: line breaks to JavaScript and to many log viewers) or an
+ * unpaired surrogate half. Anything else is opaque: quotes, `%`, `/`, `..`, shell and SQL
+ * metacharacters are ordinary characters of an id, and every query passes ids as parameters.
  */
 
-/** Longest id, in UTF-16 code units for CSV import, in code points over HTTP (see above). */
+/** Longest id, in Unicode code points. */
 export const MAX_ID_LENGTH = 128;
 
-// Control characters make ids unprintable and unsafe in logs and URLs.
-// eslint-disable-next-line no-control-regex
-const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
+/**
+ * The characters an id may not contain, as the body of a regular-expression character class
+ * read in Unicode mode (`u`): in that mode a surrogate pair is one code point outside
+ * `\ud800-\udfff`, so the range matches only unpaired halves.
+ */
+const FORBIDDEN_ID_CHARS = '\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029\\ud800-\\udfff';
+const FORBIDDEN_ID_CHAR = new RegExp(`[${FORBIDDEN_ID_CHARS}]`, 'u');
 
-/** CSV import's rule: why an id is unacceptable, or undefined when it is fine. Length in UTF-16 code units. */
+/** Code points of `text`, counting an unpaired surrogate half as one (as Ajv does). */
+export function codePointLength(text: string): number {
+  let length = 0;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit >= 0xd800 && unit <= 0xdbff && i + 1 < text.length) {
+      const next = text.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) i++;
+    }
+    length++;
+  }
+  return length;
+}
+
+/** Why an id is unacceptable, or undefined when it is fine: the rule of import and HTTP alike. */
 export function idProblem(id: string): string | undefined {
   if (id.length === 0) return 'is empty';
-  if (id.length > MAX_ID_LENGTH) return `is longer than ${MAX_ID_LENGTH} characters`;
-  if (CONTROL_CHARS.test(id)) return 'contains control characters';
+  // UTF-16 units bound code points from above (≤ 128 units: fine) and at most halve them (> 256 units: too long).
+  if (id.length > MAX_ID_LENGTH && (id.length > 2 * MAX_ID_LENGTH || codePointLength(id) > MAX_ID_LENGTH)) {
+    return `is longer than ${MAX_ID_LENGTH} characters`;
+  }
+  if (FORBIDDEN_ID_CHAR.test(id)) return 'contains control characters';
   return undefined;
 }
 
-/** HTTP's rule for a user id in a path, as JSON Schema. Length in code points (Ajv's `maxLength`). */
+/**
+ * The same rule as JSON Schema, for the HTTP route and its OpenAPI document. Ajv counts
+ * `maxLength` in code points and compiles `pattern` in Unicode mode, so it accepts exactly the
+ * ids idProblem accepts (test/properties-ids.test.ts checks both sides on random strings).
+ */
 export const userIdJsonSchema = {
   type: 'string',
   minLength: 1,
   maxLength: MAX_ID_LENGTH,
-  // No control characters: the characters of CONTROL_CHARS.
-  pattern: '^[^\\u0000-\\u001f\\u007f]+$',
-  description: 'Opaque user id: 1–128 characters, no control characters',
+  pattern: `^[^${FORBIDDEN_ID_CHARS}]+$`,
+  description: 'Opaque user id: 1–128 Unicode code points, no control characters (C0, C1, U+2028, U+2029)',
 } as const;
 
-const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$/;
+// Hours 00–23: `T24:00:00` (which Date.parse rolls over to the next day) is refused like 30 February.
+const ISO_UTC = /^\d{4}-\d{2}-\d{2}T(?:[01]\d|2[0-3]):\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$/;
 
-/** Strict ISO 8601 with an explicit zone; `2013-02-30T00:00:00Z` is refused, not rolled over. */
+/** Strict ISO 8601 with an explicit zone; `2013-02-30T00:00:00Z` and `T24:00:00` are refused, not rolled over. */
 export function parseTimestamp(text: string): Date | undefined {
   if (!ISO_UTC.test(text)) return undefined;
   const ms = Date.parse(text);
