@@ -26,6 +26,7 @@ function createReplica(h: PlannerHarness, now: number) {
   const scheduler: Scheduler = createScheduler({ windows, planner, runs: createRunStore({ pool }), clock, log: silentLog });
   return {
     scheduler,
+    clock,
     async close() {
       await queue.close();
       await redis.quit();
@@ -69,6 +70,68 @@ describe('scheduler', () => {
     expect(users).toHaveLength(runs[0]!.selected + runs[0]!.holdout);
     expect((await h.pool.query('SELECT count(*)::int AS n FROM predictions')).rows[0].n).toBe(200);
   });
+
+  it('three replicas over a simulated week: every occurrence planned exactly once, its jobs enqueued once', async () => {
+    // Across the switch to summer time in Paris (31 March 2024), so the nightly occurrence moves
+    // from 02:00 to 01:00 UTC mid-week.
+    const weekStart = Date.parse('2024-03-28T00:00:00Z');
+    const week = 7 * 24 * HOUR;
+    const step = 2 * HOUR;
+    h = await createPlannerHarness({ start: weekStart });
+    await h.seedLogins(recencyPopulation(weekStart, 40));
+    await h.windows.set('two-hourly', { cron: '0 */2 * * *', ttl: '2h', policy: 'budget:10', chunkSize: 5, holdoutRate: 0 });
+    await h.windows.set('nightly', { cron: '0 3 * * *', timezone: 'Europe/Paris', ttl: '24h', policy: 'budget:20', chunkSize: 5, holdoutRate: 0.1 });
+    const replicas = [createReplica(h, weekStart), createReplica(h, weekStart), createReplica(h, weekStart)];
+    closers.push(...replicas.map((replica) => replica.close));
+
+    const planned = new Map<string, number>();
+    let ticks = 0;
+    for (let t = weekStart; t < weekStart + week; t += step) {
+      // Each replica ticks a few seconds after the step, all at once (the nightly occurrence at
+      // 01:00 UTC is seen an hour late, inside its horizon); the third is down for 30 hours
+      // mid-week (a replica restarting later must not plan anything twice either).
+      const live = replicas.filter((_, i) => i !== 2 || t < weekStart + 2 * 24 * HOUR || t >= weekStart + 54 * HOUR);
+      const outcomes = await Promise.all(
+        live.map((replica, i) => {
+          const now = new Date(t + i * 7_000);
+          replica.clock.set(now.getTime());
+          return replica.scheduler.tick(now);
+        }),
+      );
+      ticks += live.length;
+      for (const outcome of outcomes.flat()) {
+        expect(outcome.action, JSON.stringify(outcome)).not.toBe('error');
+        if (outcome.action === 'planned') {
+          const key = `${outcome.window} ${outcome.occurrence.toISOString()}`;
+          planned.set(key, (planned.get(key) ?? 0) + 1);
+        }
+      }
+    }
+
+    // At the start, the previous night's occurrence is still inside its horizon: it runs late.
+    const nightly = ['2024-03-27T02', '2024-03-28T02', '2024-03-29T02', '2024-03-30T02', '2024-03-31T01', '2024-04-01T01', '2024-04-02T01', '2024-04-03T01'].map((hour) => `nightly ${hour}:00:00.000Z`);
+    const hourly = Array.from({ length: 7 * 12 }, (_, i) => `two-hourly ${new Date(weekStart + i * 2 * HOUR).toISOString()}`);
+    expect([...planned.keys()].sort()).toEqual([...nightly, ...hourly].sort());
+    expect([...planned.values()].every((n) => n === 1)).toBe(true);
+
+    const runs = await h.runs.list({ limit: 1_000 });
+    expect(runs).toHaveLength(hourly.length + nightly.length);
+    expect(new Set(runs.map((r) => `${r.window} ${r.scheduledFor.toISOString()}`)).size).toBe(runs.length);
+    expect(runs.every((r) => r.status === 'running')).toBe(true);
+    // Planned once: one prediction per known user and one job per chunk, per run.
+    const perRun = await h.pool.query<{ run_id: number; n: number; users: number }>('SELECT run_id, count(*)::int AS n, count(DISTINCT user_id)::int AS users FROM predictions GROUP BY run_id');
+    expect(perRun.rowCount).toBe(runs.length);
+    expect(perRun.rows.every((row) => row.n === row.users && row.n === 40)).toBe(true);
+    const jobs = await h.queue.getJobs(['prioritized', 'waiting']);
+    expect(new Set(jobs.map((job) => job.id)).size).toBe(jobs.length);
+    expect(jobs).toHaveLength(runs.reduce((sum, r) => sum + r.chunksTotal, 0));
+    for (const run of runs) {
+      const users = jobs.filter((job) => job.data.runId === run.id).flatMap((job) => job.data.userIds);
+      expect(new Set(users).size).toBe(run.selected + run.holdout);
+      expect(users).toHaveLength(run.selected + run.holdout);
+    }
+    console.info(`three replicas, one week: ${ticks} ticks, ${runs.length} runs (${hourly.length} two-hourly, ${nightly.length} nightly), ${jobs.length} jobs, each planned once`);
+  }, 120_000);
 
   it('missed occurrences: the latest one runs late while inside its horizon, never an older one or one past its horizon', async () => {
     h = await createPlannerHarness({ start: START });
