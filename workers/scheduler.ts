@@ -18,6 +18,7 @@ import { createWindowStore } from '../src/planner/windows.ts';
 import { createPrecomputeQueue } from '../src/precompute/queue.ts';
 import { createDefaultScorer } from '../src/propensity/default-scorer.ts';
 import { startRetrainSchedule } from '../src/propensity/retrain-schedule.ts';
+import { createPartitionMaintenance, startMaintenanceSchedule } from '../src/maintenance/partitions.ts';
 import { checkPostgres, checkRedis } from '../src/startup-checks.ts';
 
 export interface SchedulerProcessOptions {
@@ -65,12 +66,14 @@ export async function startSchedulerProcess(options: SchedulerProcessOptions): P
     reloadIntervalMs: options.reloadIntervalMs ?? Math.min(15_000, sweepIntervalMs),
   });
   let stopRetraining: (() => Promise<void>) | undefined;
+  let stopMaintenance: (() => Promise<void>) | undefined;
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= runShutdownSteps(
       [
         ['cron', () => driver.close()],
         ['propensity retraining', () => stopRetraining?.()],
+        ['partition maintenance', () => stopMaintenance?.()],
         ['queue', () => queue.close()],
         ['redis', () => closeRedis(redis)],
         ['postgres', () => pool.end()],
@@ -81,6 +84,7 @@ export async function startSchedulerProcess(options: SchedulerProcessOptions): P
     await checkPostgres(pool, { databaseUrl: config.databaseUrl, schema: config.dbSchema });
     await checkRedis(redis, config.redisUrl);
     stopRetraining = startRetrainSchedule({ pool, log, clock, windowMs: config.propensityWindowMs, maxAgeMs: config.propensityRetrainEveryMs });
+    stopMaintenance = startMaintenanceSchedule({ maintenance: createPartitionMaintenance({ pool, clock, log, retentionMs: config.retentionMs }), log });
     await driver.start();
   } catch (error) {
     await close();

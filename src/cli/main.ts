@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import type { RegisterCommand } from './runtime.ts';
 // One module per command; keep this list in the order `--help` shows them.
 import { registerMigrate } from './commands/migrate.ts';
+import { registerMaintain } from './commands/maintain.ts';
 import { registerImport } from './commands/import.ts';
 import { registerTrainRecommender } from './commands/train-recommender.ts';
 import { registerTrainPropensity } from './commands/train-propensity.ts';
@@ -18,6 +19,7 @@ import { registerReplay } from './commands/replay.ts';
 
 const COMMANDS: RegisterCommand[] = [
   registerMigrate,
+  registerMaintain,
   registerImport,
   registerTrainRecommender,
   registerTrainPropensity,

@@ -8,6 +8,8 @@ export const ADVISORY_LOCKS = {
   migration: 7_265_108_331,
   /** Session try-lock: one scheduler replica at a time retrains the propensity model (src/propensity/retrain-schedule.ts). */
   propensityRetrain: 7_265_108_332,
+  /** Session try-lock: one process at a time maintains partitions and rollups (src/maintenance/partitions.ts). */
+  partitionMaintenance: 7_265_108_333,
   /**
    * Transaction lock per activity-state grid, two-key form `(hashtext(namespace), hashtext(grid))`:
    * serialises writers of one grid (src/propensity/state-store.ts).

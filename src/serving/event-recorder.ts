@@ -47,7 +47,7 @@ const sql = {
       text: `INSERT INTO serves (id, user_id, at, source, recommendation_id, staleness_ms, latency_ms, reason)
              SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::uuid[],
                                   $6::bigint[], $7::real[], $8::text[])
-             ON CONFLICT (id) DO NOTHING
+             ON CONFLICT (id, at) DO NOTHING
              RETURNING id`,
       values: [
         serves.map((s) => s.id),
