@@ -58,6 +58,8 @@ const envSchema = z.object({
   PREWARM_RECOMMENDER: z.enum(['item-cf', 'http']).default('item-cf'),
   PREWARM_RECOMMENDER_URL: url(['http:', 'https:']).optional(),
   PREWARM_RECOMMENDER_TIMEOUT_MS: positiveInt.default(2_000),
+  // Sent as `Authorization: Bearer …` to the model service; a header value cannot hold spaces or control characters.
+  PREWARM_RECOMMENDER_TOKEN: z.string().regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces').optional(),
   PREWARM_RECOMMENDER_NEIGHBOURS: positiveInt.default(50),
   PREWARM_FLUSH_INTERVAL_MS: positiveInt.default(200),
   PREWARM_FLUSH_MAX_BATCH: positiveInt.default(2_000),
@@ -66,7 +68,6 @@ const envSchema = z.object({
   PREWARM_SHUTDOWN_TIMEOUT_MS: positiveInt.default(15_000),
   PREWARM_PROPENSITY_WINDOW: duration.default(86_400_000),
   PREWARM_PROPENSITY_RETRAIN_EVERY: duration.default(86_400_000),
-  PREWARM_RETENTION: duration.default(90 * 86_400_000),
   PREWARM_SWEEP_INTERVAL: duration.default(60_000),
 });
 
@@ -96,6 +97,7 @@ const configSchema = envSchema.transform((e) => ({
   recommender: e.PREWARM_RECOMMENDER,
   recommenderUrl: e.PREWARM_RECOMMENDER_URL,
   recommenderTimeoutMs: e.PREWARM_RECOMMENDER_TIMEOUT_MS,
+  recommenderToken: e.PREWARM_RECOMMENDER_TOKEN,
   recommenderNeighbours: e.PREWARM_RECOMMENDER_NEIGHBOURS,
   flushIntervalMs: e.PREWARM_FLUSH_INTERVAL_MS,
   flushMaxBatch: e.PREWARM_FLUSH_MAX_BATCH,
@@ -107,8 +109,6 @@ const configSchema = envSchema.transform((e) => ({
   propensityWindowMs: e.PREWARM_PROPENSITY_WINDOW,
   /** The scheduler retrains the propensity model when the newest is older than this. */
   propensityRetrainEveryMs: e.PREWARM_PROPENSITY_RETRAIN_EVERY,
-  /** Partitions of logins, serves, predictions, recommendations wholly older than this are dropped. */
-  retentionMs: e.PREWARM_RETENTION,
   /** How often the scheduler sweeps running runs for chunks whose jobs were lost (Redis restarted empty) or failed. */
   sweepIntervalMs: e.PREWARM_SWEEP_INTERVAL,
 }));
@@ -126,6 +126,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const config = parsed.data;
   if (config.defaultLimit > config.maxLimit) {
     throw new PrewarmError('PREWARM_ERR_CONFIG', 'invalid configuration: PREWARM_DEFAULT_LIMIT: must not exceed PREWARM_MAX_LIMIT');
+  }
+  // A service token must not open the operator endpoints.
+  if (config.adminToken !== undefined && config.apiTokens.includes(config.adminToken)) {
+    throw new PrewarmError('PREWARM_ERR_CONFIG', 'invalid configuration: PREWARM_ADMIN_TOKEN: must differ from every PREWARM_API_TOKENS token');
   }
   if (config.recommender === 'http' && config.recommenderUrl === undefined) {
     throw new PrewarmError('PREWARM_ERR_CONFIG', 'invalid configuration: PREWARM_RECOMMENDER_URL: required when PREWARM_RECOMMENDER=http');

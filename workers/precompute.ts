@@ -6,7 +6,7 @@ import { loadConfig, redactUrl, type Config } from '../src/config.ts';
 import { createPool } from '../src/db/pool.ts';
 import { toError } from '../src/errors.ts';
 import { closeOnSignal, runShutdownSteps } from '../src/lifecycle.ts';
-import { createLogger, type Logger } from '../src/log.ts';
+import { configSecrets, createLogger, type Logger } from '../src/log.ts';
 import { closeRedis, createQueueRedis } from '../src/redis.ts';
 import { createPrecomputeWorker, type PrecomputeWorkerDeps } from '../src/precompute/precompute-worker.ts';
 import { createRecommendationCache } from '../src/sets/cache.ts';
@@ -97,7 +97,7 @@ export async function startPrecomputeProcess(options: PrecomputeProcessOptions):
  */
 export async function runPrecomputeWorker(overrides: Partial<PrecomputeProcessOptions> = {}): Promise<void> {
   const config = overrides.config ?? loadConfig();
-  const log = overrides.log ?? createLogger({ level: config.logLevel, name: 'prewarm-worker' });
+  const log = overrides.log ?? createLogger({ level: config.logLevel, name: 'prewarm-worker', secrets: configSecrets(config) });
   const running = await startPrecomputeProcess({ ...overrides, config, log });
   await closeOnSignal({ close: running.close, log, timeoutMs: config.shutdownTimeoutMs, name: 'precompute worker' });
 }

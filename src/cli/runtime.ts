@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { loadConfig, type Config } from '../config.ts';
 import { isPrewarmError, toError } from '../errors.ts';
-import { createLogger, type Logger } from '../log.ts';
+import { configSecrets, createLogger, redactSecrets, type Logger } from '../log.ts';
 import { createPool, type Pool } from '../db/pool.ts';
 
 export interface CliContext {
@@ -12,7 +12,7 @@ export interface CliContext {
 /** Config and logger for one CLI invocation; parsed once, here, and passed down. */
 export function createCliContext(): CliContext {
   const config = loadConfig();
-  const log = createLogger({ level: config.logLevel, name: 'prewarm-cli' });
+  const log = createLogger({ level: config.logLevel, name: 'prewarm-cli', secrets: configSecrets(config) });
   return { config, log };
 }
 
@@ -37,7 +37,7 @@ export function action<A extends unknown[]>(run: (...args: A) => Promise<void>):
     } catch (thrown) {
       const error = toError(thrown);
       const code = isPrewarmError(error) ? `${error.code}: ` : '';
-      process.stderr.write(`prewarm: ${code}${error.message.split('\n')[0]}\n`);
+      process.stderr.write(`prewarm: ${code}${redactSecrets(error.message.split('\n')[0] ?? '')}\n`);
       process.exitCode = isPrewarmError(error, 'PREWARM_ERR_BAD_INPUT') || isPrewarmError(error, 'PREWARM_ERR_CONFIG') ? 2 : 1;
       // A command that failed has nothing left to do: if a connection or timer it opened still
       // holds the event loop (a bug, or a library that cannot be closed), exit anyway.

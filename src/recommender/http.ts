@@ -8,6 +8,8 @@ export interface HttpRecommenderOptions {
   url: string;
   /** Per request, connection and body included. */
   timeoutMs: number;
+  /** Sent as `Authorization: Bearer <token>` on every call when set (PREWARM_RECOMMENDER_TOKEN). */
+  token?: string | undefined;
   log: Logger;
   /** How long a popular list is reused. Default 60 000. */
   popularTtlMs?: number;
@@ -36,6 +38,7 @@ export const HTTP_UNKNOWN_VERSION = 'http-unknown';
  *   defaults to true for a user that is present.
  * - GET `{url}/popular?k=&at=` → `{ items: [{ itemId, score }], modelVersion? }`, reused for
  *   popularTtlMs.
+ * With a token, every call carries `Authorization: Bearer <token>`.
  * Any non-2xx status, timeout, network failure or response not matching the contract throws
  * PREWARM_ERR_RECOMMENDER with the cause attached; batch workers retry, the serving path falls
  * back.
@@ -44,6 +47,7 @@ export function createHttpRecommender(options: HttpRecommenderOptions): Recommen
   const base = options.url.replace(/\/+$/, '');
   const popularTtlMs = options.popularTtlMs ?? 60_000;
   const { log } = options;
+  const authorization: Record<string, string> = options.token ? { authorization: `Bearer ${options.token}` } : {};
   let version = HTTP_UNKNOWN_VERSION;
   let popularCache: { atMs: number; k: number; fetchedAt: number; items: ScoredItem[] } | undefined;
   let popularPending: { atMs: number; k: number; promise: Promise<ScoredItem[]> } | undefined;
@@ -52,7 +56,7 @@ export function createHttpRecommender(options: HttpRecommenderOptions): Recommen
     let response: Response;
     let body: unknown;
     try {
-      response = await fetch(url, { ...init, signal: AbortSignal.timeout(options.timeoutMs) });
+      response = await fetch(url, { ...init, headers: { ...(init.headers as Record<string, string> | undefined), ...authorization }, signal: AbortSignal.timeout(options.timeoutMs) });
       const text = await response.text();
       if (!response.ok) {
         throw new PrewarmError('PREWARM_ERR_RECOMMENDER', `recommender service ${what} answered ${response.status}: ${text.slice(0, 200)}`);

@@ -9,7 +9,7 @@ import type { Recommender } from './types.ts';
 export type { Recommender, ScoredItem, UserRecommendations } from './types.ts';
 
 export interface CreateRecommenderOptions {
-  config: Pick<Readonly<Config>, 'recommender' | 'recommenderUrl' | 'recommenderTimeoutMs'>;
+  config: Pick<Readonly<Config>, 'recommender' | 'recommenderUrl' | 'recommenderTimeoutMs'> & { recommenderToken?: string | undefined };
   pool: Queryable;
   log: Logger;
   /** item-cf only: how often to look for a newer trained model. Default 60 000. */
@@ -27,7 +27,7 @@ export async function createRecommender({ config, pool, log, reloadIntervalMs }:
       if (config.recommenderUrl === undefined) {
         throw new PrewarmError('PREWARM_ERR_CONFIG', 'PREWARM_RECOMMENDER_URL: required when PREWARM_RECOMMENDER=http');
       }
-      return createHttpRecommender({ url: config.recommenderUrl, timeoutMs: config.recommenderTimeoutMs, log });
+      return createHttpRecommender({ url: config.recommenderUrl, timeoutMs: config.recommenderTimeoutMs, token: config.recommenderToken, log });
     }
     case 'item-cf': {
       let model: ItemCfModel | undefined;
