@@ -178,9 +178,10 @@ export function createPartitionMaintenance(deps: PartitionMaintenanceDeps): Part
       }
     }
 
-    const tableCutoff = table === 'serves' ? new Date(Math.min(cutoff.getTime(), servesRolledThrough?.getTime() ?? -Infinity)) : cutoff;
+    // Serves not rolled up yet (none at all, or no closed day) keep every partition.
+    const cutoffMs = table === 'serves' ? Math.min(cutoff.getTime(), servesRolledThrough?.getTime() ?? -Infinity) : cutoff.getTime();
     for (const p of partitions) {
-      if (p.is_default || p.to_at === null || p.to_at.getTime() > tableCutoff.getTime()) continue;
+      if (p.is_default || p.to_at === null || !(p.to_at.getTime() <= cutoffMs)) continue;
       const to = p.to_at.toISOString();
       if (table === 'recommendations' || table === 'predictions') {
         const check = table === 'recommendations' ? sql.recommendationsNeeded(p.name, now) : sql.predictionsNeeded(p.name, now);
