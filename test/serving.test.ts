@@ -1,9 +1,24 @@
+import { performance } from 'node:perf_hooks';
+import type { PoolClient } from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { batchSetId, type RecommendationSet } from '../src/sets/set.ts';
 import { createScriptedRecommender } from './support/scripted-recommender.ts';
 import { createServingHarness, type ServingHarness } from './support/serving-harness.ts';
 
 const HOUR = 3_600_000;
+
+/** Holds a lock that makes every Postgres lookup of a set wait (a saturated pool, a slow disk). */
+async function blockSetLookups(h: ServingHarness): Promise<{ release(): Promise<void> }> {
+  const client: PoolClient = await h.db.pool.connect();
+  await client.query('BEGIN');
+  await client.query('LOCK TABLE recommendations IN ACCESS EXCLUSIVE MODE');
+  return {
+    async release() {
+      await client.query('COMMIT');
+      client.release();
+    },
+  };
+}
 
 function batchSet(userId: string, computedAt: Date, ttlMs = 24 * HOUR): RecommendationSet {
   return {
@@ -141,6 +156,87 @@ describe('login path', () => {
     expect(bySource.filter((s) => s === 'on_demand')).toHaveLength(5);
     expect(bySource.filter((s) => s === 'overloaded')).toHaveLength(5);
     expect(state.calls).toBe(5);
+  });
+
+  it('counts time queued before the handler against the latency budget, and still keeps the promise', async () => {
+    const { recommender, state } = createScriptedRecommender({ kim: ['k1'] });
+    state.delayMs = 50;
+    h = await createServingHarness(recommender, { latencyBudgetMs: 150 });
+    // The request arrived 200 ms ago (it waited behind a storm): its budget is already spent.
+    const receivedAt = performance.now() - 200;
+    const result = await h.service.getRecommendations('kim', 5, { receivedAt });
+    expect(result).toMatchObject({ source: 'fallback', reason: 'latency_budget' });
+    expect(performance.now() - receivedAt).toBeLessThan(240);
+
+    await expect.poll(() => h!.service.inFlight(), { timeout: 2_000 }).toBe(0);
+    expect((await h.service.getRecommendations('kim', 5)).source).toBe('reused');
+    expect(state.calls).toBe(1);
+    await h.recorder.flush();
+    const serves = await h.db.pool.query<{ latency_ms: number }>(`SELECT latency_ms FROM serves WHERE reason = 'latency_budget'`);
+    expect(serves.rows[0]!.latency_ms).toBeGreaterThanOrEqual(200);
+  });
+
+  it('answers `overloaded`, not `latency_budget`, when the budget runs out during the lookup and no place is left', async () => {
+    const { recommender, state } = createScriptedRecommender({ busy: ['b1'], late: ['l1'] });
+    state.delayMs = 1_000;
+    // One place in all: `busy` takes it for a second.
+    h = await createServingHarness(recommender, { latencyBudgetMs: 100, onDemandConcurrency: 1, onDemandQueue: 0 });
+    expect(await h.service.getRecommendations('busy', 1)).toMatchObject({ source: 'fallback', reason: 'latency_budget' });
+    expect(h.service.admitted()).toBe(1);
+
+    const lock = await blockSetLookups(h);
+    try {
+      // Its lookup is still waiting for Postgres when the budget runs out: no place to promise.
+      expect(await h.service.getRecommendations('late', 1)).toMatchObject({ source: 'fallback', reason: 'overloaded' });
+    } finally {
+      await lock.release();
+    }
+    await expect.poll(() => h!.service.inFlight(), { timeout: 5_000 }).toBe(0);
+    expect(state.usersAsked).toEqual(['busy']);
+    expect(h.service.admitted()).toBe(0);
+  });
+
+  it('keeps a computation promised during its lookup: the queue limit cannot drop it later', async () => {
+    const { recommender, state } = createScriptedRecommender({ lena: ['l1'], other: ['o1'] });
+    state.delayMs = 300;
+    h = await createServingHarness(recommender, { latencyBudgetMs: 100, onDemandConcurrency: 1, onDemandQueue: 0 });
+    const harness = h;
+    const lock = await blockSetLookups(h);
+    let promised;
+    try {
+      // The budget runs out during the lookup; a place is free, so it is taken and promised.
+      promised = await h.service.getRecommendations('lena', 1);
+      expect(h.service.admitted()).toBe(1);
+      // Another cold user now finds no place. Before the fix both were told `latency_budget`
+      // and whichever lookup finished second had its computation dropped by the queue limit.
+      expect(await h.service.getRecommendations('other', 1)).toMatchObject({ source: 'fallback', reason: 'overloaded' });
+    } finally {
+      await lock.release();
+    }
+    expect(promised).toMatchObject({ source: 'fallback', reason: 'latency_budget' });
+    await expect.poll(() => harness.service.inFlight(), { timeout: 5_000 }).toBe(0);
+    expect(state.usersAsked).toEqual(['lena']);
+    expect((await h.cache.get('lena'))?.itemIds).toEqual(['l1']);
+    expect((await h.service.getRecommendations('lena', 1)).source).toBe('reused');
+  });
+
+  it('bounds the users looked up at once: beyond maxLookups a login is refused at once', async () => {
+    const { recommender } = createScriptedRecommender({ a: ['1'], b: ['1'], c: ['1'] });
+    h = await createServingHarness(recommender, { latencyBudgetMs: 5_000, maxLookups: 2 });
+    const harness = h;
+    const lock = await blockSetLookups(h);
+    let waiting;
+    try {
+      waiting = [harness.service.getRecommendations('a', 1), harness.service.getRecommendations('b', 1)];
+      await expect.poll(() => harness.service.inFlight()).toBe(2);
+      const started = performance.now();
+      expect(await h.service.getRecommendations('c', 1)).toMatchObject({ source: 'fallback', reason: 'overloaded' });
+      expect(performance.now() - started).toBeLessThan(100);
+      expect(h.service.inFlight()).toBe(2);
+    } finally {
+      await lock.release();
+    }
+    expect((await Promise.all(waiting)).map((r) => r.source)).toEqual(['on_demand', 'on_demand']);
   });
 
   it('records every login and serve in Postgres, with source, staleness, latency and serve counts', async () => {

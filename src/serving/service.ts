@@ -33,8 +33,31 @@ export interface ServingOptions {
   setSize?: number;
   /** On-demand computations running at once in this process. */
   onDemandConcurrency: number;
-  /** On-demand computations allowed to wait for a slot; beyond it logins get `fallback`. */
+  /**
+   * On-demand computations allowed to wait for a slot. Running and waiting computations hold
+   * `onDemandConcurrency + onDemandQueue` places; a login that finds them all taken gets
+   * `fallback` / `overloaded` at once, and a login told `latency_budget` holds one, so its
+   * computation runs to completion.
+   */
   onDemandQueue: number;
+  /**
+   * Distinct users being looked up or computed at once in this process. A login for another
+   * user beyond it gets `overloaded` at once, so that a storm cannot pile up lookups that outlive
+   * their logins (each waits for Redis and a Postgres connection). Default 1,000.
+   */
+  maxLookups?: number;
+}
+
+/** When a login was received, for the latency budget and the recorded latency. */
+export interface LoginTiming {
+  /** The login's instant, by default the clock's now; a replay passes each login's own time. */
+  at?: Date;
+  /**
+   * `performance.now()` when the request arrived (the API passes Fastify's start of the
+   * request), so that time spent queueing before the handler counts against the budget and in
+   * the recorded latency. Default: when `getRecommendations` is called.
+   */
+  receivedAt?: number;
 }
 
 export interface RecommendationServiceDeps {
@@ -52,15 +75,22 @@ export interface RecommendationServiceDeps {
 export interface RecommendationService {
   /**
    * Answers one login. `at` is the login's instant, by default the clock's now; a replay passes
-   * each login's own time so that logins of different users can be answered concurrently.
+   * each login's own time so that logins of different users can be answered concurrently. The
+   * latency budget runs from `receivedAt`.
    */
-  getRecommendations(userId: string, limit: number, options?: { at?: Date }): Promise<ServeResult>;
+  getRecommendations(userId: string, limit: number, options?: LoginTiming): Promise<ServeResult>;
   /**
-   * Number of on-demand computations running or waiting. A computation stops counting only once
+   * Number of users being looked up or computed on demand (running or waiting for a slot),
+   * at most `maxLookups`. A computation stops counting only once
    * its set is written to Redis (or that write has failed), so at zero the next login finds every
    * set computed so far (`reused`); a login arriving while one counts joins it (`on_demand`).
    */
   inFlight(): number;
+  /**
+   * On-demand computations holding a place: running, waiting for a slot, or promised to a login
+   * while their lookup still runs. Never more than `onDemandConcurrency + onDemandQueue`.
+   */
+  admitted(): number;
   /** Waits for on-demand computations to settle (their sets are then buffered). Idempotent. */
   close(): Promise<void>;
 }
@@ -80,6 +110,21 @@ type Computation =
 type Resolution = { kind: 'fresh'; set: RecommendationSet } | Computation;
 
 /**
+ * One user's lookup and, when it finds no fresh set, computation, shared by the user's
+ * concurrent logins. `phase`:
+ * - `looking`: reading Redis and Postgres; holds no place;
+ * - `admitted`: holds one of the `onDemandConcurrency + onDemandQueue` places, so the set will
+ *   be computed unless the lookup finds one. Taken when the lookup finds none, or earlier, when a
+ *   login's budget runs out during the lookup and that login is told `latency_budget`: a promise
+ *   the queue limit can no longer break;
+ * - `settled`: `done` has its outcome (or is about to).
+ */
+interface Lookup {
+  done: Promise<Resolution>;
+  phase: 'looking' | 'admitted' | 'settled';
+}
+
+/**
  * The login path: fresh set in Redis → fresh set in Postgres → on-demand computation within the
  * latency budget → popular items. Every answer is recorded (login + serve) through the recorder.
  */
@@ -87,7 +132,11 @@ export function createRecommendationService(deps: RecommendationServiceDeps): Re
   const { cache, store, recommender, recorder, clock, log, options } = deps;
   const setSize = options.setSize ?? 100;
   const limit = pLimit(options.onDemandConcurrency);
-  const coalescer = createCoalescer<Resolution>();
+  const coalescer = createCoalescer<Resolution, Lookup>();
+  const places = options.onDemandConcurrency + options.onDemandQueue;
+  const maxLookups = options.maxLookups ?? 1_000;
+  /** Places held by admitted computations (waiting for a slot, running, or still looking up). */
+  let admitted = 0;
   let closing = false;
   // These fail on every login while Redis or Postgres is away: one line per interval, with a
   // count, instead of a stack trace per request (an outage once wrote 8 MB in 5 s).
@@ -140,24 +189,46 @@ export function createRecommendationService(deps: RecommendationServiceDeps): Re
     }
   }
 
-  function computeWithinLimits(userId: string, at: Date): Promise<Computation> {
-    // A storm of distinct cold users must not queue without bound behind the slots.
-    if (limit.activeCount >= options.onDemandConcurrency && limit.pendingCount >= options.onDemandQueue) {
-      return Promise.resolve({ kind: 'overloaded' });
+  /**
+   * Takes a place for the lookup's computation unless it holds one; false when every place is
+   * taken (a storm of distinct cold users must not queue without bound behind the slots).
+   * An admitted computation is never dropped: it waits for a slot and runs to completion.
+   */
+  function admit(lookup: Lookup): boolean {
+    if (lookup.phase === 'admitted') return true;
+    if (lookup.phase !== 'looking' || admitted >= places) return false;
+    admitted++;
+    lookup.phase = 'admitted';
+    return true;
+  }
+
+  function startLookup(userId: string, at: Date): Lookup {
+    const lookup: Lookup = { phase: 'looking', done: lookUpThenCompute() };
+    return lookup;
+
+    // Touches `lookup` only after its first await, when `lookup` exists.
+    async function lookUpThenCompute(): Promise<Resolution> {
+      try {
+        const fresh = await findFreshSet(userId, at);
+        if (fresh) return { kind: 'fresh', set: fresh };
+        if (!admit(lookup)) return { kind: 'overloaded' };
+        return await limit(() => compute(userId, at));
+      } finally {
+        if (lookup.phase === 'admitted') admitted--;
+        lookup.phase = 'settled';
+      }
     }
-    return limit(() => compute(userId, at));
   }
 
   /**
    * Lookup and computation are shared by every concurrent request for the user: a request that
    * arrives while the first is still looking up or computing waits for the same outcome, so a
-   * hundred concurrent logins of one cold user cost one computation.
+   * hundred concurrent logins of one cold user cost one computation. Undefined when `maxLookups`
+   * users are already being looked up or computed.
    */
-  function resolveSet(userId: string, at: Date): Promise<Resolution> {
-    return coalescer.run(userId, async () => {
-      const fresh = await findFreshSet(userId, at);
-      return fresh ? { kind: 'fresh', set: fresh } : computeWithinLimits(userId, at);
-    });
+  function resolveSet(userId: string, at: Date): Lookup | undefined {
+    if (!coalescer.has(userId) && coalescer.size() >= maxLookups) return undefined;
+    return coalescer.run(userId, () => startLookup(userId, at));
   }
 
   async function withinBudget(computation: Promise<Resolution>, remainingMs: number): Promise<Resolution | 'timeout'> {
@@ -206,10 +277,21 @@ export function createRecommendationService(deps: RecommendationServiceDeps): Re
     return { result, setId: set.id };
   }
 
-  async function answer(userId: string, at: Date, limitN: number, started: number): Promise<Answer> {
-    const remaining = options.latencyBudgetMs - (performance.now() - started);
-    const outcome = await withinBudget(resolveSet(userId, at), remaining);
-    if (outcome === 'timeout') return fallback(userId, at, limitN, 'latency_budget');
+  async function answer(userId: string, at: Date, limitN: number, receivedAt: number): Promise<Answer> {
+    const remaining = options.latencyBudgetMs - (performance.now() - receivedAt);
+    // Already past its budget (it queued before the handler) and no place left: nothing to
+    // wait for and nothing to promise, so no lookup is started either.
+    if (remaining <= 0 && !coalescer.has(userId) && admitted >= places) return fallback(userId, at, limitN, 'overloaded');
+    const lookup = resolveSet(userId, at);
+    if (lookup === undefined) return fallback(userId, at, limitN, 'overloaded');
+    let outcome = await withinBudget(lookup.done, remaining);
+    if (outcome === 'timeout') {
+      // Settled just as the budget ran out: its outcome is there to serve.
+      if (lookup.phase === 'settled') outcome = await lookup.done;
+      // `latency_budget` promises that the next login finds the set: said only of a computation
+      // that holds a place, which the queue limit can no longer drop.
+      else return fallback(userId, at, limitN, admit(lookup) ? 'latency_budget' : 'overloaded');
+    }
     switch (outcome.kind) {
       case 'fresh':
         return fromSet(outcome.set, outcome.set.source === 'batch' ? 'precomputed' : 'reused', at, limitN);
@@ -230,10 +312,10 @@ export function createRecommendationService(deps: RecommendationServiceDeps): Re
       if (recorder.isFull()) {
         throw new PrewarmError('PREWARM_ERR_SERVICE_UNAVAILABLE', 'too many events wait to be written to Postgres; try again shortly');
       }
-      const started = performance.now();
+      const receivedAt = options?.receivedAt ?? performance.now();
       const at = options?.at ?? clock.now();
-      const { result, setId } = await answer(userId, at, limitN, started);
-      const latencyMs = performance.now() - started;
+      const { result, setId } = await answer(userId, at, limitN, receivedAt);
+      const latencyMs = performance.now() - receivedAt;
       recorder.addLogin({ userId, at });
       recorder.addServe({
         id: randomUUID(),
@@ -249,6 +331,7 @@ export function createRecommendationService(deps: RecommendationServiceDeps): Re
       return result;
     },
     inFlight: () => coalescer.size(),
+    admitted: () => admitted,
     async close() {
       closing = true;
       await coalescer.drain();
