@@ -48,9 +48,10 @@ export interface PrecomputeWorker {
  * Exactly once, whatever BullMQ redelivers: the transaction that writes a chunk's sets first locks
  * the chunk's row if it is not done, and marks it done before it commits; the chunk is folded into
  * the run's counters by that same transaction. A duplicate running at once waits on the lock and
- * then finds the chunk done; a retry after completion finds it done. Set ids derive from (run,
- * user), so even a bug that got past the lock would fail on the unique key rather than store a
- * second set. A chunk that fails its last attempt is recorded as failed so the run completes.
+ * then finds the chunk done; a retry after completion finds it done. The lock is the guarantee:
+ * set ids derive from (run, user), but since `recommendations` is partitioned by day its key is
+ * (id, computed_at), which a duplicate computed later would not collide with (migration 0008).
+ * A chunk that fails its last attempt is recorded as failed so the run completes.
  */
 export function createPrecomputeWorker(deps: PrecomputeWorkerDeps): PrecomputeWorker {
   const { connection, prefix, pool, recommender, store, cache, clock, log, concurrency } = deps;
