@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { gzipSync } from 'node:zlib';
+import { constants as zlibConstants, gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createImporter, type ImportSummary } from '../src/activity/import.ts';
 import { recordLogins } from '../src/activity/user-activity.ts';
@@ -278,25 +278,31 @@ describe('import of broken files', () => {
     expect((failure as Error).message).toMatch(/no-such-file\.csv.*ENOENT/);
   });
 
-  it('keeps the batches committed before a truncated gzip ends, each with its user_activity; a re-run adds the rest', async () => {
+  it('keeps every complete row before a truncated gzip ends, reports the cut line and the truncation; a re-run adds the rest', async () => {
     db = await createTestDb();
     const lines = ['user_id,ts'];
     // Random-looking ids so that gzip cannot shrink the file to nothing.
     for (let i = 0; i < 20_000; i += 1) lines.push(`user-${(i * 7919) % 1013}-${i % 7},2013-04-01T00:${String(i % 60).padStart(2, '0')}:${String(Math.floor(i / 60) % 60).padStart(2, '0')}Z`);
     const whole = gzipSync(lines.join('\n'));
+    const truncated = whole.subarray(0, Math.floor(whole.length * 0.6));
     const truncatedPath = join(dir, 'truncated.csv.gz');
     const wholePath = join(dir, 'whole.csv.gz');
-    await writeFile(truncatedPath, whole.subarray(0, Math.floor(whole.length * 0.6)));
+    await writeFile(truncatedPath, truncated);
     await writeFile(wholePath, whole);
+    // What the truncated file still holds: its complete lines, then part of one.
+    const readable = gunzipSync(truncated, { finishFlush: zlibConstants.Z_SYNC_FLUSH }).toString();
+    const completeRows = readable.split('\n').length - 2;
 
     const importer = createImporter({ pool: db.pool, log: silentLog, batchSize: 1000 });
-    const failure = await importer.importLogins(truncatedPath).catch((error: unknown) => error);
+    const { errors, onError } = collect();
+    const failure = await importer.importLogins(truncatedPath, { onError }).catch((error: unknown) => error);
     expect(isPrewarmError(failure, 'PREWARM_ERR_IMPORT')).toBe(true);
     expect((failure as Error).message).toMatch(/truncated\.csv\.gz: import stopped after \d+ new rows were committed: unexpected end of file/);
     const kept = await count(db, 'logins');
-    expect(kept).toBeGreaterThan(0);
-    expect(kept % 1000).toBe(0);
+    expect(completeRows).toBeGreaterThan(1000);
+    expect(kept).toBe(completeRows);
     expect((failure as Error).message).toContain(`after ${kept} new rows`);
+    expect(errors).toEqual([{ line: completeRows + 2, message: expect.stringContaining('the file ends in the middle of this line') }]);
     await expectActivityMatchesLogins(db);
 
     const rest = await importer.importLogins(wholePath);
@@ -361,10 +367,10 @@ describe('prewarm import (CLI)', () => {
       (error: { code: number; stdout: string; stderr: string }) => ({ code: error.code, stdout: error.stdout, stderr: error.stderr }),
     );
 
-  it('prints a summary per file, each malformed line on stderr, and exits 0 when rows were skipped', async () => {
+  it('prints a summary per file, each malformed line on stderr, and exits 3 when rows were skipped', async () => {
     db = await createTestDb();
     const result = await cli(['--logins', LOGINS_GOOD, '--interactions', INTERACTIONS_BROKEN], db.schema);
-    expect(result.code).toBe(0);
+    expect(result.code).toBe(3);
     expect(result.stdout.trim().split('\n')).toEqual([
       expect.stringMatching(new RegExp(`^logins ${LOGINS_GOOD}: 8 rows read, 7 inserted, 1 duplicates \\(already present\\), 0 malformed rows skipped \\(`)),
       expect.stringMatching(
@@ -379,8 +385,13 @@ describe('prewarm import (CLI)', () => {
     expect(await count(db, 'interactions')).toBe(3);
     // The loaded tables were vacuumed and analyzed (the visibility map is what index-only reads need).
     const visible = await db.pool.query<{ relname: string; all_visible: boolean; analyzed: boolean }>(
-      `SELECT c.relname, c.relallvisible = c.relpages AS all_visible, c.reltuples >= 0 AS analyzed
-         FROM pg_class c WHERE c.relnamespace = $1::regnamespace AND c.relname IN ('logins', 'user_activity', 'interactions') ORDER BY c.relname`,
+      // logins is partitioned (migration 0008): its rows, pages and statistics are its partitions'.
+      `SELECT t.relname, bool_and(c.relallvisible = c.relpages) AS all_visible, bool_and(c.reltuples >= 0) AS analyzed
+         FROM pg_class t
+         CROSS JOIN LATERAL (SELECT t.oid AS relid UNION SELECT relid FROM pg_partition_tree(t.oid)) p
+         JOIN pg_class c ON c.oid = p.relid AND c.relkind = 'r'
+        WHERE t.relnamespace = $1::regnamespace AND t.relname IN ('logins', 'user_activity', 'interactions')
+        GROUP BY t.relname ORDER BY t.relname`,
       [db.schema],
     );
     expect(visible.rows).toEqual(['interactions', 'logins', 'user_activity'].map((relname) => ({ relname, all_visible: true, analyzed: true })));
@@ -395,7 +406,7 @@ describe('prewarm import (CLI)', () => {
     const path = join(dir, 'many-bad.csv');
     await writeFile(path, ['user_id,ts', ...Array.from({ length: 60 }, (_, i) => `u${i},never`), 'ok,2013-02-01T00:00:00Z'].join('\n'));
     const result = await cli(['--logins', path], db.schema);
-    expect(result.code).toBe(0);
+    expect(result.code).toBe(3);
     const stderrLines = result.stderr.trim().split('\n');
     expect(stderrLines).toHaveLength(51);
     expect(stderrLines[49]).toMatch(new RegExp(`^${path}:51: ts "never"`));
@@ -423,6 +434,9 @@ describe('prewarm import (CLI)', () => {
 
   it('documents the exit status in --help', async () => {
     const { stdout } = await run('node', ['src/cli/bin.mjs', 'import', '--help']);
-    expect(stdout).toContain('Exit status: 0 when every file was imported, even if malformed lines were skipped');
+    expect(stdout).toContain('0  every file was imported and every line was valid');
+    expect(stdout).toContain('3  every file was imported, but malformed lines were skipped');
+    expect(stdout).toContain('1  an import failed');
+    expect(stdout).toContain('2  bad usage');
   });
 });

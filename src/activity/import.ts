@@ -5,7 +5,7 @@ import { from as copyFrom } from 'pg-copy-streams';
 import type { Pool, PoolClient } from '../db/pool.ts';
 import { PrewarmError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { readCsv, type CsvKind, type CsvRow, type CsvRowError, type InteractionRow, type LoginRow } from './csv.ts';
+import { readCsvBatches, sanitize, type CsvBatch, type CsvKind, type CsvRow, type CsvRowError, type InteractionRow, type LoginRow } from './csv.ts';
 import { applyInsertedLogins } from './user-activity.ts';
 
 export interface ImporterOptions {
@@ -29,7 +29,10 @@ export interface ImportProgress {
 }
 
 export interface ImportFileOptions {
-  /** Every malformed line, in line order; the line is skipped and the import goes on. */
+  /**
+   * Every malformed line, in line order, then any row Postgres refused (reported when its batch
+   * is written); the line is skipped and the import goes on.
+   */
   onError?: (error: CsvRowError) => void;
   /** Called as the file is read and after each committed batch. */
   onProgress?: (progress: ImportProgress) => void;
@@ -38,13 +41,16 @@ export interface ImportFileOptions {
 export interface ImportSummary {
   file: string;
   kind: CsvKind;
-  /** Valid data rows in the file; `rowsRead + errors` is every non-empty line after the header. */
+  /**
+   * Valid data rows in the file (that Postgres accepted); `rowsRead + errors` is every non-empty
+   * line after the header.
+   */
   rowsRead: number;
   /** Rows that were new to the table. */
   rowsInserted: number;
   /** Valid rows not inserted: already in the table, or repeated earlier in the same file. */
   duplicates: number;
-  /** Malformed lines skipped. */
+  /** Malformed lines skipped, and rows Postgres refused. */
   errors: number;
   /** The first ERROR_SAMPLES malformed lines. */
   errorSamples: CsvRowError[];
@@ -54,7 +60,10 @@ export interface ImportSummary {
 export interface Importer {
   importLogins(path: string, options?: ImportFileOptions): Promise<ImportSummary>;
   importInteractions(path: string, options?: ImportFileOptions): Promise<ImportSummary>;
-  /** The same COPY path for rows already validated and in memory (a replay feeding its log). */
+  /**
+   * The same COPY path for rows already validated and in memory (a replay feeding its log). A
+   * row Postgres refuses is counted in `errors`, numbered by its position (1-based) in `rows`.
+   */
   importRows<K extends CsvKind>(kind: K, rows: Iterable<CsvRow<K>>, label?: string): Promise<ImportSummary>;
   /**
    * VACUUM (ANALYZE) of the tables a bulk load filled: fresh statistics for the planner, and a
@@ -107,26 +116,61 @@ export function createImporter(options: ImporterOptions): Importer {
   async function importFile<K extends CsvKind>(kind: K, path: string, fileOptions: ImportFileOptions = {}): Promise<ImportSummary> {
     const summary: ImportSummary = { file: path, kind, rowsRead: 0, rowsInserted: 0, duplicates: 0, errors: 0, errorSamples: [], ms: 0 };
     let bytesRead = 0;
-    const rows = readCsv(path, kind, {
-      onError: (error) => {
-        summary.errors += 1;
-        if (summary.errorSamples.length < ERROR_SAMPLES) summary.errorSamples.push(error);
-        fileOptions.onError?.(error);
-      },
+    const onError = errorCounter(summary, fileOptions.onError);
+    const batches = readCsvBatches(path, kind, {
+      onError,
       onProgress: (bytes) => {
         bytesRead = bytes;
         fileOptions.onProgress?.({ bytesRead, rowsRead: summary.rowsRead, rowsInserted: summary.rowsInserted });
       },
     });
-    return importFrom(kind, rows, summary, () => fileOptions.onProgress?.({ bytesRead, rowsRead: summary.rowsRead, rowsInserted: summary.rowsInserted }));
+    return importFrom(kind, batches, summary, onError, () =>
+      fileOptions.onProgress?.({ bytesRead, rowsRead: summary.rowsRead, rowsInserted: summary.rowsInserted }),
+    );
   }
 
   /** The COPY pipeline, fed by a validated row source (a CSV file, or rows already in memory). */
-  async function importFrom<K extends CsvKind>(kind: K, rows: AsyncGenerator<CsvRow<K>>, summary: ImportSummary, progress: () => void): Promise<ImportSummary> {
+  async function importFrom<K extends CsvKind>(
+    kind: K,
+    source: AsyncGenerator<CsvBatch<K>>,
+    summary: ImportSummary,
+    onError: (error: CsvRowError) => void,
+    progress: () => void,
+  ): Promise<ImportSummary> {
     const path = summary.file;
     const started = performance.now();
     const encode = (kind === 'logins' ? loginEncoder() : interactionEncoder()) as (row: CsvRow<K>) => string;
     const sql = SQL[kind];
+    // The source's rows, one chunk at a time. A source that fails part-way (a truncated gzip)
+    // has yielded every row before the failure: those are imported, then the failure is raised.
+    let current: CsvBatch<K> = { rows: [], lines: [] };
+    let position = 0;
+    let exhausted = false;
+    let sourceError: unknown;
+    const refill = async (): Promise<boolean> => {
+      while (position >= current.rows.length) {
+        if (exhausted) return false;
+        try {
+          const next = await source.next();
+          if (next.done) {
+            exhausted = true;
+            return false;
+          }
+          current = next.value;
+          position = 0;
+        } catch (error) {
+          exhausted = true;
+          sourceError = error;
+          return false;
+        }
+      }
+      return true;
+    };
+    /** A row Postgres refused: moved from the rows read to the errors, and reported. */
+    const refuse = (line: number, error: unknown) => {
+      summary.rowsRead -= 1;
+      onError({ line, message: `refused by Postgres: ${sanitize((error as Error).message)}` });
+    };
     // Two stages overlap: while batch N is inserted and committed on one connection, batch N+1
     // is parsed and copied into its own staging table on another. Batches still commit one at a
     // time, in file order: batch N+1's insert starts only after batch N has committed.
@@ -147,42 +191,60 @@ export function createImporter(options: ImporterOptions): Importer {
     };
     let batch = 0;
     try {
-      // The first row is read outside any transaction: a missing file or a bad header fails
+      // The first rows are read outside any transaction: a missing file or a bad header fails
       // before anything touches the database.
-      let next = await rows.next();
-      while (!next.done) {
+      if (!(await refill()) && sourceError !== undefined) throw sourceError;
+      while (position < current.rows.length || (await refill())) {
         batch += 1;
         const batchStarted = performance.now();
-        const client = await pool.connect();
-        let rowCount = 0;
+        // The batch's rows are kept until it commits: if Postgres refuses one of them, the batch
+        // is copied again in halves to find it (see copyBisecting).
+        const rows: CsvRow<K>[] = [];
+        const lines: number[] = [];
+        let client = await pool.connect();
         try {
           await client.query('BEGIN');
           await client.query(sql.createStaging);
           const copy = client.query(copyFrom(sql.copy));
           let copyError: Error | undefined;
-          // Without a listener an error event would crash the process; it is rethrown below.
+          // Without a listener an error event would crash the process; it is handled below.
           copy.on('error', (error) => {
             copyError = error;
           });
           try {
             let chunk = '';
-            while (!next.done && rowCount < batchSize) {
-              chunk += encode(next.value);
-              rowCount += 1;
+            while (rows.length < batchSize && (position < current.rows.length || (await refill()))) {
+              const row = current.rows[position] as CsvRow<K>;
+              rows.push(row);
+              lines.push(current.lines[position] as number);
+              position += 1;
               summary.rowsRead += 1;
+              if (copyError) continue; // the rest of the batch is only gathered, for the retry
+              chunk += encode(row);
               if (chunk.length >= COPY_CHUNK_CHARS) {
-                if (copyError) throw copyError;
-                if (!copy.write(chunk)) await drained(copy);
+                if (!copy.write(chunk)) await drained(copy).catch((error: Error) => (copyError ??= error));
                 chunk = '';
               }
-              next = await rows.next();
             }
-            copy.end(chunk);
-            await finished(copy);
+            if (!copyError) {
+              copy.end(chunk);
+              await finished(copy).catch((error: Error) => (copyError ??= error));
+            }
           } catch (error) {
             // Sends CopyFail, so the server leaves COPY mode; the connection is discarded anyway.
             if (!copy.writableFinished) copy.destroy();
             throw error;
+          }
+          if (copyError) {
+            if (!isDataError(copyError)) throw copyError;
+            if (!copy.writableFinished) copy.destroy();
+            // A value the reader accepted but Postgres did not: never lose the batch for it.
+            client.release(copyError);
+            client = await pool.connect();
+            log.warn({ file: path, kind, batch, error: copyError.message }, 'Postgres refused a row of the batch: copying it again in parts to find it');
+            await client.query('BEGIN');
+            await client.query(sql.createStaging);
+            await copyBisecting(client, sql.copy, rows.map(encode), 0, rows.length, (index, error) => refuse(lines[index] as number, error));
           }
           await committing;
         } catch (error) {
@@ -190,12 +252,13 @@ export function createImporter(options: ImporterOptions): Importer {
           client.release(error instanceof Error ? error : true);
           throw error;
         }
-        committing = commitBatch(client, batch, rowCount, batchStarted);
+        committing = commitBatch(client, batch, rows.length, batchStarted);
         // Its failure is raised by the `await committing` above or below; until then it must not
         // count as unhandled.
         committing.catch(() => undefined);
       }
       await committing;
+      if (sourceError !== undefined) throw sourceError;
     } catch (error) {
       // Never return while a batch is still being committed: the summary must be final.
       await committing?.catch(() => undefined);
@@ -209,7 +272,7 @@ export function createImporter(options: ImporterOptions): Importer {
         { cause: error },
       );
     } finally {
-      await rows.return(undefined);
+      await source.return(undefined);
     }
     summary.duplicates = summary.rowsRead - summary.rowsInserted;
     summary.ms = Math.round(performance.now() - started);
@@ -222,15 +285,85 @@ export function createImporter(options: ImporterOptions): Importer {
     importInteractions: (path, fileOptions) => importFile('interactions', path, fileOptions),
     importRows: (kind, rows, label = `in-memory ${kind}`) => {
       const summary: ImportSummary = { file: label, kind, rowsRead: 0, rowsInserted: 0, duplicates: 0, errors: 0, errorSamples: [], ms: 0 };
-      const source = (async function* () {
-        yield* rows;
-      })();
-      return importFrom(kind, source, summary, () => undefined);
+      return importFrom(kind, inBatches(rows), summary, errorCounter(summary), () => undefined);
     },
     async maintain(kinds) {
       for (const kind of new Set(kinds)) await pool.query(SQL.maintain[kind]);
     },
   };
+}
+
+/** Counts an error in the summary (keeping the first ERROR_SAMPLES) and passes it on. */
+function errorCounter(summary: ImportSummary, onError?: (error: CsvRowError) => void): (error: CsvRowError) => void {
+  return (error) => {
+    summary.errors += 1;
+    if (summary.errorSamples.length < ERROR_SAMPLES) summary.errorSamples.push(error);
+    onError?.(error);
+  };
+}
+
+/** Rows in memory as the batches a file gives, each numbered by its position (1-based). */
+async function* inBatches<K extends CsvKind>(rows: Iterable<CsvRow<K>>): AsyncGenerator<CsvBatch<K>> {
+  let batch: CsvBatch<K> = { rows: [], lines: [] };
+  let index = 0;
+  for (const row of rows) {
+    batch.rows.push(row);
+    batch.lines.push(++index);
+    if (batch.rows.length === 10_000) {
+      yield batch;
+      batch = { rows: [], lines: [] };
+    }
+  }
+  if (batch.rows.length > 0) yield batch;
+}
+
+/**
+ * Postgres refused a value (SQLSTATE class 22, data exception: a number or time out of range,
+ * bad text) or a constraint (class 23): the row is at fault, not the connection or the server.
+ */
+function isDataError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' && (code.startsWith('22') || code.startsWith('23'));
+}
+
+/**
+ * Copies encoded rows [from, to) into the staging table, each attempt under a savepoint. When
+ * Postgres refuses the part, it is split in two and each half tried again, down to the single
+ * rows at fault, which are passed to `refuse`; the others are copied. k bad rows among n cost
+ * about 2·k·log2(n) COPY statements, and only when the reader's validation missed something.
+ */
+async function copyBisecting(
+  client: PoolClient,
+  copySql: string,
+  encoded: readonly string[],
+  from: number,
+  to: number,
+  refuse: (index: number, error: unknown) => void,
+): Promise<void> {
+  if (from >= to) return;
+  await client.query('SAVEPOINT prewarm_import_part');
+  try {
+    const copy = client.query(copyFrom(copySql));
+    const failed = new Promise<never>((_, reject) => copy.on('error', reject));
+    failed.catch(() => undefined);
+    for (let i = from; i < to; i += 1000) {
+      if (!copy.write(encoded.slice(i, Math.min(i + 1000, to)).join(''))) await Promise.race([drained(copy), failed]);
+    }
+    copy.end();
+    await Promise.race([finished(copy), failed]);
+    await client.query('RELEASE SAVEPOINT prewarm_import_part');
+  } catch (error) {
+    if (!isDataError(error)) throw error;
+    await client.query('ROLLBACK TO SAVEPOINT prewarm_import_part');
+    await client.query('RELEASE SAVEPOINT prewarm_import_part');
+    if (to - from === 1) {
+      refuse(from, error);
+      return;
+    }
+    const middle = (from + to) >>> 1;
+    await copyBisecting(client, copySql, encoded, from, middle, refuse);
+    await copyBisecting(client, copySql, encoded, middle, to, refuse);
+  }
 }
 
 async function insertInteractions(client: PoolClient): Promise<number> {

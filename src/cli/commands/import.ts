@@ -16,6 +16,9 @@ interface ImportFlags {
 /** Malformed lines printed per file; the rest are only counted. */
 const MAX_PRINTED_ERRORS = 50;
 
+/** Exit code when every file was imported but some lines were skipped (see HELP_AFTER). */
+export const EXIT_SKIPPED_LINES = 3;
+
 const HELP_AFTER = `
 File formats (README.md, "CSV formats"; \`prewarm generate\` writes examples):
   logins        header "user_id,ts"; one row per login (session start),
@@ -23,28 +26,36 @@ File formats (README.md, "CSV formats"; \`prewarm generate\` writes examples):
   interactions  header "user_id,item_id,ts,weight"; one row per user–item interaction,
                 e.g. u0662,i226,2024-01-01T00:00:17Z,5
 
-- CSV with RFC 4180 quoting, UTF-8, LF or CRLF; plain or gzip (detected from the content, not
-  the name). The header line is required, with exactly these names in this order; a file without
-  it is refused.
+- CSV with RFC 4180 quoting, UTF-8 (a byte-order mark at the start is ignored), LF or CRLF;
+  one row per line (no field may hold a line break). Plain or gzip (detected from the content,
+  not the name). The header line is required, with exactly these names in this order; a file
+  without it is refused.
 - ts: ISO 8601 date and time with seconds and a zone, e.g. 2004-04-15T05:56:01Z or
-  2004-04-15T07:56:01+02:00 (a fraction of a second is kept to the millisecond). A date alone,
-  a missing zone or an impossible date (2013-02-30) is a malformed line.
+  2004-04-15T07:56:01+02:00 (a fraction of a second is kept to the millisecond), in the years
+  0001-9999 (UTC). A date alone, a missing zone or an impossible date (2013-02-30) is a
+  malformed line.
 - user_id, item_id: 1 to 128 characters, no control characters, taken as written (not trimmed).
-- weight: a positive number.
+- weight: a positive decimal number that a 4-byte real holds (1.4e-45 to 3.4e38).
 - Rows need not be sorted. A login is identified by (user_id, ts), an interaction by
   (user_id, ts, item_id): a repeated one is stored once.
 
 A malformed line (bad timestamp, empty or unprintable id, wrong column count, bad CSV quoting,
-non-positive weight) is printed on stderr as FILE:LINE: message (the first ${MAX_PRINTED_ERRORS} per file) and
-skipped; the valid lines are imported. Rows already in the database are skipped, so importing a
-file again adds nothing. Each batch of rows is one transaction: an interrupted import keeps the
-batches it committed, and running it again adds the rest. Tables that received rows are then
-vacuumed and analyzed (fresh planner statistics; index-only history reads).
+a quote left open, invalid UTF-8, a line over 64 KiB, non-positive or out-of-range weight) is
+printed on stderr as FILE:LINE: message (the first ${MAX_PRINTED_ERRORS} per file; values escaped and
+cut short) and skipped; the valid lines are imported. Rows already in the database are skipped,
+so importing a file again adds nothing. Each batch of rows is one transaction: an interrupted
+import keeps the batches it committed, and running it again adds the rest. Tables that received
+rows are then vacuumed and analyzed (fresh planner statistics; index-only history reads).
 
-Exit status: 0 when every file was imported, even if malformed lines were skipped (their count
-is in the summary: check it, or use --json, if a skipped line must fail your script); 1 when an
-import failed (unreadable or corrupt file, bad header, database error); 2 for bad usage, such as
-a missing file.`;
+Exit status:
+  0  every file was imported and every line was valid
+  3  every file was imported, but malformed lines were skipped (printed on stderr, counted in
+     the summary)
+  1  an import failed: a file refused whole (missing or wrong header, empty, binary, UTF-16,
+     compressed other than with gzip), a truncated or corrupt gzip file (the rows before the
+     cut are imported and the message says how many: import the complete file to add the rest),
+     or a database error; files after it are not imported
+  2  bad usage, such as a missing file: nothing is imported`;
 
 export function registerImport(program: Command): void {
   program
@@ -86,6 +97,7 @@ export function registerImport(program: Command): void {
           await pool.end();
         }
         if (flags.json) process.stdout.write(`${JSON.stringify(summaries)}\n`);
+        if (summaries.some((summary) => summary.errors > 0)) process.exitCode = EXIT_SKIPPED_LINES;
       }),
     );
 }
@@ -148,6 +160,7 @@ async function withFeedback(
       },
     });
     bar?.update(Math.max(size, 1));
+    if (summary.rowsRead === 0 && summary.errors === 0) say(`${path}: no rows after the header (nothing to import)`);
     return summary;
   } finally {
     // A redraw first: stop() alone drops lines still waiting in the bar's log buffer.
