@@ -69,6 +69,7 @@ const envSchema = z.object({
   PREWARM_PROPENSITY_WINDOW: duration.default(86_400_000),
   PREWARM_PROPENSITY_RETRAIN_EVERY: duration.default(86_400_000),
   PREWARM_SWEEP_INTERVAL: duration.default(60_000),
+  PREWARM_PLAN_PREDICTION_SAMPLE: z.coerce.number().int().min(0).default(100_000),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -111,6 +112,8 @@ const configSchema = envSchema.transform((e) => ({
   propensityRetrainEveryMs: e.PREWARM_PROPENSITY_RETRAIN_EVERY,
   /** How often the scheduler sweeps running runs for chunks whose jobs were lost (Redis restarted empty) or failed. */
   sweepIntervalMs: e.PREWARM_SWEEP_INTERVAL,
+  /** Predictions rows a run keeps for unselected, non-holdout users (a weighted uniform sample). */
+  planPredictionSample: e.PREWARM_PLAN_PREDICTION_SAMPLE,
 }));
 
 export type Config = z.output<typeof configSchema>;

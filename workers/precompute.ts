@@ -9,6 +9,9 @@ import { closeOnSignal, runShutdownSteps } from '../src/lifecycle.ts';
 import { configSecrets, createLogger, type Logger } from '../src/log.ts';
 import { closeRedis, createQueueRedis } from '../src/redis.ts';
 import { createPrecomputeWorker, type PrecomputeWorkerDeps } from '../src/precompute/precompute-worker.ts';
+import { createPlanShardWorker } from '../src/precompute/plan-shard-worker.ts';
+import { createPrecomputeQueue } from '../src/precompute/queue.ts';
+import { createDefaultScorer } from '../src/propensity/default-scorer.ts';
 import { createRecommendationCache } from '../src/sets/cache.ts';
 import { createRecommendationStore } from '../src/sets/store.ts';
 import { createRecommender } from '../src/recommender/index.ts';
@@ -48,12 +51,17 @@ export async function startPrecomputeProcess(options: PrecomputeProcessOptions):
   const cacheRedis = createQueueRedis(config.cacheRedisUrl, log);
   let recommender: Recommender | undefined;
   let worker: ReturnType<typeof createPrecomputeWorker> | undefined;
+  // Planning shards: scored here, their chunks enqueued on the precompute queue.
+  let shardWorker: ReturnType<typeof createPlanShardWorker> | undefined;
+  const chunkQueue = createPrecomputeQueue({ connection: queueRedis, prefix: config.queuePrefix, log });
   let closing: Promise<void> | undefined;
 
   const close = () =>
     (closing ??= runShutdownSteps(
       [
+        ['plan-shard worker', () => shardWorker?.close()],
         ['worker', () => worker?.close()],
+        ['chunk queue', () => chunkQueue.close()],
         ['recommender', () => recommender?.close()],
         ['queue redis', () => closeRedis(queueRedis)],
         ['cache redis', () => closeRedis(cacheRedis)],
@@ -80,6 +88,8 @@ export async function startPrecomputeProcess(options: PrecomputeProcessOptions):
       ...(options.workerOptions ? { workerOptions: options.workerOptions } : {}),
     });
     await worker.worker.waitUntilReady();
+    shardWorker = createPlanShardWorker({ connection: queueRedis, prefix: config.queuePrefix, pool, scorer: createDefaultScorer({ pool, log }), chunkQueue, clock, log });
+    await shardWorker.waitUntilReady();
   } catch (error) {
     await close();
     throw error;

@@ -53,10 +53,14 @@ export function chunkPriority(windowPriority: number, chunkNo: number): number {
   return band * CHUNK_SLOTS + Math.min(chunkNo, CHUNK_SLOTS - 1) + 1;
 }
 
-export function chunkJob(data: PrecomputeJobData, windowPriority: number): { name: string; data: PrecomputeJobData; opts: JobsOptions } {
+/**
+ * `rank`: the chunk's place in its shard's propensity order (default its number: one shard).
+ * Chunks of a sharded run are numbered rank · shards + shard, so equal ranks share a priority.
+ */
+export function chunkJob(data: PrecomputeJobData, windowPriority: number, rank = data.chunkNo): { name: string; data: PrecomputeJobData; opts: JobsOptions } {
   return {
     name: chunkJobName(data.runId, data.chunkNo),
     data,
-    opts: { jobId: chunkJobId(data.runId, data.chunkNo), priority: chunkPriority(windowPriority, data.chunkNo) },
+    opts: { jobId: chunkJobId(data.runId, data.chunkNo), priority: chunkPriority(windowPriority, rank) },
   };
 }

@@ -1,15 +1,28 @@
 import { performance } from 'node:perf_hooks';
 import type { Queue } from 'bullmq';
 import type { Clock } from '../clock.ts';
-import { copyIn } from '../db/copy-binary.ts';
 import { withTransaction, type Pool } from '../db/pool.ts';
 import { toError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { chunkJob, chunkJobId, type PrecomputeJobData, type PrecomputeJobResult } from './chunk-jobs.ts';
-import { byPropensity, formatPolicy, selectUsers, type Candidate } from './policy.ts';
+import { formatPolicy } from './policy.ts';
 import { createRunStore, type BatchRun } from './runs.ts';
-import type { PropensityScorer } from './scorer.ts';
-import { chunkSql, predictionSql, runSql, type PredictionRows, type RunRow } from './sql.ts';
+import { streamingScorer, type PropensityScorer } from './scorer.ts';
+import { executeShardPhase, type SelectResult, type ShardJobData, type ShardPhaseDeps } from './shard-plan.ts';
+import { chunkSql, planShardSql, predictionSql, runSql, type RunRow } from './sql.ts';
+import {
+  BOUNDARY_LIMIT,
+  isGlobalPolicy,
+  locateCut,
+  MAX_ZOOM_LEVELS,
+  mergeSummaries,
+  resolveCut,
+  zoomRange,
+  type Cut,
+  type ShardSummary,
+  type Tally,
+  type ZoomLevel,
+} from './summary.ts';
 import { MAX_PRIORITY, type Window } from './windows.ts';
 
 export interface PlannerDeps {
@@ -32,7 +45,25 @@ export interface PlannerDeps {
   planRetryMs?: number;
   /** Planning attempts before the run is marked failed. Default 3. */
   maxPlanAttempts?: number;
+  /**
+   * The plan-shard queue: when given, a run's shards are scored by whichever `prewarm worker`
+   * takes them (dry runs stay in this process). Default: every shard in this process, in turn.
+   */
+  shardQueue?: Queue<ShardJobData, unknown>;
+  /** Shards of a run (at least; more when a shard would exceed maxShardUsers). Default 1, or 4 with a shardQueue. */
+  shards?: number;
+  /** Known users per shard at most (from the table statistics), which bounds a shard's memory. Default 2 000 000. */
+  maxShardUsers?: number;
+  /** Users scored per batch of the stream. Default 20 000. */
+  batchSize?: number;
+  /**
+   * Predictions rows kept per run for unselected, non-holdout users (a uniform sample, weighted;
+   * PREWARM_PLAN_PREDICTION_SAMPLE). Default 100 000.
+   */
+  unselectedSample?: number;
 }
+
+const DEFAULT_QUEUE_SHARDS = 4;
 
 export interface PlanResult {
   run: BatchRun;
@@ -82,21 +113,9 @@ export interface Planner {
  * Scores and selects as if the window started now, without writing or enqueueing anything (it
  * needs no queue: `prewarm plan --dry-run` works without Redis).
  */
-export async function dryRunWindow({ scorer, clock }: { scorer: PropensityScorer; clock: Clock }, window: Window): Promise<DryRunResult> {
-  const windowStart = clock.now();
-  const candidates = await scorer.scoreKnownUsers(windowStart, window.horizonMs);
-  const selection = selectUsers(candidates, window.policy, { windowStart: windowStart.getTime(), windowMs: window.horizonMs });
-  return {
-    window: window.name,
-    candidates: candidates.length,
-    selected: selection.selected.length,
-    expectedCoverage: selection.expectedCoverage,
-    expectedWaste: selection.expectedWaste,
-    policy: formatPolicy(window.policy),
-    expectedHoldout: Math.round((candidates.length - selection.selected.length) * window.holdoutRate),
-    windowStart: windowStart.toISOString(),
-    horizonMs: window.horizonMs,
-  };
+export function dryRunWindow(deps: Omit<PlannerDeps, 'queue' | 'shardQueue'>, window: Window): Promise<DryRunResult> {
+  const noQueue = new Proxy({}, { get: () => () => Promise.reject(new Error('a dry run enqueues nothing')) }) as PlannerDeps['queue'];
+  return createPlanner({ ...deps, queue: noQueue }).dryRun(window);
 }
 
 /** FNV-1a over `run:user`, as a fraction of 2^32: the default holdout draw. */
@@ -120,6 +139,24 @@ export function createPlanner(deps: PlannerDeps): Planner {
   const planRetryMs = deps.planRetryMs ?? 60_000;
   const maxPlanAttempts = deps.maxPlanAttempts ?? 3;
   const runs = createRunStore({ pool });
+  const shardQueue = deps.shardQueue;
+  const batchSize = deps.batchSize ?? 20_000;
+  const maxShardUsers = deps.maxShardUsers ?? 2_000_000;
+  const unselectedSample = deps.unselectedSample ?? 100_000;
+  const streaming = streamingScorer(scorer);
+  // In this process, a select's chunk jobs wait here until the run is recorded as planned.
+  const pendingJobs = new Map<number, ReturnType<typeof chunkJob>[]>();
+  const phaseDeps: ShardPhaseDeps = {
+    pool,
+    scorer: streaming,
+    log,
+    draw,
+    now: () => clock.now(),
+    onChunks: (runId, jobs) => {
+      const pending = pendingJobs.get(runId);
+      if (pending) for (const job of jobs) pending.push(job);
+    },
+  };
 
   async function claim(window: Window, scheduledFor: Date): Promise<RunRow | undefined> {
     const now = clock.now();
@@ -185,79 +222,178 @@ export function createPlanner(deps: PlannerDeps): Planner {
 
   async function plan(run: RunRow, window: Window, started: number): Promise<PlanResult> {
     const scheduledFor = run.scheduled_for;
-    const candidates = await scorer.scoreKnownUsers(scheduledFor, window.horizonMs);
-    const selection = selectUsers(candidates, window.policy, { windowStart: scheduledFor.getTime(), windowMs: window.horizonMs });
-    const selectedIds = new Set(selection.selected.map((c) => c.userId));
-    const holdout: Candidate[] = [];
-    if (window.holdoutRate > 0) {
-      for (const c of candidates) if (!selectedIds.has(c.userId) && draw(run.id, c.userId) < window.holdoutRate) holdout.push(c);
+    const prepared = await streaming.prepare(scheduledFor, window.horizonMs);
+    // A re-plan (a replica taking over) scores with the version and shards the first attempt fixed.
+    const pinned = (await pool.query<{ model_version: string; shards: number }>(planShardSql.pinPlan(run.id, prepared.version, await shardCount()))).rows[0];
+    if (!pinned) throw new Error(`run ${run.id} vanished while planning`);
+    const shards = pinned.shards;
+    const staged = await stages({ runId: run.id, window, windowStart: scheduledFor, version: pinned.model_version, shards });
+    const jobs: ReturnType<typeof chunkJob>[] = [];
+    pendingJobs.set(run.id, jobs);
+    try {
+      return await select(run, window, started, staged, pinned.model_version, shards, jobs);
+    } finally {
+      pendingJobs.delete(run.id);
     }
-    const holdoutIds = new Set(holdout.map((c) => c.userId));
-    // One ranking for selected and holdout users: chunk 0 holds the most likely logins.
-    const toPrecompute = [...selection.selected, ...holdout].sort(byPropensity);
-    const chunkOf = new Map<string, number>();
-    const chunks = new Map<number, { userIds: string[]; holdoutUserIds: string[] }>();
-    toPrecompute.forEach((c, i) => {
-      const chunkNo = Math.floor(i / window.chunkSize);
-      chunkOf.set(c.userId, chunkNo);
-      let chunk = chunks.get(chunkNo);
-      if (!chunk) chunks.set(chunkNo, (chunk = { userIds: [], holdoutUserIds: [] }));
-      chunk.userIds.push(c.userId);
-      if (holdoutIds.has(c.userId)) chunk.holdoutUserIds.push(c.userId);
-    });
+  }
 
-    const rows: PredictionRows = { userIds: [], ps: [], selected: [], holdout: [], chunkNos: [] };
-    for (const c of candidates) {
-      rows.userIds.push(c.userId);
-      rows.ps.push(c.p);
-      rows.selected.push(selectedIds.has(c.userId));
-      rows.holdout.push(holdoutIds.has(c.userId));
-      rows.chunkNos.push(chunkOf.get(c.userId) ?? null);
+  async function select(
+    run: RunRow,
+    window: Window,
+    started: number,
+    staged: Awaited<ReturnType<typeof stages>>,
+    modelVersion: string,
+    shards: number,
+    jobs: ReturnType<typeof chunkJob>[],
+  ): Promise<PlanResult> {
+    const scheduledFor = run.scheduled_for;
+    const unselected = staged.total.count - staged.selected.count;
+    const sampleRate = unselected <= 0 ? 1 : Math.min(1, unselectedSample / unselected);
+    const results = (await staged.runPhase('select', 'select', {
+      select: {
+        cut: staged.cut,
+        window: window.name,
+        scheduledFor: scheduledFor.toISOString(),
+        expiresAt: run.expires_at.toISOString(),
+        holdoutRate: window.holdoutRate,
+        sampleRate,
+        chunkSize: window.chunkSize,
+        priority: window.priority,
+        itemsPerUser,
+      },
+    })) as SelectResult[];
+    const totals = { selected: 0, holdout: 0, chunks: 0, written: 0 };
+    for (const r of results) {
+      totals.selected += r.selected;
+      totals.holdout += r.holdout;
+      totals.chunks += r.chunks;
+      totals.written += r.written;
     }
-    const won = await withTransaction(pool, async (client) => {
-      const locked = await client.query(runSql.lockForPlanning(run.id));
-      if (locked.rowCount === 0) throw new PlannedElsewhere();
-      await copyIn(client, predictionSql.copy, predictionSql.encode(run.id, rows));
-      await client.query(chunkSql.insertMany(run.id, [...chunks.values()].map((chunk) => chunk.userIds.length)));
-      const marked = await client.query(
+    const expectedCoverage = staged.total.sum > 0 ? staged.selected.sum / staged.total.sum : 0;
+    const expectedWaste = staged.selected.count > 0 ? 1 - staged.selected.sum / staged.selected.count : 0;
+    const marked = await withTransaction(pool, async (client) => {
+      const done = await client.query(
         runSql.markPlanned({
           id: run.id,
           plannedAt: clock.now(),
-          modelVersion: scorer.version,
-          candidates: candidates.length,
-          selected: selection.selected.length,
-          holdout: holdout.length,
-          chunksTotal: chunks.size,
-          expectedCoverage: selection.expectedCoverage,
-          expectedWaste: selection.expectedWaste,
+          modelVersion,
+          candidates: staged.total.count,
+          selected: totals.selected,
+          holdout: totals.holdout,
+          chunksTotal: totals.chunks,
+          expectedCoverage,
+          expectedWaste,
         }),
       );
-      if (marked.rowCount === 0) throw new PlannedElsewhere();
-      return true;
-    }).catch((error: unknown) => {
-      if (error instanceof PlannedElsewhere) return false;
-      throw error;
+      await client.query(planShardSql.recordWrites(run.id, sampleRate, totals.written));
+      return (done.rowCount ?? 0) > 0;
     });
-    if (!won) return resume(run, window, started);
-    const jobs = jobsFor(run, window.priority, chunks);
+    if (!marked) return resume(run, window, started);
     await enqueue(jobs);
-    const result = await finish(run, jobs.length, started);
+    const result = await finish(run, totals.chunks, started);
     log.info(
       {
         window: window.name,
         runId: run.id,
         scheduledFor,
-        candidates: candidates.length,
-        selected: selection.selected.length,
-        holdout: holdout.length,
-        chunks: jobs.length,
-        expectedCoverage: selection.expectedCoverage,
-        expectedWaste: selection.expectedWaste,
+        shards,
+        candidates: staged.total.count,
+        selected: totals.selected,
+        holdout: totals.holdout,
+        chunks: totals.chunks,
+        predictionsWritten: totals.written,
+        expectedCoverage,
+        expectedWaste,
         planMs: Math.round(result.planMs),
       },
       'run planned',
     );
     return result;
+  }
+
+  /** Shards of a new run: as configured, or enough to keep each within maxShardUsers. */
+  async function shardCount(): Promise<number> {
+    const estimate = (await pool.query<{ n: number }>(planShardSql.estimateUsers())).rows[0]?.n ?? 0;
+    return Math.max(deps.shards ?? (shardQueue ? DEFAULT_QUEUE_SHARDS : 1), Math.ceil(estimate / maxShardUsers), 1);
+  }
+
+  /**
+   * Population, summary and (for budget, coverage, waste) the zoom into the bin of the cut:
+   * everything up to the cut, in memory bounded by the histogram and BOUNDARY_LIMIT users.
+   */
+  async function stages(args: { runId: number | null; window: Window; windowStart: Date; version: string; shards: number }) {
+    const { runId, window, windowStart, version, shards } = args;
+    const base = {
+      runId,
+      shards,
+      windowStart: windowStart.toISOString(),
+      horizonMs: window.horizonMs,
+      version,
+      policy: formatPolicy(window.policy),
+      batchSize,
+    };
+    let population: unknown = null;
+    const runPhase = async (phase: ShardJobData['phase'], step: string, extra: Partial<ShardJobData>): Promise<unknown[]> => {
+      const jobs: ShardJobData[] = Array.from({ length: shards }, (_v, shard) => ({ ...base, phase, step, shard, population, ...extra }));
+      if (!shardQueue || runId === null) {
+        const results = [];
+        for (const job of jobs) results.push(await executeShardPhase(phaseDeps, job));
+        return results;
+      }
+      return runOnWorkers(runId, step, jobs);
+    };
+    population = streaming.mergePopulation(await runPhase('population', 'population', {}));
+    let zoom: ZoomLevel[] = [];
+    let summary = mergeSummaries((await runPhase('summarize', 'summarize-0', { zoom })) as ShardSummary[]);
+    const total = summary.total;
+    const policy = window.policy;
+    let cut: Cut = policy.kind === 'all' ? { kind: 'all' } : policy.kind === 'none' ? { kind: 'none' } : { kind: 'rule' };
+    let selected: Tally = summary.local;
+    if (isGlobalPolicy(policy)) {
+      for (;;) {
+        const step = locateCut(policy, summary, total);
+        if ('done' in step) {
+          cut = step.done;
+          selected = step.selected;
+          break;
+        }
+        zoom = [...zoom, { ...zoomRange(zoom), bin: step.zoomBin }];
+        if (step.binCount <= BOUNDARY_LIMIT || zoom.length >= MAX_ZOOM_LEVELS) {
+          const parts = (await runPhase('collect', `collect-${zoom.length}`, { zoom })) as { entries: [string, number][] }[];
+          const entries = parts.flatMap((part) => part.entries.map(([userId, p]) => ({ userId, p })));
+          ({ cut, selected } = resolveCut(policy, zoom, entries, step.above, total));
+          break;
+        }
+        summary = mergeSummaries((await runPhase('summarize', `summarize-${zoom.length}`, { zoom })) as ShardSummary[]);
+      }
+    }
+    return { cut, selected, total, runPhase };
+  }
+
+  /** Puts a phase's shard jobs on the plan-shard queue and waits for every shard's result in Postgres. */
+  async function runOnWorkers(runId: number, step: string, jobs: ShardJobData[]): Promise<unknown[]> {
+    const queue = shardQueue as Queue<ShardJobData, unknown>;
+    const id = (shard: number) => `plan-${runId}-${step}-${shard}`;
+    await queue.addBulk(jobs.map((job) => ({ name: `${runId}:${step}:${job.shard}`, data: job, opts: { jobId: id(job.shard) } })));
+    const deadline = Date.now() + planLeaseMs;
+    for (let poll = 0; ; poll++) {
+      const rows = (await pool.query<{ shard: number; result: unknown }>(planShardSql.results(runId, step))).rows;
+      if (rows.length >= jobs.length) return rows.map((row) => row.result);
+      if (poll % 10 === 9) {
+        const done = new Set(rows.map((row) => row.shard));
+        for (const job of jobs) {
+          if (done.has(job.shard)) continue;
+          const shardJob = await queue.getJob(id(job.shard));
+          if (shardJob && (await shardJob.getState()) === 'failed') {
+            // Removed, so that the next planning attempt enqueues it again.
+            await shardJob.remove().catch(() => undefined);
+            throw new Error(`plan shard ${step}/${job.shard} failed: ${shardJob.failedReason}`);
+          }
+        }
+      }
+      if (Date.now() > deadline) throw new Error(`plan shards of ${step} not done after ${planLeaseMs} ms: is a prewarm worker running?`);
+      await new Promise((resolve) => setTimeout(resolve, poll < 20 ? 25 : 100));
+    }
   }
 
   /** A run planned by a predecessor that died before enqueueing: enqueue what is not done. */
@@ -288,7 +424,22 @@ export function createPlanner(deps: PlannerDeps): Planner {
       }
     },
 
-    dryRun: (window) => dryRunWindow({ scorer, clock }, window),
+    async dryRun(window) {
+      const windowStart = clock.now();
+      const prepared = await streaming.prepare(windowStart, window.horizonMs);
+      const staged = await stages({ runId: null, window, windowStart, version: prepared.version, shards: await shardCount() });
+      return {
+        window: window.name,
+        candidates: staged.total.count,
+        selected: staged.selected.count,
+        expectedCoverage: staged.total.sum > 0 ? staged.selected.sum / staged.total.sum : 0,
+        expectedWaste: staged.selected.count > 0 ? 1 - staged.selected.sum / staged.selected.count : 0,
+        policy: formatPolicy(window.policy),
+        expectedHoldout: Math.round((staged.total.count - staged.selected.count) * window.holdoutRate),
+        windowStart: windowStart.toISOString(),
+        horizonMs: window.horizonMs,
+      };
+    },
 
     async sweep() {
       const result: SweepResult = { requeued: 0, failed: 0 };
@@ -329,4 +480,3 @@ export function createPlanner(deps: PlannerDeps): Planner {
   };
 }
 
-class PlannedElsewhere extends Error {}

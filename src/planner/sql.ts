@@ -223,6 +223,15 @@ export const chunkSql = {
       values: [runId, sizes],
     };
   },
+  /** Chunks with explicit numbers (a shard's: rank · shards + shard). */
+  insertNumbered(runId: number, chunkNos: readonly number[], sizes: readonly number[]): Sql {
+    return {
+      text: `INSERT INTO batch_chunks (run_id, chunk_no, users)
+             SELECT $1::bigint, chunk_no, users FROM unnest($2::int[], $3::int[]) AS c (chunk_no, users)
+             ON CONFLICT DO NOTHING`,
+      values: [runId, chunkNos, sizes],
+    };
+  },
   isDone(runId: number, chunkNo: number): Sql {
     return { text: `SELECT done_at IS NOT NULL AS done FROM batch_chunks WHERE run_id = $1 AND chunk_no = $2`, values: [runId, chunkNo] };
   },
@@ -294,13 +303,75 @@ export const predictionSql = {
     }
     return writer.finish();
   },
+  /**
+   * The rows a sharded plan keeps: every selected and holdout user (weight 1) and a sample of
+   * the others, each weighing 1 / the sampling rate, so that weighted sums over predictions
+   * estimate sums over every candidate (calibration_by_decile).
+   */
+  copyWeighted: `COPY predictions (run_id, user_id, p, selected, holdout, chunk_no, weight) FROM STDIN WITH (FORMAT binary)`,
+  encodeWeighted(runId: number, rows: readonly { userId: string; p: number }[], weight: number): Buffer {
+    const writer = new BinaryCopyWriter(rows.length * 52);
+    for (const row of rows) writer.row(7).int8(runId).text(row.userId).float4(row.p).bool(false).bool(false).null().float4(weight);
+    return writer.finish();
+  },
+  encodePlanned(runId: number, rows: readonly { userId: string; p: number; selected: boolean; holdout: boolean; chunkNo: number }[]): Buffer {
+    const writer = new BinaryCopyWriter(rows.length * 52);
+    for (const row of rows) writer.row(7).int8(runId).text(row.userId).float4(row.p).bool(row.selected).bool(row.holdout).int4(row.chunkNo).float4(1);
+    return writer.finish();
+  },
   /** The users of some chunks, as the plan recorded them (to re-enqueue lost jobs). */
   chunkUsers(runId: number, chunkNos: readonly number[]): Sql {
     return {
-      text: `SELECT chunk_no, user_id, holdout FROM predictions
+      text: `SELECT chunk_no, user_id, p, holdout FROM predictions
               WHERE run_id = $1 AND chunk_no = ANY($2::int[])
               ORDER BY chunk_no, p DESC, user_id`,
       values: [runId, chunkNos],
     };
+  },
+};
+
+/** Results of a run's planning phases, one row per (run, step, shard): see shard-plan.ts. */
+export const planShardSql = {
+  result(runId: number, step: string, shard: number): Sql {
+    return { text: `SELECT result FROM plan_shards WHERE run_id = $1 AND step = $2 AND shard = $3 AND done_at IS NOT NULL`, values: [runId, step, shard] };
+  },
+  /** Every finished shard of a step. */
+  results(runId: number, step: string): Sql {
+    return { text: `SELECT shard, result FROM plan_shards WHERE run_id = $1 AND step = $2 AND done_at IS NOT NULL ORDER BY shard`, values: [runId, step] };
+  },
+  /** A deterministic phase's result: the first one recorded stays. */
+  record(runId: number, step: string, shard: number, result: unknown, at: Date): Sql {
+    return {
+      text: `INSERT INTO plan_shards (run_id, step, shard, result, done_at) VALUES ($1, $2, $3, $4::jsonb, $5) ON CONFLICT DO NOTHING`,
+      values: [runId, step, shard, JSON.stringify(result), at.toISOString()],
+    };
+  },
+  /** Claims a select inside its transaction; no row: another job holds or finished it. */
+  claim(runId: number, step: string, shard: number, at: Date): Sql {
+    return {
+      text: `INSERT INTO plan_shards (run_id, step, shard, started_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING shard`,
+      values: [runId, step, shard, at.toISOString()],
+    };
+  },
+  finish(runId: number, step: string, shard: number, result: unknown, at: Date): Sql {
+    return {
+      text: `UPDATE plan_shards SET result = $4::jsonb, done_at = $5 WHERE run_id = $1 AND step = $2 AND shard = $3`,
+      values: [runId, step, shard, JSON.stringify(result), at.toISOString()],
+    };
+  },
+  /** The version and shards a run plans with, fixed by its first planning attempt. */
+  pinPlan(runId: number, version: string, shards: number): Sql {
+    return {
+      text: `UPDATE batch_runs SET shards = CASE WHEN model_version IS NULL THEN $3 ELSE shards END, model_version = coalesce(model_version, $2)
+              WHERE id = $1 RETURNING model_version, shards`,
+      values: [runId, version, shards],
+    };
+  },
+  recordWrites(runId: number, sampleRate: number, written: number): Sql {
+    return { text: `UPDATE batch_runs SET prediction_sample_rate = $2, predictions_written = $3 WHERE id = $1`, values: [runId, sampleRate, written] };
+  },
+  /** A cheap estimate of the known users (planner statistics), to size shards. */
+  estimateUsers(): Sql {
+    return { text: `SELECT greatest(reltuples, 0)::float8 AS n FROM pg_class WHERE oid = 'user_activity'::regclass` };
   },
 };

@@ -1,11 +1,12 @@
 import type { Command } from 'commander';
 import { systemClock } from '../../clock.ts';
 import { dryRunWindow, createPlanner } from '../../planner/planner.ts';
-import { createPrecomputeQueue } from '../../precompute/queue.ts';
+import { createPlanShardQueue, createPrecomputeQueue } from '../../precompute/queue.ts';
 import { createDefaultScorer } from '../../propensity/default-scorer.ts';
 import { createQueueRedis } from '../../redis.ts';
 import { createRunStore } from '../../planner/runs.ts';
 import { createWindowStore } from '../../planner/windows.ts';
+import { PrewarmError } from '../../errors.ts';
 import { action, createCliContext, openPool } from '../runtime.ts';
 
 function percent(fraction: number): string {
@@ -19,15 +20,20 @@ export function registerPlan(program: Command): void {
     .argument('<window>', 'window name')
     .option('--dry-run', 'print candidates, selected, expected coverage and waste; write and enqueue nothing')
     .option('--json', 'print JSON: { window, candidates, selected, expectedCoverage, expectedWaste, … }')
+    .option('--shards <n>', 'score the run in N shards taken by `prewarm worker` processes (default: every shard in this process)')
     .action(
-      action(async (name: string, flags: { dryRun?: boolean; json?: boolean }) => {
+      action(async (name: string, flags: { dryRun?: boolean; json?: boolean; shards?: string }) => {
+        const shards = flags.shards === undefined ? undefined : Number(flags.shards);
+        if (shards !== undefined && !(Number.isInteger(shards) && shards >= 1 && shards <= 10_000)) {
+          throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `--shards must be a whole number from 1 to 10000, got "${flags.shards}"`);
+        }
         const context = createCliContext();
         const pool = openPool(context, 'prewarm-plan');
         try {
           const window = await createWindowStore({ pool, clock: systemClock }).require(name);
           const scorer = createDefaultScorer({ pool, log: context.log });
           if (flags.dryRun) {
-            const result = await dryRunWindow({ scorer, clock: systemClock }, window);
+            const result = await dryRunWindow({ pool, scorer, clock: systemClock, log: context.log, unselectedSample: context.config.planPredictionSample }, window);
             if (flags.json) process.stdout.write(`${JSON.stringify(result)}\n`);
             else {
               process.stdout.write(
@@ -41,8 +47,18 @@ export function registerPlan(program: Command): void {
           // An ad-hoc run scheduled for now (to the second), claimed like a cron occurrence.
           const redis = createQueueRedis(context.config.redisUrl, context.log);
           const queue = createPrecomputeQueue({ connection: redis, prefix: context.config.queuePrefix, log: context.log });
+          const shardQueue = shards === undefined ? undefined : createPlanShardQueue({ connection: redis, prefix: context.config.queuePrefix, log: context.log });
           try {
-            const planner = createPlanner({ pool, queue, scorer, clock: systemClock, log: context.log, itemsPerUser: context.config.maxLimit });
+            const planner = createPlanner({
+              pool,
+              queue,
+              scorer,
+              clock: systemClock,
+              log: context.log,
+              itemsPerUser: context.config.maxLimit,
+              unselectedSample: context.config.planPredictionSample,
+              ...(shardQueue ? { shardQueue, shards } : {}),
+            });
             const now = Math.floor(systemClock.now().getTime() / 1000) * 1000;
             const planned = await planner.planRun(window, new Date(now));
             const run = planned?.run ?? (await createRunStore({ pool }).list({ window: name, limit: 1 }))[0];
@@ -55,6 +71,7 @@ export function registerPlan(program: Command): void {
               );
             }
           } finally {
+            await shardQueue?.close();
             await queue.close();
             await redis.quit();
           }
