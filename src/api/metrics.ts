@@ -1,9 +1,29 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
-/** Prometheus metrics of one API process, in a registry of its own (tests run several apps). */
+/**
+ * prom-client's default metrics that are gauges named `_total`. Each duplicates a metric it also
+ * exposes without the suffix (`nodejs_active_handles{type}` summed over `type`), and Prometheus
+ * reserves `_total` for counters (`promtool check metrics` refuses them), so they are left out.
+ */
+const GAUGES_NAMED_TOTAL = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
+/**
+ * Node's default process metrics under their usual names (`process_*`, `nodejs_*`, no prefix), so
+ * stock Node.js dashboards and alerts work unchanged.
+ */
+export function registerDefaultMetrics(registry: Registry): void {
+  collectDefaultMetrics({ register: registry });
+  for (const name of GAUGES_NAMED_TOTAL) registry.removeSingleMetric(name);
+}
+
+/**
+ * Prometheus metrics of one API process, in a registry of its own (tests run several apps).
+ * Names follow Prometheus conventions: a `prewarm_` prefix on our own, `_total` on counters only,
+ * base units (seconds).
+ */
 export function createApiMetrics(options: { defaultMetrics?: boolean; pendingEvents?: () => number } = {}) {
   const registry = new Registry();
-  if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'prewarm_' });
+  if (options.defaultMetrics ?? true) registerDefaultMetrics(registry);
   const serves = new Counter({
     name: 'prewarm_serves_total',
     help: 'Answers to logins by source, and reason for fallback answers',
@@ -31,7 +51,11 @@ export function createApiMetrics(options: { defaultMetrics?: boolean; pendingEve
     help: 'Logins answered 503 because the event buffer was at its bound (PREWARM_EVENT_BUFFER_MAX)',
     registers: [registry],
   });
-  const onDemandInFlight = new Gauge({ name: 'prewarm_on_demand_in_flight', help: 'On-demand computations running or waiting', registers: [registry] });
+  const onDemandInFlight = new Gauge({
+    name: 'prewarm_on_demand_in_flight',
+    help: 'On-demand computations admitted and not finished (running or waiting for a slot)',
+    registers: [registry],
+  });
   return {
     registry,
     observeServe(source: string, latencyMs: number, reason: string | undefined) {
