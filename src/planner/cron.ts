@@ -43,7 +43,7 @@ export function validateSchedule(cron: string, timezone: string): void {
     throw badWindow(`unknown time zone "${timezone}" (use an IANA name such as UTC or Europe/Paris)`);
   }
   if (!nodeCron.validate(expression)) {
-    throw badWindow(`invalid cron expression "${cron}" (expected 5 or 6 fields, e.g. "0 2 * * *" for 02:00 every day)`);
+    throw badWindow(`invalid cron expression "${cron}": ${cronProblem(expression)}`);
   }
   try {
     cronParser.parseExpression(expression, { tz: timezone }).next();
@@ -82,6 +82,35 @@ export function nextOccurrence(cron: string, timezone: string, at: Date): Date |
   } catch {
     return undefined;
   }
+}
+
+const CRON_FIELDS = [
+  { name: 'second', min: 0, max: 59 },
+  { name: 'minute', min: 0, max: 59 },
+  { name: 'hour', min: 0, max: 23 },
+  { name: 'day-of-month', min: 1, max: 31 },
+  { name: 'month', min: 1, max: 12 },
+  { name: 'day-of-week', min: 0, max: 7 },
+] as const;
+
+/** Why node-cron refuses an expression: the field count, else the first number out of its field's range. */
+function cronProblem(expression: string): string {
+  const fields = expression.split(/\s+/);
+  const example = 'e.g. "0 2 * * *" for 02:00 every day';
+  if (fields.length !== 5 && fields.length !== 6) return `expected 5 fields (minute first) or 6 (second first), found ${fields.length}; ${example}`;
+  const specs = CRON_FIELDS.slice(6 - fields.length);
+  for (const [i, field] of fields.entries()) {
+    const spec = specs[i]!;
+    for (const part of field.split(',')) {
+      const [range = '', step] = part.split('/');
+      if (step !== undefined && !/^[1-9]\d*$/.test(step)) return `${spec.name} step "${step}" must be a positive whole number`;
+      for (const value of range.split('-')) {
+        if (!/^\d+$/.test(value)) continue;
+        if (Number(value) < spec.min || Number(value) > spec.max) return `${spec.name} ${value} is out of range ${spec.min}–${spec.max}`;
+      }
+    }
+  }
+  return `node-cron cannot read it; ${example}`;
 }
 
 function badWindow(message: string): PrewarmError {
