@@ -10,6 +10,12 @@ const UNIT_MS: Record<string, number> = {
 };
 
 /**
+ * Longest duration accepted: 1000 years of 365 days. Anything longer is a typo, and added to a
+ * date it would leave the range of a JavaScript Date (±8.64e15 ms) and fail far from its cause.
+ */
+export const MAX_DURATION_MS = 1_000 * 365 * 86_400_000;
+
+/**
  * Parses a duration such as `24h`, `90m`, `1d`, `1h30m` or `500ms` into milliseconds.
  * Bare numbers are refused: a TTL of "24" is ambiguous, and a silent unit guess is how
  * sets end up fresh for 24 ms instead of 24 hours.
@@ -24,9 +30,17 @@ export function parseDuration(text: string): number {
     consumed += match[0].length;
   }
   if (trimmed.length === 0 || consumed !== trimmed.length || !Number.isFinite(total)) {
-    throw new PrewarmError('PREWARM_ERR_BAD_DURATION', `"${text}" is not a duration (examples: 24h, 90m, 1d, 500ms)`);
+    throw new PrewarmError('PREWARM_ERR_BAD_DURATION', `${quote(text)} is not a duration (examples: 24h, 90m, 1d, 500ms)`);
+  }
+  if (total > MAX_DURATION_MS) {
+    throw new PrewarmError('PREWARM_ERR_BAD_DURATION', `${quote(text)} is longer than 1000 years`);
   }
   return Math.round(total);
+}
+
+/** The input as a one-line JSON string, cut to 40 characters: messages stay one printable line. */
+function quote(text: string): string {
+  return JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}…` : text);
 }
 
 /** Formats milliseconds with the largest unit that divides them exactly (86400000 → "1d"). */

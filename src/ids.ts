@@ -62,7 +62,14 @@ export const userIdJsonSchema = {
 // Hours 00–23: `T24:00:00` (which Date.parse rolls over to the next day) is refused like 30 February.
 const ISO_UTC = /^\d{4}-\d{2}-\d{2}T(?:[01]\d|2[0-3]):\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$/;
 
-/** Strict ISO 8601 with an explicit zone; `2013-02-30T00:00:00Z` and `T24:00:00` are refused, not rolled over. */
+/** The instants parseTimestamp accepts: UTC years 0001–9999. */
+export const MIN_TIMESTAMP_MS = Date.parse('0001-01-01T00:00:00.000Z');
+export const MAX_TIMESTAMP_MS = Date.parse('9999-12-31T23:59:59.999Z');
+
+/**
+ * Strict ISO 8601 with an explicit zone, UTC years 0001–9999; `2013-02-30T00:00:00Z` and
+ * `T24:00:00` are refused, not rolled over.
+ */
 export function parseTimestamp(text: string): Date | undefined {
   if (!ISO_UTC.test(text)) return undefined;
   const ms = Date.parse(text);
@@ -70,5 +77,8 @@ export function parseTimestamp(text: string): Date | undefined {
   const [year, month, day] = text.slice(0, 10).split('-').map(Number) as [number, number, number];
   const check = new Date(Date.UTC(year, month - 1, day));
   if (check.getUTCMonth() !== month - 1 || check.getUTCDate() !== day) return undefined;
+  // An instant whose UTC year is 0000 or 10000 (`0001-01-01T00:00:00+01:00`) has no ISO form
+  // Postgres reads back (`toISOString` gives "0000-…" or "+010000-…").
+  if (ms < MIN_TIMESTAMP_MS || ms > MAX_TIMESTAMP_MS) return undefined;
   return new Date(ms);
 }
