@@ -1,6 +1,7 @@
 // `npm run bench`: every benchmark in scripts/bench, one after another, each reporting against a
 // baseline measured in the same run. Figures go to stdout and to reports/bench-*.json.
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { main as plan } from './plan.ts';
 import { main as precompute } from './precompute.ts';
 import { main as serve } from './serve.ts';
 
@@ -13,6 +14,15 @@ const benches: [string, () => Promise<void>][] = [
       process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
       mkdirSync('reports', { recursive: true });
       writeFileSync('reports/bench-precompute.json', JSON.stringify(result, null, 2));
+    },
+  ],
+  [
+    'planner (scripts/bench/plan.ts)',
+    async () => {
+      const result = await plan([]);
+      process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+      mkdirSync('reports', { recursive: true });
+      writeFileSync('reports/bench-plan.json', JSON.stringify(result, null, 2));
     },
   ],
 ];
