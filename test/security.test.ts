@@ -148,6 +148,21 @@ describe('processes with a password in DATABASE_URL', () => {
   });
 });
 
+describe('bad environment values', () => {
+  it.concurrent.each([
+    ['PORT', 'abc'],
+    ['PREWARM_ON_DEMAND_TTL', '99999999999999999999d'],
+    ['PREWARM_MAX_LIMIT', '1e1x'],
+    ['PREWARM_RECOMMENDER_TOKEN', 'two words'],
+  ])('%s=%j: one line naming it, exit 2', async (name, value) => {
+    const child = spawnPrewarm(['migrate'], { [name]: value });
+    expect(await child.exited).toBe(2);
+    const lines = child.stderr().trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(new RegExp(`^prewarm: PREWARM_ERR_CONFIG: invalid configuration: ${name}: `));
+  });
+});
+
 describe('tokens by role', () => {
   it('refuses an admin token that is also a service token', () => {
     const token = 'shared-token-0123456789abcdef';
