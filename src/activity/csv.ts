@@ -4,7 +4,7 @@ import { open } from 'node:fs/promises';
 import { pipeline, Transform, type Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { PrewarmError } from '../errors.ts';
-import { idProblem, parseTimestamp } from '../ids.ts';
+import { idProblem, MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS, parseTimestamp } from '../ids.ts';
 
 /** The two CSV formats (README, "CSV formats"): a header line, then one row per login or interaction. */
 export const CSV_COLUMNS = {
@@ -39,12 +39,10 @@ export interface CsvRowError {
  */
 export const MAX_LINE_BYTES = 64 * 1024;
 
-/**
- * The instants Postgres stores in a timestamptz and prewarm writes back as ISO text: the years
- * 0001–9999 in UTC. (`0000-01-01T00:00:00Z` parses in JavaScript, and a whole batch failed on it.)
- */
-export const MIN_TIMESTAMP_MS = Date.parse('0001-01-01T00:00:00.000Z');
-export const MAX_TIMESTAMP_MS = Date.parse('9999-12-31T23:59:59.999Z');
+// The instants Postgres stores in a timestamptz and prewarm writes back as ISO text: the years
+// 0001–9999 in UTC (`0000-01-01T00:00:00Z` parses in JavaScript, and a whole batch failed on it).
+// parseTimestamp refuses the others; the reader says why.
+export { MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS } from '../ids.ts';
 
 /** Largest and smallest positive 4-byte `real` (the weight column); anything else Postgres refuses. */
 const MAX_REAL = 3.4028234663852886e38;
@@ -422,9 +420,9 @@ function lastValueParser(): (text: string) => Date | undefined {
 }
 
 function timestampProblem(ts: string, at: Date | undefined): string | undefined {
-  if (!at) return `ts ${excerpt(ts)} is not an ISO 8601 timestamp with a zone (e.g. 2004-04-15T05:56:01Z)`;
-  const ms = at.getTime();
+  const ms = at ? at.getTime() : /^\d{4}-\d{2}-\d{2}T/.test(ts) ? Date.parse(ts) : Number.NaN;
   if (ms < MIN_TIMESTAMP_MS || ms > MAX_TIMESTAMP_MS) return `ts ${excerpt(ts)} is outside the years 0001–9999 (in UTC) that can be stored`;
+  if (!at) return `ts ${excerpt(ts)} is not an ISO 8601 timestamp with a zone (e.g. 2004-04-15T05:56:01Z)`;
   return undefined;
 }
 

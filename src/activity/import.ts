@@ -6,7 +6,7 @@ import type { Pool, PoolClient } from '../db/pool.ts';
 import { PrewarmError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { readCsvBatches, sanitize, type CsvBatch, type CsvKind, type CsvRow, type CsvRowError, type InteractionRow, type LoginRow } from './csv.ts';
-import { applyInsertedLogins } from './user-activity.ts';
+import { applyInsertedInteractions, applyInsertedLogins } from './user-activity.ts';
 
 export interface ImporterOptions {
   pool: Pool;
@@ -91,11 +91,6 @@ const SQL = {
   interactions: {
     createStaging: `CREATE TEMP TABLE ${STAGING} (user_id text NOT NULL, item_id text NOT NULL, at timestamptz NOT NULL, weight real NOT NULL) ON COMMIT DROP`,
     copy: `COPY ${STAGING} (user_id, item_id, at, weight) FROM STDIN (FORMAT csv)`,
-    // Sorted like the primary key so its index is filled in order; DO NOTHING also drops a row
-    // repeated within the batch (it conflicts with its first copy, inserted by this statement).
-    insert: `INSERT INTO interactions (user_id, item_id, at, weight)
-      SELECT user_id, item_id, at, weight FROM ${STAGING} ORDER BY user_id, at, item_id
-      ON CONFLICT DO NOTHING`,
   },
 } as const;
 
@@ -105,8 +100,9 @@ const COPY_CHUNK_CHARS = 64 * 1024;
 /**
  * Imports logins and interactions CSV files (the formats of README.md, "CSV formats"; plain or
  * gzip) with COPY. Malformed lines are reported and skipped; rows already present are skipped,
- * so importing a file again adds nothing. Logins also update user_activity, from the rows that
- * were actually new, in the same transaction.
+ * so importing a file again adds nothing. Logins and interactions also update user_activity
+ * (activity, and who is a known user), from the rows that were actually new, in the same
+ * transaction.
  */
 export function createImporter(options: ImporterOptions): Importer {
   const { pool, log } = options;
@@ -366,9 +362,9 @@ async function copyBisecting(
   }
 }
 
-async function insertInteractions(client: PoolClient): Promise<number> {
-  const result = await client.query(SQL.interactions.insert);
-  return result.rowCount ?? 0;
+/** Inserts the batch's new interactions and marks their users known (user-activity.ts). */
+function insertInteractions(client: PoolClient): Promise<number> {
+  return applyInsertedInteractions(client, { table: STAGING });
 }
 
 /**

@@ -44,7 +44,10 @@ export async function applyInsertedLogins(client: Queryable, source: LoginSource
   return { inserted: row?.inserted ?? 0, users: row?.users ?? 0 };
 }
 
-/** Records a batch of logins (the API's flush): same as applyInsertedLogins with rows. */
+/**
+ * Records a batch of logins (the API's flush): same as applyInsertedLogins with rows. These
+ * logins do not make a user known (see knownUsersBefore).
+ */
 export function recordLogins(client: Queryable, rows: readonly LoginInput[]): Promise<AppliedLogins> {
   return applyInsertedLogins(client, { rows });
 }
@@ -60,6 +63,11 @@ function applyInsertedLoginsSql(source: LoginSource): { text: string; values: un
     from = `${source.table} AS source`;
     values = [];
   }
+  // Who is known (migration 0010): imported logins make a user known from the first of them;
+  // logins from the API only carry over a first interaction imported before the first login.
+  // least() ignores NULLs. The interactions lookup is one primary-key range per new user.
+  const firstInteraction = '(SELECT min(i.at) FROM interactions i WHERE i.user_id = per_user.user_id)';
+  const knownSince = 'table' in source ? `least(per_user.first_login_at, ${firstInteraction})` : firstInteraction;
   // ON CONFLICT DO NOTHING also drops repeats within the source itself: the second copy
   // conflicts with the first, inserted by this same statement.
   const text = `
@@ -74,16 +82,77 @@ function applyInsertedLoginsSql(source: LoginSource): { text: string; values: un
       FROM inserted
       GROUP BY user_id
     ), upserted AS (
-      INSERT INTO user_activity AS ua (user_id, first_login_at, last_login_at, login_count, updated_at)
-      SELECT user_id, first_login_at, last_login_at, login_count, now() FROM per_user
+      INSERT INTO user_activity AS ua (user_id, first_login_at, last_login_at, login_count, known_since, updated_at)
+      SELECT user_id, first_login_at, last_login_at, login_count, ${knownSince}, now() FROM per_user
       ORDER BY user_id
       ON CONFLICT (user_id) DO UPDATE SET
         first_login_at = least(ua.first_login_at, excluded.first_login_at),
         last_login_at = greatest(ua.last_login_at, excluded.last_login_at),
         login_count = ua.login_count + excluded.login_count,
+        known_since = ${'table' in source ? 'least(ua.known_since, excluded.known_since)' : 'ua.known_since'},
         updated_at = now()
       RETURNING 1
     )
     SELECT (SELECT count(*) FROM inserted)::int AS inserted, (SELECT count(*) FROM upserted)::int AS users`;
   return { text, values };
+}
+
+/**
+ * The interactions import's part of user_activity: inserts the staging table's interactions
+ * that `interactions` does not hold yet, and makes their users known from the first of them
+ * (`known_since`, migration 0010) when they have a user_activity row; a user without one gets
+ * it from `interactions` when their first login is recorded. Returns the number inserted.
+ *
+ * Rows to update are locked in user_id order, as applyInsertedLogins does, so that an import
+ * and the API's flushes wait for each other instead of deadlocking. Only users not yet known
+ * from an earlier instant are touched: after the first import, next to nothing.
+ */
+export async function applyInsertedInteractions(client: Queryable, source: { table: string }): Promise<number> {
+  if (!SAFE_TABLE.test(source.table)) throw new Error(`unsafe staging table name ${JSON.stringify(source.table)}`);
+  const text = `
+    WITH inserted AS (
+      -- Sorted like the primary key so its index is filled in order; DO NOTHING also drops a row
+      -- repeated within the batch (it conflicts with its first copy, inserted by this statement).
+      INSERT INTO interactions (user_id, item_id, at, weight)
+      SELECT user_id, item_id, at, weight FROM ${source.table} ORDER BY user_id, at, item_id
+      ON CONFLICT DO NOTHING
+      RETURNING user_id, at
+    ), per_user AS (
+      SELECT user_id, min(at) AS first_at FROM inserted GROUP BY user_id
+    ), to_mark AS (
+      SELECT ua.user_id, p.first_at
+        FROM user_activity ua JOIN per_user p ON p.user_id = ua.user_id
+       WHERE ua.known_since IS NULL OR ua.known_since > p.first_at
+       ORDER BY ua.user_id
+         FOR UPDATE OF ua
+    ), marked AS (
+      UPDATE user_activity ua SET known_since = least(ua.known_since, m.first_at), updated_at = now()
+        FROM to_mark m WHERE ua.user_id = m.user_id
+      RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM inserted)::int AS inserted, (SELECT count(*) FROM marked)::int AS marked`;
+  const result = await client.query<{ inserted: number }>(text);
+  return result.rows[0]?.inserted ?? 0;
+}
+
+/**
+ * The rule of who is a planning candidate (README, "Known users"): users known before
+ * `before` — with an interaction, or an imported login, before it. Users seen only through
+ * requests to the API are not. A scorer applies it by adding `AND known_since < $before` to its
+ * user_activity query, or by filtering its candidates with onlyKnownUsers.
+ */
+export function knownUsersSql(before: Date): { text: string; values: unknown[] } {
+  return { text: 'SELECT user_id FROM user_activity WHERE known_since < $1', values: [before.toISOString()] };
+}
+
+/** The ids of the users known before `before` (see knownUsersSql). */
+export async function knownUsersBefore(client: Queryable, before: Date): Promise<Set<string>> {
+  const sql = knownUsersSql(before);
+  const result = await client.query<{ user_id: string }>(sql.text, sql.values);
+  return new Set(result.rows.map((row) => row.user_id));
+}
+
+/** Candidates (anything with a userId) restricted to the known users. */
+export function onlyKnownUsers<C extends { userId: string }>(candidates: readonly C[], known: ReadonlySet<string>): C[] {
+  return candidates.filter((candidate) => known.has(candidate.userId));
 }
