@@ -4,6 +4,8 @@ import { createApiMetrics, type ApiMetrics } from './api/metrics.ts';
 import { systemClock, type Clock } from './clock.ts';
 import type { Config } from './config.ts';
 import { createPool } from './db/pool.ts';
+import { createAdminQueues } from './dashboard/queues.ts';
+import { createDashboardPlugin } from './dashboard/plugin.ts';
 import { PrewarmError } from './errors.ts';
 import { runShutdownSteps } from './lifecycle.ts';
 import type { Logger } from './log.ts';
@@ -36,6 +38,7 @@ export async function startServer(config: Readonly<Config>, log: Logger, clock: 
   let app: FastifyInstance | undefined;
   let serving: ServingStack<ApiMetrics> | undefined;
   let recommender: Recommender | undefined;
+  let adminQueues: ReturnType<typeof createAdminQueues> | undefined;
 
   let closing: Promise<void> | undefined;
   const close = () =>
@@ -44,6 +47,7 @@ export async function startServer(config: Readonly<Config>, log: Logger, clock: 
         ['stop HTTP intake', () => app?.close()],
         ['finish on-demand computations, then flush logins and serves', () => serving?.close()],
         ['close recommender', () => recommender?.close()],
+        ['close the queue view', () => adminQueues?.close()],
         ['close Redis', () => closeRedis(redis)],
         ['close Postgres pool', () => pool.end()],
       ],
@@ -88,6 +92,9 @@ export async function startServer(config: Readonly<Config>, log: Logger, clock: 
         },
       },
     });
+    // Operators' dashboard and queue view (src/dashboard/), behind PREWARM_ADMIN_TOKEN.
+    if (config.adminToken) adminQueues = createAdminQueues({ redisUrl: config.redisUrl, prefix: config.queuePrefix, log });
+    await app.register(createDashboardPlugin({ pool, clock, log, adminToken: config.adminToken, queues: adminQueues?.queues }));
     const url = await listen(app, config);
     log.info({ url }, 'prewarm API listening');
     return { app, url, close };
