@@ -12,6 +12,7 @@ import { registerServe } from './commands/serve.ts';
 import { registerReport } from './commands/report.ts';
 import { registerWindows } from './commands/windows.ts';
 import { registerPlan } from './commands/plan.ts';
+import { registerRuns } from './commands/runs.ts';
 import { registerScheduler } from './commands/scheduler.ts';
 import { registerWorker } from './commands/worker.ts';
 import { registerGenerate } from './commands/generate.ts';
@@ -29,6 +30,7 @@ const COMMANDS: RegisterCommand[] = [
   registerReport,
   registerWindows,
   registerPlan,
+  registerRuns,
   registerScheduler,
   registerWorker,
   registerReplay,

@@ -6,7 +6,9 @@ import { formatPolicy, POLICY_SYNTAX } from '../../planner/policy.ts';
 import { nextOccurrence } from '../../planner/cron.ts';
 import { createRunStore, type BatchRun } from '../../planner/runs.ts';
 import { createWindowStore, describeWindow, MAX_CHUNK_SIZE, MAX_HOLDOUT_RATE, MAX_PRIORITY, type Window, type WindowSettings } from '../../planner/windows.ts';
+import { createDashboardFigures, type RunFigures } from '../../dashboard/figures.ts';
 import { action, createCliContext, openPool } from '../runtime.ts';
+import { coverageText, wasteText } from './runs.ts';
 
 interface SetFlags {
   cron?: string;
@@ -52,9 +54,10 @@ function summary(window: Window): string {
   );
 }
 
-function lastRun(run: BatchRun | undefined): string {
+function lastRun(run: BatchRun | undefined, figures: RunFigures | undefined): string {
   if (!run) return 'no run yet';
-  return `last run #${run.id} for ${run.scheduledFor.toISOString()}: ${run.status}, ${run.precomputed}/${run.selected + run.holdout} precomputed` + (run.failed > 0 ? `, ${run.failed} failed` : '');
+  const outcome = figures ? `, waste ${wasteText(figures)}, coverage ${coverageText(figures)}` : '';
+  return `last run #${run.id} for ${run.scheduledFor.toISOString()}: ${run.status}, ${run.precomputed}/${run.selected + run.holdout} precomputed` + (run.failed > 0 ? `, ${run.failed} failed` : '') + outcome;
 }
 
 export function registerWindows(program: Command): void {
@@ -70,18 +73,26 @@ export function registerWindows(program: Command): void {
         const pool = openPool(context, 'prewarm-windows');
         try {
           const store = createWindowStore({ pool, clock: systemClock });
-          const [all, latest] = await Promise.all([store.list(), createRunStore({ pool }).latestPerWindow()]);
+          const [all, latest, outcomes] = await Promise.all([
+            store.list(),
+            createRunStore({ pool }).latestPerWindow(),
+            createDashboardFigures({ pool, clock: systemClock }).windows(1),
+          ]);
+          // The last run's waste and coverage, from the views (null until known).
+          const lastFigures = new Map(outcomes.map((w) => [w.name, w.lastRuns[0]]));
           if (flags.json) {
             const rows = all.map((window) => ({
               ...describeWindow(window),
               nextOccurrence: window.enabled ? (nextOccurrence(window.cron, window.timezone, systemClock.now())?.toISOString() ?? null) : null,
               lastRun: latest.get(window.name) ?? null,
+              lastWaste: lastFigures.get(window.name)?.wasteRate ?? null,
+              lastCoverage: lastFigures.get(window.name)?.coverage ?? null,
             }));
             process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
             return;
           }
           if (all.length === 0) process.stdout.write('no windows (create one with prewarm windows set NAME --cron EXPR)\n');
-          for (const window of all) process.stdout.write(`${summary(window)}; ${lastRun(latest.get(window.name))}\n`);
+          for (const window of all) process.stdout.write(`${summary(window)}; ${lastRun(latest.get(window.name), lastFigures.get(window.name))}\n`);
         } finally {
           await pool.end();
         }

@@ -1,0 +1,77 @@
+// `prewarm runs list|show` and `prewarm windows list` as an operator runs them (child processes),
+// over the known history of test/dashboard-history.ts.
+import { execFile } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { seedHistory, type SeededHistory } from './dashboard-history.ts';
+import { TEST_DATABASE_URL, createTestDb, type TestDb } from './helpers.ts';
+
+describe('prewarm runs', () => {
+  let db: TestDb;
+  let history: SeededHistory;
+
+  function prewarm(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    const env = { ...process.env, DATABASE_URL: TEST_DATABASE_URL, PREWARM_DB_SCHEMA: db.schema, PREWARM_LOG_LEVEL: 'silent' };
+    return new Promise((resolve) => {
+      execFile('node', ['src/cli/bin.mjs', ...args], { env }, (error, stdout, stderr) => {
+        resolve({ code: error ? Number((error as NodeJS.ErrnoException & { code?: number }).code ?? 1) : 0, stdout, stderr });
+      });
+    });
+  }
+
+  beforeAll(async () => {
+    db = await createTestDb();
+    history = await seedHistory(db.pool);
+  });
+  afterAll(async () => db?.drop());
+
+  it('lists runs newest first with counts, waste and coverage', async () => {
+    const { code, stdout, stderr } = await prewarm(['runs', 'list', '--window', 'nightly']);
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    const lines = stdout.trim().split('\n');
+    expect(lines).toHaveLength(3);
+    const [newest] = [...history.runIds].reverse();
+    expect(lines[0]).toMatch(new RegExp(`^#${newest} +nightly +${history.days[2]} 00:00 UTC +completed +4/5 precomputed, 1 failed +waste 25\\.0% +coverage 75\\.0%$`));
+    expect(lines[2]).toContain(`${history.days[0]} 00:00 UTC`);
+  });
+
+  it('lists runs as JSON', async () => {
+    const { code, stdout } = await prewarm(['runs', 'list', '--json', '--limit', '2']);
+    expect(code).toBe(0);
+    const runs = JSON.parse(stdout);
+    expect(runs).toHaveLength(2);
+    expect(runs[0]).toMatchObject({ window: 'nightly', status: 'completed', candidates: 10, selected: 5, precomputed: 4, failed: 1, sets: 4, setsWasted: 1, wasteRate: 0.25, coverage: 0.75, windowEnded: true });
+  });
+
+  it('shows one run: status, counts, durations, failures, waste and coverage', async () => {
+    const id = history.runIds[2];
+    const { code, stdout } = await prewarm(['runs', 'show', String(id)]);
+    expect(code).toBe(0);
+    expect(stdout).toContain(`#${id} of window nightly, occurrence ${history.days[2]} 00:00 UTC`);
+    expect(stdout).toMatch(/status +completed/);
+    expect(stdout).toMatch(/users +10 scored, 5 selected, 0 holdout; 4 precomputed, 1 failed/);
+    expect(stdout).toMatch(/chunks +2 of 2 done/);
+    expect(stdout).toMatch(/planning +20 s/);
+    expect(stdout).toMatch(/finished +.*, 6 min 00 s after the occurrence/);
+    expect(stdout).toMatch(/waste +25\.0% \(1 wasted of 4 ended, 4 policy sets; expected 30\.0%\)/);
+    expect(stdout).toMatch(/coverage +75\.0% \(3 of 4 known users who logged in\); expected 80\.0%/);
+    expect(stdout).toMatch(/failure +chunk 1: 1 of 1 users failed: recommender timed out/);
+  });
+
+  it('refuses an unknown or malformed run id', async () => {
+    const unknown = await prewarm(['runs', 'show', '999999']);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toBe('prewarm: no run #999999\n');
+    const malformed = await prewarm(['runs', 'show', 'abc']);
+    expect(malformed.code).toBe(2);
+    expect(malformed.stderr).toContain('run id must be a positive whole number');
+  });
+
+  it('windows list shows the last run with its waste and coverage', async () => {
+    const { code, stdout } = await prewarm(['windows', 'list']);
+    expect(code).toBe(0);
+    expect(stdout).toContain(`last run #${history.runIds[2]} for ${history.days[2]}T00:00:00.000Z: completed, 4/5 precomputed, 1 failed, waste 25.0%, coverage 75.0%`);
+    const json = JSON.parse((await prewarm(['windows', 'list', '--json'])).stdout);
+    expect(json[0]).toMatchObject({ name: 'nightly', lastWaste: 0.25, lastCoverage: 0.75 });
+  });
+});
