@@ -383,18 +383,22 @@ describe('prewarm import (CLI)', () => {
     expect(stderrLines[1]).toBe(`${INTERACTIONS_BROKEN}:4: user_id is empty`);
     expect(await count(db, 'logins')).toBe(7);
     expect(await count(db, 'interactions')).toBe(3);
-    // The loaded tables were vacuumed and analyzed (the visibility map is what index-only reads need).
-    const visible = await db.pool.query<{ relname: string; all_visible: boolean; analyzed: boolean }>(
-      // logins is partitioned (migration 0008): its rows, pages and statistics are its partitions'.
-      `SELECT t.relname, bool_and(c.relallvisible = c.relpages) AS all_visible, bool_and(c.reltuples >= 0) AS analyzed
+    // The loaded tables were vacuumed and analyzed (the visibility map is what index-only reads
+    // need). Asked of the statistics, not of the visibility map itself: how much a VACUUM can mark
+    // visible depends on the oldest snapshot of any session on the server, such as the other test
+    // files running beside this one.
+    const maintained = await db.pool.query<{ relname: string; vacuumed: boolean; analyzed: boolean }>(
+      // logins is partitioned (migration 0008): its partitions are what VACUUM and ANALYZE visit.
+      `SELECT t.relname, bool_and(s.last_vacuum IS NOT NULL) AS vacuumed, bool_and(s.last_analyze IS NOT NULL) AS analyzed
          FROM pg_class t
          CROSS JOIN LATERAL (SELECT t.oid AS relid UNION SELECT relid FROM pg_partition_tree(t.oid)) p
          JOIN pg_class c ON c.oid = p.relid AND c.relkind = 'r'
+         JOIN pg_stat_user_tables s ON s.relid = c.oid
         WHERE t.relnamespace = $1::regnamespace AND t.relname IN ('logins', 'user_activity', 'interactions')
         GROUP BY t.relname ORDER BY t.relname`,
       [db.schema],
     );
-    expect(visible.rows).toEqual(['interactions', 'logins', 'user_activity'].map((relname) => ({ relname, all_visible: true, analyzed: true })));
+    expect(maintained.rows).toEqual(['interactions', 'logins', 'user_activity'].map((relname) => ({ relname, vacuumed: true, analyzed: true })));
 
     const again = await cli(['--logins', LOGINS_GOOD, '--json'], db.schema);
     expect(again.code).toBe(0);

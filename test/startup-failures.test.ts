@@ -13,18 +13,17 @@ interface Outcome {
   /** The lines of stderr that are the CLI's own messages (not log lines). */
   messages: string[];
   message: string | undefined;
-  elapsedMs: number;
 }
 
 async function start(command: string, env: Record<string, string>): Promise<Outcome> {
-  const started = Date.now();
   const child = spawnPrewarm([command], { PREWARM_API_TOKENS: TOKEN, PREWARM_LOG_LEVEL: 'error', ...env });
-  const timer = setTimeout(() => child.child.kill('SIGKILL'), 20_000);
+  // A process that lingers instead of exiting is killed, which shows as a signal, not an exit code.
+  const timer = setTimeout(() => child.child.kill('SIGKILL'), 30_000);
   const code = await child.exited;
   clearTimeout(timer);
   const lines = child.stderr().trim().split('\n');
   const messages = lines.filter((line) => line.startsWith('prewarm'));
-  return { code, messages, message: messages[0], elapsedMs: Date.now() - started };
+  return { code, messages, message: messages[0] };
 }
 
 // Each case is a process of its own that mostly waits: run them side by side.
@@ -44,10 +43,9 @@ describe.concurrent('start-up failures: one line, non-zero exit', () => {
     await new Promise<void>((resolve) => blocker.listen(port, '127.0.0.1', resolve));
     try {
       const outcome = await start('serve', { ...base, PORT: String(port) });
-      expect(outcome.code).not.toBe(0);
+      expect(typeof outcome.code === 'number' && outcome.code !== 0, `exit ${outcome.code}`).toBe(true);
       expect(outcome.messages).toHaveLength(1);
       expect(outcome.message).toMatch(new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port} .*the port is in use`));
-      expect(outcome.elapsedMs).toBeLessThan(10_000);
     } finally {
       blocker.close();
     }
@@ -57,7 +55,7 @@ describe.concurrent('start-up failures: one line, non-zero exit', () => {
     it('Postgres unreachable', async ({ expect }) => {
       const port = await freePort();
       const outcome = await start(command, { ...base, DATABASE_URL: `postgres://prewarm:s3cret-pw@127.0.0.1:${port}/test`, PORT: String(await freePort()) });
-      expect(outcome.code).not.toBe(0);
+      expect(typeof outcome.code === 'number' && outcome.code !== 0, `exit ${outcome.code}`).toBe(true);
       expect(outcome.messages).toHaveLength(1);
       expect(outcome.message).toMatch(/PREWARM_ERR_SERVICE_UNAVAILABLE: cannot use Postgres at .*ECONNREFUSED/);
       // The connection string's password never reaches the output.
@@ -67,14 +65,14 @@ describe.concurrent('start-up failures: one line, non-zero exit', () => {
     it('Redis unreachable', async ({ expect }) => {
       const port = await freePort();
       const outcome = await start(command, { ...base, REDIS_URL: `redis://127.0.0.1:${port}`, PORT: String(await freePort()) });
-      expect(outcome.code).not.toBe(0);
+      expect(typeof outcome.code === 'number' && outcome.code !== 0, `exit ${outcome.code}`).toBe(true);
       expect(outcome.messages).toHaveLength(1);
       expect(outcome.message).toMatch(/PREWARM_ERR_SERVICE_UNAVAILABLE: cannot reach Redis at redis:\/\/127\.0\.0\.1:\d+.*ECONNREFUSED/);
     });
 
     it('migrations missing', async ({ expect }) => {
       const outcome = await start(command, { ...base, PREWARM_DB_SCHEMA: 'never_migrated_schema', PORT: String(await freePort()) });
-      expect(outcome.code).not.toBe(0);
+      expect(typeof outcome.code === 'number' && outcome.code !== 0, `exit ${outcome.code}`).toBe(true);
       expect(outcome.messages).toHaveLength(1);
       expect(outcome.message).toMatch(/PREWARM_ERR_MIGRATION: .*schema never_migrated_schema.* run `prewarm migrate` first/);
     });
