@@ -7,7 +7,7 @@ import { loadConfig, redactUrl, type Config } from '../src/config.ts';
 import { createPool } from '../src/db/pool.ts';
 import { toError } from '../src/errors.ts';
 import { closeOnSignal, runShutdownSteps } from '../src/lifecycle.ts';
-import { createLogger, type Logger } from '../src/log.ts';
+import { configSecrets, createLogger, type Logger } from '../src/log.ts';
 import { closeRedis, createQueueRedis } from '../src/redis.ts';
 import { createCronDriver, type CronDriver } from '../src/planner/cron-driver.ts';
 import { createPlanner } from '../src/planner/planner.ts';
@@ -97,7 +97,7 @@ export async function startSchedulerProcess(options: SchedulerProcessOptions): P
 /** Runs the scheduler until SIGTERM or SIGINT; forced exit after PREWARM_SHUTDOWN_TIMEOUT_MS. */
 export async function runScheduler(overrides: Partial<SchedulerProcessOptions> = {}): Promise<void> {
   const config = overrides.config ?? loadConfig();
-  const log = overrides.log ?? createLogger({ level: config.logLevel, name: 'prewarm-scheduler' });
+  const log = overrides.log ?? createLogger({ level: config.logLevel, name: 'prewarm-scheduler', secrets: configSecrets(config) });
   const running = await startSchedulerProcess({ ...overrides, config, log });
   await closeOnSignal({ close: running.close, log, timeoutMs: config.shutdownTimeoutMs, name: 'scheduler' });
 }

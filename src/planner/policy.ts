@@ -17,11 +17,13 @@ export type Policy =
 
 export const POLICY_SYNTAX = 'threshold:P | budget:N | coverage:F | waste:F | cost:RATIO | recent:K | all | none';
 
+const DECIMAL = /^(?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?$/i;
+
 export function parsePolicy(text: string): Policy {
   const trimmed = text.trim();
   const [name, arg, ...rest] = trimmed.split(':');
   const fail = (why: string): never => {
-    throw new PrewarmError('PREWARM_ERR_BAD_POLICY', `policy "${text}" ${why}; expected ${POLICY_SYNTAX}`);
+    throw new PrewarmError('PREWARM_ERR_BAD_POLICY', `policy ${JSON.stringify(text.slice(0, 60))} ${why}; expected ${POLICY_SYNTAX}`);
   };
   if (rest.length > 0) fail('has too many parts');
   if (name === 'all' || name === 'none') {
@@ -29,8 +31,10 @@ export function parsePolicy(text: string): Policy {
     return { kind: name };
   }
   if (arg === undefined || arg.trim() === '') return fail('needs an argument');
+  // A plain decimal number: Number() alone would also take " 0.5", "0x10", "0b1" and "Infinity".
+  if (!DECIMAL.test(arg)) fail(`has a non-numeric argument ${JSON.stringify(arg.slice(0, 40))}`);
   const value = Number(arg);
-  if (!Number.isFinite(value)) fail(`has a non-numeric argument "${arg}"`);
+  if (!Number.isFinite(value)) fail(`has an argument out of range ${JSON.stringify(arg.slice(0, 40))}`);
   const fraction = () => (value >= 0 && value <= 1 ? value : fail('needs a fraction between 0 and 1'));
   const count = () => (Number.isInteger(value) && value >= 0 ? value : fail('needs a whole number ≥ 0'));
   switch (name) {

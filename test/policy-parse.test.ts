@@ -1,0 +1,23 @@
+import { describe, expect, it } from 'vitest';
+import { formatPolicy, parsePolicy } from '../src/planner/policy.ts';
+
+describe('parsePolicy takes plain decimal arguments only', () => {
+  it.each(['budget:0x10', 'budget:0b1', 'threshold: 0.5', 'coverage:Infinity', 'coverage:-0.5', 'budget:+5', 'budget:1_000'])('refuses %j', (text) => {
+    expect(() => parsePolicy(text)).toThrow(expect.objectContaining({ code: 'PREWARM_ERR_BAD_POLICY' }));
+  });
+
+  it.each([
+    ['budget:10', { kind: 'budget', n: 10 }],
+    ['threshold:.5', { kind: 'threshold', p: 0.5 }],
+    ['threshold:1e-7', { kind: 'threshold', p: 1e-7 }],
+    ['coverage:0.8', { kind: 'coverage', target: 0.8 }],
+    ['budget:1e3', { kind: 'budget', n: 1000 }],
+  ])('accepts %j', (text, policy) => {
+    expect(parsePolicy(text)).toEqual(policy);
+    expect(parsePolicy(formatPolicy(parsePolicy(text)))).toEqual(policy);
+  });
+
+  it('names the policy in one line, escaped and cut short', () => {
+    expect(() => parsePolicy(`budget:\n${'9'.repeat(200)}`)).toThrow(/^policy "budget:\\n9{50}/);
+  });
+});
