@@ -68,6 +68,7 @@ const envSchema = z.object({
   PREWARM_SHUTDOWN_TIMEOUT_MS: positiveInt.default(15_000),
   PREWARM_PROPENSITY_WINDOW: duration.default(86_400_000),
   PREWARM_PROPENSITY_RETRAIN_EVERY: duration.default(86_400_000),
+  PREWARM_RETENTION: duration.default(90 * 86_400_000),
   PREWARM_SWEEP_INTERVAL: duration.default(60_000),
   PREWARM_PLAN_PREDICTION_SAMPLE: z.coerce.number().int().min(0).default(100_000),
 });
@@ -110,6 +111,8 @@ const configSchema = envSchema.transform((e) => ({
   propensityWindowMs: e.PREWARM_PROPENSITY_WINDOW,
   /** The scheduler retrains the propensity model when the newest is older than this. */
   propensityRetrainEveryMs: e.PREWARM_PROPENSITY_RETRAIN_EVERY,
+  /** Partitions of logins, serves, predictions, recommendations wholly older than this are dropped. */
+  retentionMs: e.PREWARM_RETENTION,
   /** How often the scheduler sweeps running runs for chunks whose jobs were lost (Redis restarted empty) or failed. */
   sweepIntervalMs: e.PREWARM_SWEEP_INTERVAL,
   /** Predictions rows a run keeps for unselected, non-holdout users (a weighted uniform sample). */
