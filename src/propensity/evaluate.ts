@@ -7,9 +7,10 @@ import { readLoginLog, type LoginLog, type LoginLogStats } from './login-log.ts'
 import { averagePrecision, coverageAtWaste, pointAtCoverage, rocAuc, thresholdCurve, wasteAtCoverage } from './metrics.ts';
 import { fitPropensityModel, modelProbability, TrainingSetBuilder, type ModelMetrics, type PropensityModel } from './model.ts';
 import { S, STATE_SIZE, type StateGrid } from './state.ts';
+import { chooseTrainingUsers, DEFAULT_MAX_TRAINING_ROWS, type TrainingPeriod } from './training-sample.ts';
 import { floorToGrid, walkWindows } from './walk.ts';
 
-/** The baseline rules every evaluation prints beside the model (DESIGN.md, protocol step 5). */
+/** The baseline rules every evaluation prints beside the model (docs/design.md, the offline protocol). */
 export const RECENT_RULES = [1, 3, 7, 28] as const;
 export const DEFAULT_EVALUATE_POLICY: Policy = { kind: 'coverage', target: 0.8 };
 
@@ -28,11 +29,14 @@ export interface EvaluateOptions {
   calibrationWindows?: number;
   /** Half-life of the training rows' weight by age. Default 28 days. */
   ageHalfLifeMs?: number;
-  /** Training rows are sampled down to about this many. Default 2 000 000. */
+  /**
+   * The model is trained on the users with the smallest hash of user_id whose training rows fit
+   * in this many (every user when they all fit; see training-sample.ts). Default 2 000 000.
+   */
   maxTrainingRows?: number;
 }
 
-export const DEFAULT_MAX_TRAINING_ROWS = 2_000_000;
+export { DEFAULT_MAX_TRAINING_ROWS };
 
 /** One line of the evaluation: a policy's totals over the test period. */
 export interface PolicyResult {
@@ -110,11 +114,6 @@ export function knownUsersAt(log: LoginLog, ms: number): number {
   return known;
 }
 
-/** Share of training rows to keep so that about `maxRows` remain. */
-export function trainingSampleRate(log: LoginLog, period: { fromMs: number; toMs: number }, windowMs: number, maxRows: number): number {
-  const rows = knownUsersAt(log, period.toMs) * Math.round((period.toMs - period.fromMs) / windowMs);
-  return rows > maxRows ? maxRows / rows : 1;
-}
 
 /** A policy's totals over the test period. */
 export interface PolicyTally {
@@ -138,8 +137,12 @@ export function logExtent(log: LoginLog, grid: StateGrid): { fromMs: number; toM
  * The training period for a model used from `endMs` on: the `trainWindows` windows before it,
  * cut to the log's start (the first window with a known user is the second of the log).
  */
-export function trainingPeriod(log: LoginLog, grid: StateGrid, endMs: number, trainWindows: number, flag = '--test-from'): { fromMs: number; toMs: number } {
-  const extent = logExtent(log, grid);
+export function trainingPeriod(log: LoginLog, grid: StateGrid, endMs: number, trainWindows: number, flag = '--test-from'): TrainingPeriod {
+  return trainingPeriodWithin(logExtent(log, grid), grid, endMs, trainWindows, flag);
+}
+
+/** `trainingPeriod` for a log known only by its extent on the grid (a table read in a sample). */
+export function trainingPeriodWithin(extent: { fromMs: number; toMs: number }, grid: StateGrid, endMs: number, trainWindows: number, flag = '--test-from'): TrainingPeriod {
   const earliest = extent.fromMs + grid.windowMs;
   const fromMs = Math.max(earliest, endMs - trainWindows * grid.windowMs);
   if (endMs - fromMs < 2 * grid.windowMs) {
@@ -172,7 +175,7 @@ export interface ProtocolResult {
 }
 
 /**
- * The offline protocol of DESIGN.md over an in-memory log, in one pass: states are advanced
+ * The offline protocol of docs/design.md over an in-memory log, in one pass: states are advanced
  * window by window; the model is fitted on the windows before testFrom (features at each window
  * start, label = active in the window) when the walk reaches testFrom, then every test window is
  * scored at its start from the states (logins before it only), each policy selects through
@@ -206,7 +209,9 @@ export function runOfflineProtocol(log: LoginLog, options: ProtocolOptions, poli
   let testWindows = 0;
 
   const set = new TrainingSetBuilder();
-  if (training) set.sampleRate = trainingSampleRate(log, training, W, options.maxTrainingRows ?? DEFAULT_MAX_TRAINING_ROWS);
+  // Training rows of a sample of users (all of them when they fit), as train-propensity samples.
+  const sample = training ? chooseTrainingUsers(log, grid, training, options.maxTrainingRows ?? DEFAULT_MAX_TRAINING_ROWS) : undefined;
+  if (sample) set.reserve(sample.stats.sampledRows);
   let model: PropensityModel | undefined;
   let metrics: ModelMetrics | undefined;
   let rows: Float64Array = new Float64Array(FEATURE_COUNT);
@@ -223,6 +228,7 @@ export function runOfflineProtocol(log: LoginLog, options: ProtocolOptions, poli
       if (!inTraining(startMs) && !inTest) return;
       if (inTest && needsModel && model === undefined) {
         ({ model, metrics } = fitPropensityModel(set, { windowMs: W, calibrationWindows: options.calibrationWindows, ageHalfLifeMs: options.ageHalfLifeMs }));
+        if (sample) metrics.sample = sample.stats;
       }
       if (inTraining(startMs) || needsModel) ({ rows } = featureRowsAt(states, knownCount, startMs, grid, rows));
       if (!inTest) return;
@@ -256,7 +262,7 @@ export function runOfflineProtocol(log: LoginLog, options: ProtocolOptions, poli
     },
     windowEnd: ({ startMs, knownCount, activeKnown, activeStamp, index }) => {
       if (inTraining(startMs)) {
-        set.append(rows, knownCount, trainingOrdinal++, (u) => activeStamp[u] === index);
+        set.append(rows, knownCount, trainingOrdinal++, (u) => activeStamp[u] === index, sample?.keep);
         return;
       }
       if (startMs < testFromMs) return;
@@ -325,7 +331,7 @@ export function oracleResult(run: Pick<ProtocolResult, 'knownUserWindows' | 'act
   };
 }
 
-/** DESIGN.md's offline evaluation: the model's policy beside every baseline. */
+/** docs/design.md's offline evaluation: the model's policy beside every baseline. */
 export function evaluateLog(log: LoginLog, options: EvaluateOptions): EvaluationReport {
   const policy = options.policy ?? DEFAULT_EVALUATE_POLICY;
   const rules = [{ name: 'model', policy }, ...baselinePolicies()];

@@ -166,6 +166,129 @@ export function populationContext(states: Float64Array, userCount: number, start
   return { startMs, grid, populationLag1: rate(0), populationLagDay: rate(1), populationLagWeek: rate(2), cohorts };
 }
 
+/** Windows before a window start that any population or cohort feature looks at. */
+export const POPULATION_LOOKBACK_WINDOWS = LAG_LIMIT;
+
+interface CohortCounts {
+  /** Members whose first login is before the tally's first window. */
+  before: number;
+  /** Members by the window of their first login (index: window − fromWindow). */
+  joined: Int32Array;
+  /** Members with a login in each window. */
+  active: Int32Array;
+  /** joinedBefore[k]: members whose first login is before window fromWindow + k. */
+  joinedBefore?: Float64Array;
+}
+
+/**
+ * The population's activity as counts by window and cohort: enough to rebuild, exactly, the
+ * `WindowContext` that `populationContext` reads from every user's state, without holding those
+ * states. Training on a sample of users reads its population and cohort features from here, so
+ * they are those of the whole population, as the planner's scorer computes them.
+ *
+ * Feed every user once (`addUser`) and each window with a login of theirs once (`addActive`),
+ * then read `contextAt` for window starts in [fromWindow + POPULATION_LOOKBACK_WINDOWS, toWindow].
+ */
+export class PopulationCounts {
+  readonly grid: StateGrid;
+  readonly fromWindow: number;
+  readonly toWindow: number;
+  #before = 0;
+  #joined: Int32Array;
+  #activeKnown: Int32Array;
+  #cohorts = new Map<number, CohortCounts>();
+  #joinedBefore: Float64Array | undefined;
+
+  /** Counts windows fromWindow … toWindow − 1 (grid indexes). */
+  constructor(grid: StateGrid, fromWindow: number, toWindow: number) {
+    this.grid = grid;
+    this.fromWindow = fromWindow;
+    this.toWindow = toWindow;
+    this.#joined = new Int32Array(Math.max(0, toWindow - fromWindow));
+    this.#activeKnown = new Int32Array(this.#joined.length);
+  }
+
+  #cohort(firstMs: number): CohortCounts {
+    const key = cohortOf(firstMs);
+    let counts = this.#cohorts.get(key);
+    if (!counts) this.#cohorts.set(key, (counts = { before: 0, joined: new Int32Array(this.#joined.length), active: new Int32Array(this.#joined.length) }));
+    return counts;
+  }
+
+  /** A user whose first login is at `firstMs`. */
+  addUser(firstMs: number): void {
+    const k = windowIndex(firstMs, this.grid) - this.fromWindow;
+    if (k >= this.#joined.length) return;
+    const cohort = this.#cohort(firstMs);
+    if (k < 0) {
+      this.#before++;
+      cohort.before++;
+    } else {
+      this.#joined[k] = (this.#joined[k] as number) + 1;
+      cohort.joined[k] = (cohort.joined[k] as number) + 1;
+    }
+    this.#joinedBefore = undefined;
+    cohort.joinedBefore = undefined;
+  }
+
+  /** The user whose first login is at `firstMs` logged in during window `window` (once per window). */
+  addActive(firstMs: number, window: number): void {
+    const k = window - this.fromWindow;
+    if (k < 0 || k >= this.#joined.length) return;
+    const cohort = this.#cohort(firstMs);
+    cohort.active[k] = (cohort.active[k] as number) + 1;
+    if (windowIndex(firstMs, this.grid) < window) this.#activeKnown[k] = (this.#activeKnown[k] as number) + 1;
+  }
+
+  /** One user's logins, ascending: `addUser` and `addActive` for each of their windows. */
+  addLogins(times: Float64Array, count: number): void {
+    if (count === 0) return;
+    const firstMs = times[0] as number;
+    this.addUser(firstMs);
+    let previous = Number.NaN;
+    for (let i = 0; i < count; i++) {
+      const window = windowIndex(times[i] as number, this.grid);
+      if (window !== previous) this.addActive(firstMs, window);
+      previous = window;
+    }
+  }
+
+  /** The context `populationContext` would compute at `startMs` from every user's state. */
+  contextAt(startMs: number): WindowContext {
+    const grid = this.grid;
+    const current = windowIndex(startMs, grid);
+    const k = current - this.fromWindow;
+    if (k < POPULATION_LOOKBACK_WINDOWS || k > this.#joined.length) {
+      throw new RangeError(`population counts cover windows ${this.fromWindow}…${this.toWindow - 1}: no context for window ${current}`);
+    }
+    const joinedBefore = (this.#joinedBefore ??= prefixSums(this.#joined, this.#before));
+    const lags = populationLags(grid.windowMs);
+    // Users known at window t − L (first login before its start) and active in it.
+    const rate = (lag: number) => {
+      const known = joinedBefore[k - lag] as number;
+      return known > 0 ? (this.#activeKnown[k - lag] as number) / known : Number.NaN;
+    };
+    const week = weekWindows(grid.windowMs);
+    const cohorts = new Map<number, Float64Array>();
+    for (const [key, counts] of this.#cohorts) {
+      const members = (counts.joinedBefore ??= prefixSums(counts.joined, counts.before))[k] as number;
+      if (members === 0) continue;
+      let activeWindows = 0;
+      for (let lag = 1; lag <= week; lag++) activeWindows += counts.active[k - lag] as number;
+      cohorts.set(key, Float64Array.of(members, counts.active[k - lags.lag1] as number, counts.active[k - lags.week] as number, activeWindows / week));
+    }
+    return { startMs, grid, populationLag1: rate(lags.lag1), populationLagDay: rate(lags.day), populationLagWeek: rate(lags.week), cohorts };
+  }
+}
+
+/** sums[k] = base + Σ values[0 … k−1]. */
+function prefixSums(values: Int32Array, base: number): Float64Array {
+  const sums = new Float64Array(values.length + 1);
+  sums[0] = base;
+  for (let i = 0; i < values.length; i++) sums[i + 1] = (sums[i] as number) + (values[i] as number);
+  return sums;
+}
+
 function logit(p: number): number {
   // Without history (the first windows of a log) the population rate is unknown: a neutral 5%.
   const q = Number.isFinite(p) ? Math.min(Math.max(p, 1e-4), 1 - 1e-4) : 0.05;
@@ -193,20 +316,20 @@ export function featuresAt(states: Float64Array, base: number, context: WindowCo
   for (let lag = 1; lag <= 7; lag++) out[o + F.lag_1 + lag - 1] = lagActive(states, base, recency, lag);
   out[o + F.lag_day_1] = lagActive(states, base, recency, lagOf(DAY_MS, windowMs));
   for (let w = 1; w <= 4; w++) out[o + F.lag_week_1 + w - 1] = lagActive(states, base, recency, lagOf(w * 7 * DAY_MS, windowMs));
-  const shares = [3, 7, 14, 28, 63];
-  for (let i = 0; i < shares.length; i++) {
-    const n = shares[i] as number;
+  for (let i = 0; i < ACTIVE_SHARE_WINDOWS.length; i++) {
+    const n = ACTIVE_SHARE_WINDOWS[i] as number;
     out[o + F.active_share_3 + i] = activeWindowsBefore(states, base, current, n) / n;
   }
 
   const dt = Math.max(0, startMs - last);
-  const rates: number[] = [];
+  // Scratch (no allocation per row: training reads millions of rows).
+  const rates = DECAYED_RATES;
   for (let h = 0; h < DECAY_HALF_LIVES_MS.length; h++) {
     const halfLife = DECAY_HALF_LIVES_MS[h] as number;
     const value = (states[base + S.DECAY + h] as number) * Math.pow(2, -dt / halfLife);
     out[o + F.decayed_1d + h] = Math.log1p(value);
     // A steady rate of r logins a day keeps the counter near r·halfLife/ln 2.
-    rates.push((value * Math.LN2 * DAY_MS) / halfLife);
+    rates[h] = (value * Math.LN2 * DAY_MS) / halfLife;
   }
   out[o + F.trend_7d_28d] = Math.log(((rates[2] as number) + 0.01) / ((rates[3] as number) + 0.01));
   out[o + F.trend_1d_7d] = Math.log(((rates[0] as number) + 0.01) / ((rates[2] as number) + 0.01));
@@ -252,10 +375,9 @@ export function featuresAt(states: Float64Array, base: number, context: WindowCo
   const cohort = context.cohorts.get(cohortOf(states[base + S.FIRST] as number));
   // Shrunk towards one half-active pseudo-member, so that a cohort of one is not 0% or 100%.
   const members = cohort ? (cohort[0] as number) : 0;
-  const share = (k: number) => logit(((cohort ? (cohort[k] as number) : 0) + 0.5) / (members + 1));
-  out[o + F.cohort_lag_1] = share(1);
-  out[o + F.cohort_lag_week] = share(2);
-  out[o + F.cohort_share_week] = share(3);
+  out[o + F.cohort_lag_1] = cohortShare(cohort, members, 1);
+  out[o + F.cohort_lag_week] = cohortShare(cohort, members, 2);
+  out[o + F.cohort_share_week] = cohortShare(cohort, members, 3);
   out[o + F.cohort_size_log] = Math.log1p(members);
 
   for (let d = 1; d <= 6; d++) out[o + F.weekday_mon + d - 1] = weekday === d ? 1 : 0;
@@ -263,6 +385,14 @@ export function featuresAt(states: Float64Array, base: number, context: WindowCo
   out[o + F.hour_sin] = windowMs >= DAY_MS ? 0 : Math.sin((2 * Math.PI * middleHour) / 24);
   out[o + F.hour_cos] = windowMs >= DAY_MS ? 0 : Math.cos((2 * Math.PI * middleHour) / 24);
 }
+
+/** Logit of a cohort total (1: active 1 window before, 2: 1 week before, 3: share of the last week) over its members. */
+function cohortShare(cohort: Float64Array | undefined, members: number, k: number): number {
+  return logit(((cohort ? (cohort[k] as number) : 0) + 0.5) / (members + 1));
+}
+
+const ACTIVE_SHARE_WINDOWS = [3, 7, 14, 28, 63] as const;
+const DECAYED_RATES = new Float64Array(DECAY_HALF_LIVES_MS.length);
 
 function lagActive(states: Float64Array, base: number, recency: number, lag: number): number {
   if (lag < 1 || lag < recency) return 0;
@@ -272,6 +402,8 @@ function lagActive(states: Float64Array, base: number, recency: number, lag: num
 /**
  * Features of every known user (0 … knownCount−1) at `startMs`, row-major into `out`
  * (grown when too small); returns the rows and the window context they were computed with.
+ * The population and cohort features come from `population` when given (the whole population's
+ * context, when `states` hold only a sample of it), else from `states`.
  */
 export function featureRowsAt(
   states: Float64Array,
@@ -279,8 +411,9 @@ export function featureRowsAt(
   startMs: number,
   grid: StateGrid,
   out?: Float64Array,
+  population?: WindowContext,
 ): { rows: Float64Array; context: WindowContext } {
-  const context = populationContext(states, knownCount, startMs, grid);
+  const context = population ?? populationContext(states, knownCount, startMs, grid);
   const rows = out && out.length >= knownCount * FEATURE_COUNT ? out : new Float64Array(Math.max(1, knownCount) * FEATURE_COUNT);
   for (let u = 0; u < knownCount; u++) featuresAt(states, u * STATE_SIZE, context, rows, u * FEATURE_COUNT);
   return { rows, context };

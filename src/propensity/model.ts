@@ -1,7 +1,8 @@
 import { averagePrecision, rocAuc, thresholdCurve } from './metrics.ts';
 import { applyCalibration, expectedCalibrationError, fitPlatt, reliabilityTable, type PlattCalibration, type ReliabilityBin } from './calibration.ts';
 import { FEATURE_COUNT, FEATURE_NAMES } from './features.ts';
-import { fitLogistic, logisticLogit, meanLogLoss, type LogisticModel } from './logistic.ts';
+import { fitLogistic, logisticLogit, type LogisticModel } from './logistic.ts';
+import type { TrainingSampleStats } from './training-sample.ts';
 
 /** A trained propensity model as stored (JSON) and scored. */
 export interface PropensityModel {
@@ -36,6 +37,8 @@ export interface ModelMetrics {
   calibrationEce: number;
   /** Reliability of the calibrated probabilities on the calibration slice, by decile. */
   reliability: ReliabilityBin[];
+  /** The users and rows trained on, of how many (set by the trainer; see training-sample.ts). */
+  sample?: TrainingSampleStats;
 }
 
 /** Rows of features with their label and the ordinal of their window, grown as windows come. */
@@ -47,16 +50,13 @@ export class TrainingSetBuilder {
   readonly d = FEATURE_COUNT;
 
   /**
-   * Keeps each row with this probability (a deterministic hash of user and window), to bound
-   * the memory and time of training on large populations. Default 1.
+   * Appends `count` rows from `rows` (row-major Float64), labels from `label(i)`; with `keep`,
+   * only the rows i with keep[i] = 1 (the sampled users, see training-sample.ts).
    */
-  sampleRate = 1;
-
-  /** Appends `count` rows from `rows` (row-major Float64), labels from `label(i)`. */
-  append(rows: Float64Array, count: number, windowOrdinal: number, label: (i: number) => boolean): void {
-    this.#reserve(this.n + count);
+  append(rows: Float64Array, count: number, windowOrdinal: number, label: (i: number) => boolean, keep?: Uint8Array): void {
     const d = this.d;
-    if (this.sampleRate >= 1) {
+    if (!keep) {
+      this.reserve(this.n + count);
       this.x.set(rows.subarray(0, count * d), this.n * d);
       for (let i = 0; i < count; i++) {
         this.y[this.n + i] = label(i) ? 1 : 0;
@@ -65,9 +65,9 @@ export class TrainingSetBuilder {
       this.n += count;
       return;
     }
-    const limit = this.sampleRate * 4_294_967_296;
     for (let i = 0; i < count; i++) {
-      if (rowHash(i, windowOrdinal) >= limit) continue;
+      if (keep[i] !== 1) continue;
+      this.reserve(this.n + 1);
       this.x.set(rows.subarray(i * d, (i + 1) * d), this.n * d);
       this.y[this.n] = label(i) ? 1 : 0;
       this.window[this.n] = windowOrdinal;
@@ -75,7 +75,8 @@ export class TrainingSetBuilder {
     }
   }
 
-  #reserve(rows: number): void {
+  /** Makes room for `rows` rows in all (a caller that knows the final count avoids regrowing). */
+  reserve(rows: number): void {
     if (rows <= this.y.length) return;
     const capacity = Math.max(rows, this.y.length * 2);
     const x = new Float32Array(capacity * this.d);
@@ -182,7 +183,8 @@ export function fitPropensityModel(set: TrainingSetBuilder, options: FitModelOpt
     fitIterations: info.iterations,
     fitConverged: info.converged,
     ageHalfLifeMs: halfLife,
-    fitLogLoss: fitRows > 0 ? meanLogLoss(logistic, x, y, fitRows, d, sampleWeights) : Number.NaN,
+    // fitLogistic's own figure: the same weighted mean, without another pass over the rows.
+    fitLogLoss: fitRows > 0 ? info.logLoss : Number.NaN,
     calibrationRows,
     calibrationWindows,
     calibrationBaseRate: calibrationRows > 0 ? positives / calibrationRows : Number.NaN,
@@ -194,17 +196,6 @@ export function fitPropensityModel(set: TrainingSetBuilder, options: FitModelOpt
     reliability,
   };
   return { model, metrics };
-}
-
-/** A well-mixed 32-bit hash of (user, window), for reproducible row sampling. */
-function rowHash(user: number, window: number): number {
-  let h = Math.imul(user ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(window + 0x632be5ab, 0xc2b2ae35);
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x7feb352d);
-  h ^= h >>> 15;
-  h = Math.imul(h, 0x846ca68b);
-  h ^= h >>> 16;
-  return h >>> 0;
 }
 
 function hasBothClasses(labels: Uint8Array): boolean {

@@ -5,6 +5,7 @@ import type { Pool, Queryable, Sql } from '../db/pool.ts';
 import { withTransaction } from '../db/pool.ts';
 import type { Logger } from '../log.ts';
 import { LoginLogBuilder, type LoginLog } from './login-log.ts';
+import { sampleLoginStream, type TrainingPeriod, type TrainingSample } from './training-sample.ts';
 import { hasLogins, observeLogin, resetState, S, stateFromBytes, STATE_SIZE, stateToBytes, type StateGrid } from './state.ts';
 
 /**
@@ -128,7 +129,54 @@ export const stateSql = {
   copyAllLogins(): string {
     return `COPY (SELECT user_id, (extract(epoch FROM at) * 1000)::float8 FROM logins ORDER BY at, user_id) TO STDOUT`;
   },
+  /** First and latest login before an instant (two ends of the `at` index). */
+  loginExtent(beforeMs: number): Sql {
+    return {
+      text: `SELECT (extract(epoch FROM min(at)) * 1000)::float8 AS first_ms, (extract(epoch FROM max(at)) * 1000)::float8 AS last_ms
+               FROM logins WHERE at < to_timestamp($1::float8 / 1000)`,
+      values: [beforeMs],
+    };
+  },
+  /**
+   * Every login before an instant, by user then time, as binary COPY (user_id, at): the order of
+   * the primary key, so Postgres streams it from the index without sorting, and the reader sees
+   * each user's logins together. COPY takes no parameters: the instant is inlined from a Date.
+   */
+  copyLoginsByUser(beforeMs: number): string {
+    const before = new Date(beforeMs).toISOString();
+    return `COPY (SELECT user_id, at FROM logins WHERE at < '${before}'::timestamptz ORDER BY user_id, at) TO STDOUT (FORMAT binary)`;
+  },
 };
+
+/** First and latest login (epoch ms) of the `logins` table before `beforeMs`; undefined when none. */
+export async function readLoginExtentFromDb(db: Queryable, options: { beforeMs: number }): Promise<{ firstMs: number; lastMs: number } | undefined> {
+  const sql = stateSql.loginExtent(options.beforeMs);
+  const result = await db.query<{ first_ms: number | null; last_ms: number | null }>(sql.text, sql.values);
+  const row = result.rows[0];
+  if (!row || row.first_ms === null || row.last_ms === null) return undefined;
+  return { firstMs: Math.round(toMs(row.first_ms)), lastMs: Math.round(toMs(row.last_ms)) };
+}
+
+/**
+ * The training sample of the `logins` table for a training period (training-sample.ts): one
+ * binary COPY of the logins before the period's end, by user, from which everybody's activity is
+ * counted and only the sampled users' logins are kept. Memory is bounded by the sample, not by
+ * the table.
+ */
+export async function readTrainingSampleFromDb(pool: Pool, options: { grid: StateGrid; period: TrainingPeriod; maxRows: number }): Promise<TrainingSample> {
+  const client = await pool.connect();
+  let failed: Error | undefined;
+  try {
+    const stream = client.query(copyTo(stateSql.copyLoginsByUser(options.period.toMs)));
+    return await sampleLoginStream(stream, options.grid, options.period, options.maxRows);
+  } catch (error) {
+    // A COPY abandoned half-way leaves the connection mid-protocol: do not return it to the pool.
+    failed = error instanceof Error ? error : new Error(String(error));
+    throw error;
+  } finally {
+    client.release(failed);
+  }
+}
 
 /**
  * Streams the whole `logins` table, in time order, into an in-memory log (COPY: one round trip,

@@ -2,13 +2,14 @@ import type { Clock } from '../clock.ts';
 import type { Pool } from '../db/pool.ts';
 import { PrewarmError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { defaultTrainWindows, DEFAULT_MAX_TRAINING_ROWS, logExtent, trainingPeriod, trainingSampleRate } from './evaluate.ts';
+import { defaultTrainWindows, logExtent, trainingPeriod, trainingPeriodWithin } from './evaluate.ts';
 import { FEATURE_COUNT, featureRowsAt } from './features.ts';
 import { readLoginLog, type LoginLog } from './login-log.ts';
 import { fitPropensityModel, TrainingSetBuilder, type ModelMetrics, type PropensityModel } from './model.ts';
 import { latestModelVersion, newModelVersion, saveModel, type StoredPropensityModel } from './model-store.ts';
 import type { StateGrid } from './state.ts';
-import { rebuildGrid, readLoginLogFromDb, stateSql } from './state-store.ts';
+import { rebuildGrid, readLoginExtentFromDb, readTrainingSampleFromDb, stateSql } from './state-store.ts';
+import { DEFAULT_MAX_TRAINING_ROWS, sampleLoginLog, type TrainingPeriod, type TrainingSample } from './training-sample.ts';
 import { floorToGrid, walkWindows } from './walk.ts';
 
 export interface TrainOnLogOptions {
@@ -24,7 +25,11 @@ export interface TrainOnLogOptions {
   calibrationWindows?: number;
   /** Half-life of the rows' weight by age. Default 28 days. */
   ageHalfLifeMs?: number;
-  /** Training rows are sampled down to about this many. Default 2 000 000. */
+  /**
+   * Training keeps the users with the smallest hash of user_id whose rows (known user × window)
+   * fit in this many, every row of each (every user when they all fit; see training-sample.ts).
+   * Default 2 000 000.
+   */
   maxTrainingRows?: number;
 }
 
@@ -47,13 +52,23 @@ export function trainOnLog(log: LoginLog, options: TrainOnLogOptions): TrainedMo
     throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `the end of the training period ${new Date(trainToMs).toISOString()} is not on the window grid`);
   }
   const period = trainingPeriod(log, grid, trainToMs, options.trainWindows ?? defaultTrainWindows(options.windowMs), 'the end of the training period');
+  return trainOnSample(sampleLoginLog(log, grid, period, options.maxTrainingRows ?? DEFAULT_MAX_TRAINING_ROWS), grid, period, options);
+}
+
+/**
+ * Fits on the sample's users: their states walked window by window over the period, features at
+ * each window start (population and cohort features from the whole population's counts when
+ * users were left out), label = a login in the window.
+ */
+function trainOnSample(sample: TrainingSample, grid: StateGrid, period: TrainingPeriod, options: TrainOnLogOptions): TrainedModel {
   const set = new TrainingSetBuilder();
-  set.sampleRate = trainingSampleRate(log, period, options.windowMs, options.maxTrainingRows ?? DEFAULT_MAX_TRAINING_ROWS);
+  set.reserve(sample.stats.sampledRows);
+  const { population } = sample;
   let rows: Float64Array = new Float64Array(FEATURE_COUNT);
   let ordinal = 0;
-  walkWindows(log, grid, period.fromMs, period.toMs, {
+  walkWindows(sample.log, grid, period.fromMs, period.toMs, {
     windowStart: ({ startMs, knownCount, states }) => {
-      ({ rows } = featureRowsAt(states, knownCount, startMs, grid, rows));
+      ({ rows } = featureRowsAt(states, knownCount, startMs, grid, rows, population?.contextAt(startMs)));
     },
     windowEnd: ({ knownCount, activeStamp, index }) => {
       set.append(rows, knownCount, ordinal++, (u) => activeStamp[u] === index);
@@ -62,7 +77,7 @@ export function trainOnLog(log: LoginLog, options: TrainOnLogOptions): TrainedMo
   if (set.n === 0 || !set.y.subarray(0, set.n).includes(1)) {
     throw new PrewarmError(
       'PREWARM_ERR_NO_MODEL',
-      `no login of a known user in the training period ${new Date(period.fromMs).toISOString()} → ${new Date(period.toMs).toISOString()}: nothing to learn from`,
+      `no login of a known user in the training period ${new Date(period.fromMs).toISOString()} → ${new Date(period.toMs).toISOString()}${sample.population ? ` among the ${sample.stats.sampledUsers} sampled users` : ''}: nothing to learn from`,
     );
   }
   const { model, metrics } = fitPropensityModel(set, {
@@ -70,6 +85,7 @@ export function trainOnLog(log: LoginLog, options: TrainOnLogOptions): TrainedMo
     calibrationWindows: options.calibrationWindows,
     ageHalfLifeMs: options.ageHalfLifeMs,
   });
+  metrics.sample = sample.stats;
   return { model, metrics, trainFromMs: period.fromMs, trainToMs: period.toMs };
 }
 
@@ -90,20 +106,27 @@ export async function trainPropensity(options: TrainPropensityOptions): Promise<
   const { pool, log, clock, windowMs } = options;
   const now = clock.now();
   const grid: StateGrid = { windowMs, phaseMs: 0 };
-  let loginLog: LoginLog;
-  let trainToMs: number;
+  const trainWindows = options.trainWindows ?? defaultTrainWindows(windowMs);
+  const maxRows = options.maxTrainingRows ?? DEFAULT_MAX_TRAINING_ROWS;
+  const started = Date.now();
+  let sample: TrainingSample;
+  let period: TrainingPeriod;
   if (options.loginsFile) {
-    ({ log: loginLog } = await readLoginLog(options.loginsFile));
-    trainToMs = logExtent(loginLog, grid).toMs;
+    const { log: loginLog } = await readLoginLog(options.loginsFile);
+    period = trainingPeriod(loginLog, grid, logExtent(loginLog, grid).toMs, trainWindows, 'the end of the training period');
+    sample = sampleLoginLog(loginLog, grid, period, maxRows);
   } else {
     // Complete windows only: the current one has not finished collecting its logins. When the
     // table ends long before now (an imported history), training ends with its last window.
-    loginLog = await readLoginLogFromDb(pool, { beforeMs: floorToGrid(now.getTime(), grid) });
-    if (loginLog.at.length === 0) throw new PrewarmError('PREWARM_ERR_NO_MODEL', 'the logins table has no login before the current window: import logins first (prewarm import --logins FILE)');
-    trainToMs = Math.min(floorToGrid(now.getTime(), grid), logExtent(loginLog, grid).toMs);
+    const currentMs = floorToGrid(now.getTime(), grid);
+    const extent = await readLoginExtentFromDb(pool, { beforeMs: currentMs });
+    if (!extent) throw new PrewarmError('PREWARM_ERR_NO_MODEL', 'the logins table has no login before the current window: import logins first (prewarm import --logins FILE)');
+    const onGrid = { fromMs: floorToGrid(extent.firstMs, grid), toMs: floorToGrid(extent.lastMs, grid) + windowMs };
+    period = trainingPeriodWithin(onGrid, grid, Math.min(currentMs, onGrid.toMs), trainWindows, 'the end of the training period');
+    sample = await readTrainingSampleFromDb(pool, { grid, period, maxRows });
   }
-  const started = Date.now();
-  const trained = trainOnLog(loginLog, { ...options, trainToMs });
+  const readMs = Date.now() - started;
+  const trained = trainOnSample(sample, grid, period, options);
   const stored: StoredPropensityModel = {
     version: newModelVersion(now),
     trainedAt: now,
@@ -113,7 +136,7 @@ export async function trainPropensity(options: TrainPropensityOptions): Promise<
     metrics: trained.metrics,
   };
   await saveModel(pool, stored);
-  log.info({ version: stored.version, ms: Date.now() - started, rows: trained.metrics.fitRows }, 'propensity model trained');
+  log.info({ version: stored.version, ms: Date.now() - started, readMs, rows: trained.metrics.fitRows, sample: sample.stats }, 'propensity model trained');
   if (!options.loginsFile) {
     const grids = await pool.query<{ window_ms: number; phase_ms: number }>(stateSql.grids().text);
     for (const row of grids.rows) {

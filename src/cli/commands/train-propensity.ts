@@ -10,6 +10,7 @@ interface TrainFlags {
   logins?: string;
   window: string;
   trainWindows?: string;
+  maxTrainingRows?: string;
   json?: boolean;
 }
 
@@ -20,15 +21,20 @@ export function registerTrainPropensity(program: Command): void {
     .option('--logins <file>', 'train on this logins CSV instead of the logins table')
     .option('--window <length>', 'window length the model predicts a login in: 1d, 6h or 1h', '1d')
     .option('--train-windows <n>', 'windows to train and calibrate on, ending at the current window (default: 26 weeks of windows)')
-    .option('--json', 'print one JSON object: version, training period and metrics')
+    .option(
+      '--max-training-rows <n>',
+      'train on the users (smallest hash of user_id first) whose rows, one per known user and window, fit in this many; every user when they all fit (default: 2000000)',
+    )
+    .option('--json', 'print one JSON object: version, training period and metrics (metrics.sample: users and rows sampled)')
     .action(
       action(async (flags: TrainFlags) => {
         const windowMs = parseWindowFlag(flags.window);
         const trainWindows = parseCountFlag(flags.trainWindows, '--train-windows', 2);
+        const maxTrainingRows = parseCountFlag(flags.maxTrainingRows, '--max-training-rows', 1);
         const context = createCliContext();
         const pool = openPool(context, 'prewarm-train-propensity');
         try {
-          const stored = await trainPropensity({ pool, log: context.log, clock: systemClock, windowMs, trainWindows, loginsFile: flags.logins });
+          const stored = await trainPropensity({ pool, log: context.log, clock: systemClock, windowMs, trainWindows, maxTrainingRows, loginsFile: flags.logins });
           if (flags.json) {
             process.stdout.write(
               `${JSON.stringify({
@@ -42,10 +48,14 @@ export function registerTrainPropensity(program: Command): void {
             return;
           }
           const m = stored.metrics;
+          const sample = m.sample;
           process.stdout.write(
             [
               `propensity model ${stored.version}`,
               `window ${formatDuration(windowMs)}, trained ${stored.trainFrom.toISOString().slice(0, 10)} → ${stored.trainTo.toISOString().slice(0, 10)}: ${count(m.fitRows)} rows over ${m.fitWindows} windows (base rate ${(100 * m.fitBaseRate).toFixed(1)}%)`,
+              ...(sample && sample.sampledUsers < sample.users
+                ? [`sampled ${count(sample.sampledUsers)} of ${count(sample.users)} users (${count(sample.sampledRows)} of ${count(sample.rows)} rows, ${count(sample.sampledLogins)} of ${count(sample.logins)} logins held)`]
+                : []),
               `held out (last ${m.calibrationWindows} windows, ${count(m.calibrationRows)} rows): average precision ${m.calibrationAveragePrecision.toFixed(4)}, ROC AUC ${m.calibrationRocAuc.toFixed(4)}, log loss ${m.calibrationLogLoss.toFixed(4)}, Brier ${m.calibrationBrier.toFixed(4)}, ECE ${m.calibrationEce.toFixed(4)}`,
               'Reliability by decile (held-out windows):',
               reliabilityLines(m.reliability),
