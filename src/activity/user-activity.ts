@@ -4,6 +4,12 @@ import type { Queryable } from '../db/pool.ts';
 export interface LoginInput {
   userId: string;
   at: Date;
+  /**
+   * Whether this login makes its user known (a planning candidate; README, "Known users").
+   * Default true. The API passes false for a login it answered `unknown_user`: any id can be
+   * asked for, and one the recommender cannot personalise for is not worth precomputing.
+   */
+  vouched?: boolean;
 }
 
 /**
@@ -45,8 +51,8 @@ export async function applyInsertedLogins(client: Queryable, source: LoginSource
 }
 
 /**
- * Records a batch of logins (the API's flush): same as applyInsertedLogins with rows. These
- * logins do not make a user known (see knownUsersBefore).
+ * Records a batch of logins (the API's flush): same as applyInsertedLogins with rows. A login
+ * makes its user known unless it says `vouched: false` (see knownUsersBefore).
  */
 export function recordLogins(client: Queryable, rows: readonly LoginInput[]): Promise<AppliedLogins> {
   return applyInsertedLogins(client, { rows });
@@ -56,31 +62,37 @@ function applyInsertedLoginsSql(source: LoginSource): { text: string; values: un
   let from: string;
   let values: unknown[];
   if ('rows' in source) {
-    from = 'unnest($1::text[], $2::timestamptz[]) AS source (user_id, at)';
-    values = [source.rows.map((row) => row.userId), source.rows.map((row) => row.at.toISOString())];
+    // A (user, at) given twice is one login, vouched for if either copy is.
+    from = `(SELECT user_id, at, bool_or(vouched) AS vouched
+               FROM unnest($1::text[], $2::timestamptz[], $3::bool[]) AS rows (user_id, at, vouched)
+              GROUP BY user_id, at) AS source`;
+    values = [source.rows.map((row) => row.userId), source.rows.map((row) => row.at.toISOString()), source.rows.map((row) => row.vouched ?? true)];
   } else {
     if (!SAFE_TABLE.test(source.table)) throw new Error(`unsafe staging table name ${JSON.stringify(source.table)}`);
-    from = `${source.table} AS source`;
+    from = `(SELECT user_id, at, true AS vouched FROM ${source.table}) AS source`;
     values = [];
   }
-  // Who is known (migration 0010): imported logins make a user known from the first of them;
-  // logins from the API only carry over a first interaction imported before the first login.
-  // least() ignores NULLs. The interactions lookup is one primary-key range per new user.
+  // Who is known (migration 0010): from the first vouched login (every imported login, an API
+  // login not answered unknown_user) or the first interaction, whichever is earlier. least()
+  // ignores NULLs. The interactions lookup is one primary-key range per new user.
   const firstInteraction = '(SELECT min(i.at) FROM interactions i WHERE i.user_id = per_user.user_id)';
-  const knownSince = 'table' in source ? `least(per_user.first_login_at, ${firstInteraction})` : firstInteraction;
+  const knownSince = `least(per_user.first_vouched_at, ${firstInteraction})`;
   // ON CONFLICT DO NOTHING also drops repeats within the source itself: the second copy
   // conflicts with the first, inserted by this same statement.
   const text = `
-    WITH inserted AS (
+    WITH source AS (
+      SELECT user_id, at, vouched FROM ${from}
+    ), inserted AS (
       INSERT INTO logins (user_id, at)
-      SELECT source.user_id, source.at FROM ${from}
+      SELECT source.user_id, source.at FROM source
       ORDER BY source.user_id, source.at
       ON CONFLICT DO NOTHING
       RETURNING user_id, at
     ), per_user AS (
-      SELECT user_id, min(at) AS first_login_at, max(at) AS last_login_at, count(*) AS login_count
-      FROM inserted
-      GROUP BY user_id
+      SELECT i.user_id, min(i.at) AS first_login_at, max(i.at) AS last_login_at, count(*) AS login_count,
+             min(i.at) FILTER (WHERE s.vouched) AS first_vouched_at
+      FROM inserted i JOIN source s ON s.user_id = i.user_id AND s.at = i.at
+      GROUP BY i.user_id
     ), upserted AS (
       INSERT INTO user_activity AS ua (user_id, first_login_at, last_login_at, login_count, known_since, updated_at)
       SELECT user_id, first_login_at, last_login_at, login_count, ${knownSince}, now() FROM per_user
@@ -89,7 +101,7 @@ function applyInsertedLoginsSql(source: LoginSource): { text: string; values: un
         first_login_at = least(ua.first_login_at, excluded.first_login_at),
         last_login_at = greatest(ua.last_login_at, excluded.last_login_at),
         login_count = ua.login_count + excluded.login_count,
-        known_since = ${'table' in source ? 'least(ua.known_since, excluded.known_since)' : 'ua.known_since'},
+        known_since = least(ua.known_since, excluded.known_since),
         updated_at = now()
       RETURNING 1
     )
@@ -137,8 +149,8 @@ export async function applyInsertedInteractions(client: Queryable, source: { tab
 
 /**
  * The rule of who is a planning candidate (README, "Known users"): users known before
- * `before` — with an interaction, or an imported login, before it. Users seen only through
- * requests to the API are not. A scorer applies it by adding `AND known_since < $before` to its
+ * `before` — with an interaction, or a vouched login, before it. Ids only ever answered
+ * `unknown_user` by the API are not. A scorer applies it by adding `AND known_since < $before` to its
  * user_activity query, or by filtering its candidates with onlyKnownUsers.
  */
 export function knownUsersSql(before: Date): { text: string; values: unknown[] } {

@@ -99,7 +99,11 @@ export async function createModelScorer(options: ModelScorerOptions): Promise<Mo
         bytes = new Uint8Array(states.buffer);
       }
     };
-    const query = `SELECT user_id, state FROM propensity_state WHERE grid = ${sqlLiteral(gridKey(grid))} AND ${shardFilter('user_id', shard)}`;
+    // Known users only (known_since, migration 0010; README, "Known users").
+    const query = `SELECT user_id, state FROM propensity_state
+                    WHERE grid = ${sqlLiteral(gridKey(grid))} AND ${shardFilter('user_id', shard)}
+                      AND EXISTS (SELECT 1 FROM user_activity a
+                                   WHERE a.user_id = propensity_state.user_id AND a.known_since < ${sqlLiteral(new Date(startMs).toISOString())}::timestamptz)`;
     const rewound = async (table: { userIds: string[]; states: Float64Array }) => {
       await rewindStates(pool, table, grid, startMs);
       return table;

@@ -29,15 +29,17 @@ export const scoringSql = {
   },
 };
 
+// Only users known before the instant are candidates (known_since, migration 0010; README,
+// "Known users"): an id only ever answered unknown_user is recorded, never precomputed for.
 function activityBeforeText(before: string): string {
   return `SELECT user_id, first_login_at, last_login_at, login_count
             FROM user_activity
-           WHERE last_login_at < ${before}
+           WHERE last_login_at < ${before} AND known_since < ${before}
           UNION ALL
           SELECT l.user_id, min(l.at), max(l.at), count(*)
             FROM user_activity a
             JOIN logins l ON l.user_id = a.user_id AND l.at < ${before}
-           WHERE a.first_login_at < ${before} AND a.last_login_at >= ${before}
+           WHERE a.first_login_at < ${before} AND a.last_login_at >= ${before} AND a.known_since < ${before}
            GROUP BY l.user_id`;
 }
 

@@ -199,7 +199,7 @@ export async function replayPolicy(data: ReplayData, name: string, policy: Polic
           loginIndex++;
         }
         clock.set((slice[0] as LoginEvent).at);
-        await Promise.all(slice.map((login) => service.getRecommendations(login.userId, itemsPerUser, { at: login.at })));
+        await Promise.all(slice.map((login) => service.getRecommendations(login.userId, itemsPerUser, { at: login.at, fromLog: true })));
       }
       options.onProgress?.({
         policy: name,

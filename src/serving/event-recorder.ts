@@ -19,6 +19,8 @@ export interface ServeEvent {
 export interface LoginEvent {
   userId: string;
   at: Date;
+  /** False when the login was answered `unknown_user`: it does not make its user known. */
+  vouched?: boolean;
 }
 
 /** Inserts logins and keeps per-user activity in step (src/activity/user-activity.ts). */

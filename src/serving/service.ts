@@ -58,6 +58,12 @@ export interface LoginTiming {
    * the recorded latency. Default: when `getRecommendations` is called.
    */
   receivedAt?: number;
+  /**
+   * True when the login comes from a log of real logins (a replay), which vouches for the user
+   * as an imported login does. Default false: an API request vouches only when it is not
+   * answered `unknown_user` (README, "Known users").
+   */
+  fromLog?: boolean;
 }
 
 export interface RecommendationServiceDeps {
@@ -316,7 +322,8 @@ export function createRecommendationService(deps: RecommendationServiceDeps): Re
       const at = options?.at ?? clock.now();
       const { result, setId } = await answer(userId, at, limitN, receivedAt);
       const latencyMs = performance.now() - receivedAt;
-      recorder.addLogin({ userId, at });
+      // An id the recommender knows nothing about is recorded, but does not become a candidate.
+      recorder.addLogin({ userId, at, vouched: options?.fromLog === true || result.reason !== 'unknown_user' });
       recorder.addServe({
         id: randomUUID(),
         userId,
