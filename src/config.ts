@@ -41,6 +41,7 @@ const envSchema = z.object({
   REDIS_URL: url(['redis:', 'rediss:']).default('redis://127.0.0.1:6379'),
   PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
   PREWARM_HOST: z.string().min(1).default('127.0.0.1'),
+  PREWARM_METRICS_PORT: z.coerce.number().int().min(0).max(65_535).optional(),
   PREWARM_API_TOKENS: tokenList.default([]),
   PREWARM_ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters long').optional(),
   PREWARM_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -83,6 +84,8 @@ const configSchema = envSchema.transform((e) => ({
   cacheRedisUrl: e.PREWARM_CACHE_REDIS_URL ?? e.REDIS_URL,
   port: e.PORT,
   host: e.PREWARM_HOST,
+  /** Port of the worker's and the scheduler's `/metrics` server (on `host`); unset: none. */
+  metricsPort: e.PREWARM_METRICS_PORT,
   apiTokens: Object.freeze([...e.PREWARM_API_TOKENS]) as readonly string[],
   adminToken: e.PREWARM_ADMIN_TOKEN,
   logLevel: e.PREWARM_LOG_LEVEL,

@@ -23,8 +23,8 @@ describe('/metrics', () => {
   beforeAll(async () => {
     // Default metrics on, as `prewarm serve` has them; a stub service, since only the exposition matters.
     const metrics = createApiMetrics({ pendingEvents: () => 7 });
-    metrics.observeServe('precomputed', 2, undefined);
-    metrics.observeServe('on_demand', 40, undefined);
+    metrics.observeServe('precomputed', 2, undefined, { stalenessMs: 1_800_000, coalesced: false });
+    metrics.observeServe('on_demand', 40, undefined, { stalenessMs: 0, coalesced: true });
     metrics.observeServe('fallback', 150, 'latency_budget');
     metrics.refusedForFullBuffer.inc();
     const service = {
@@ -75,6 +75,8 @@ describe('/metrics', () => {
       prewarm_on_demand_in_flight: 'gauge',
       prewarm_pending_events: 'gauge',
       prewarm_event_buffer_refusals_total: 'counter',
+      prewarm_on_demand_coalesced_total: 'counter',
+      prewarm_served_set_age_seconds: 'histogram',
     });
     for (const [name, type] of Object.entries(types)) {
       if (name.endsWith('_total')) expect(type, name).toBe('counter');
@@ -86,5 +88,9 @@ describe('/metrics', () => {
     expect(body).toContain('prewarm_on_demand_in_flight 5');
     expect(body).toContain('prewarm_pending_events 7');
     expect(body).toContain('prewarm_event_buffer_refusals_total 1');
+    expect(body).toContain('prewarm_on_demand_coalesced_total 1');
+    expect(body).toContain('prewarm_served_set_age_seconds_bucket{le="900",source="precomputed"} 0');
+    expect(body).toContain('prewarm_served_set_age_seconds_bucket{le="1800",source="precomputed"} 1');
+    expect(body).toContain('prewarm_served_set_age_seconds_count{source="on_demand"} 1');
   });
 });

@@ -8,6 +8,8 @@ import { toError } from '../src/errors.ts';
 import { closeOnSignal, runShutdownSteps } from '../src/lifecycle.ts';
 import { configSecrets, createLogger, type Logger } from '../src/log.ts';
 import { closeRedis, createQueueRedis } from '../src/redis.ts';
+import { startMetricsServer, type MetricsServer } from '../src/metrics/server.ts';
+import { createPrecomputeMetrics } from '../src/precompute/metrics.ts';
 import { createPrecomputeWorker, type PrecomputeWorkerDeps } from '../src/precompute/precompute-worker.ts';
 import { createPlanShardWorker } from '../src/precompute/plan-shard-worker.ts';
 import { createPrecomputeQueue } from '../src/precompute/queue.ts';
@@ -29,7 +31,9 @@ export interface PrecomputeProcessOptions {
 }
 
 export interface PrecomputeProcess {
-  /** Stop taking jobs → wait for the active ones → recommender → Redis → Postgres. Idempotent. */
+  /** Where `/metrics` is served (PREWARM_METRICS_PORT); undefined when it is unset. */
+  metricsUrl: string | undefined;
+  /** Stop taking jobs → wait for the active ones → /metrics server → recommender → Redis → Postgres. Idempotent. */
   close(): Promise<void>;
 }
 
@@ -54,6 +58,8 @@ export async function startPrecomputeProcess(options: PrecomputeProcessOptions):
   // Planning shards: scored here, their chunks enqueued on the precompute queue.
   let shardWorker: ReturnType<typeof createPlanShardWorker> | undefined;
   const chunkQueue = createPrecomputeQueue({ connection: queueRedis, prefix: config.queuePrefix, log });
+  const metrics = createPrecomputeMetrics({ queue: chunkQueue, log });
+  let metricsServer: MetricsServer | undefined;
   let closing: Promise<void> | undefined;
 
   const close = () =>
@@ -61,6 +67,8 @@ export async function startPrecomputeProcess(options: PrecomputeProcessOptions):
       [
         ['plan-shard worker', () => shardWorker?.close()],
         ['worker', () => worker?.close()],
+        // Scrapes still see the drain; the server goes before the queue its gauge reads.
+        ['metrics server', () => metricsServer?.close()],
         ['chunk queue', () => chunkQueue.close()],
         ['recommender', () => recommender?.close()],
         ['queue redis', () => closeRedis(queueRedis)],
@@ -85,20 +93,24 @@ export async function startPrecomputeProcess(options: PrecomputeProcessOptions):
       clock,
       log,
       concurrency: config.workerConcurrency,
+      metrics,
       ...(options.workerOptions ? { workerOptions: options.workerOptions } : {}),
     });
     await worker.worker.waitUntilReady();
     shardWorker = createPlanShardWorker({ connection: queueRedis, prefix: config.queuePrefix, pool, scorer: createDefaultScorer({ pool, log }), chunkQueue, clock, log });
     await shardWorker.waitUntilReady();
+    if (config.metricsPort !== undefined) {
+      metricsServer = await startMetricsServer({ registry: metrics.registry, host: config.host, port: config.metricsPort, adminToken: config.adminToken, log });
+    }
   } catch (error) {
     await close();
     throw error;
   }
   log.info(
-    { redis: redactUrl(config.redisUrl), prefix: config.queuePrefix, concurrency: config.workerConcurrency, recommender: recommender.kind, model: recommender.modelVersion() },
+    { redis: redactUrl(config.redisUrl), prefix: config.queuePrefix, concurrency: config.workerConcurrency, recommender: recommender.kind, model: recommender.modelVersion(), metrics: metricsServer?.url },
     'precompute worker started',
   );
-  return { close };
+  return { metricsUrl: metricsServer?.url, close };
 }
 
 /**

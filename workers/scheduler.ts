@@ -10,6 +10,8 @@ import { closeOnSignal, runShutdownSteps } from '../src/lifecycle.ts';
 import { configSecrets, createLogger, type Logger } from '../src/log.ts';
 import { closeRedis, createQueueRedis } from '../src/redis.ts';
 import { createCronDriver, type CronDriver } from '../src/planner/cron-driver.ts';
+import { startMetricsServer, type MetricsServer } from '../src/metrics/server.ts';
+import { createSchedulerMetrics } from '../src/planner/metrics.ts';
 import { createPlanner } from '../src/planner/planner.ts';
 import { createRunStore } from '../src/planner/runs.ts';
 import { createScheduler } from '../src/planner/scheduler.ts';
@@ -17,6 +19,7 @@ import type { PropensityScorer } from '../src/planner/scorer.ts';
 import { createWindowStore } from '../src/planner/windows.ts';
 import { createPrecomputeQueue } from '../src/precompute/queue.ts';
 import { createDefaultScorer } from '../src/propensity/default-scorer.ts';
+import { latestModelVersion } from '../src/propensity/model-store.ts';
 import { startRetrainSchedule } from '../src/propensity/retrain-schedule.ts';
 import { createPartitionMaintenance, startMaintenanceSchedule } from '../src/maintenance/partitions.ts';
 import { checkPostgres, checkRedis } from '../src/startup-checks.ts';
@@ -35,7 +38,9 @@ export interface SchedulerProcessOptions {
 
 export interface SchedulerProcess {
   driver: CronDriver;
-  /** Stop the cron tasks (waiting for a plan in progress) → queue → Redis → Postgres. Idempotent. */
+  /** Where `/metrics` is served (PREWARM_METRICS_PORT); undefined when it is unset. */
+  metricsUrl: string | undefined;
+  /** Stop the cron tasks (waiting for a plan in progress) → /metrics server → queue → Redis → Postgres. Idempotent. */
   close(): Promise<void>;
 }
 
@@ -46,14 +51,18 @@ export async function startSchedulerProcess(options: SchedulerProcessOptions): P
   const redis = createQueueRedis(config.redisUrl, log);
   const queue = createPrecomputeQueue({ connection: redis, prefix: config.queuePrefix, log });
   const windows = createWindowStore({ pool, clock });
-  const planner = createPlanner({
-    pool,
-    queue,
-    scorer: options.scorer ?? createDefaultScorer({ pool, log }),
-    clock,
-    log,
-    itemsPerUser: config.maxLimit,
-  });
+  const metrics = createSchedulerMetrics({ clock, log, queue, latestModel: () => latestModelVersion(pool) });
+  let metricsServer: MetricsServer | undefined;
+  const planner = metrics.observePlanner(
+    createPlanner({
+      pool,
+      queue,
+      scorer: options.scorer ?? createDefaultScorer({ pool, log }),
+      clock,
+      log,
+      itemsPerUser: config.maxLimit,
+    }),
+  );
   const scheduler = createScheduler({ windows, planner, runs: createRunStore({ pool }), clock, log });
   const sweepIntervalMs = options.sweepIntervalMs ?? config.sweepIntervalMs;
   const driver = createCronDriver({
@@ -74,6 +83,7 @@ export async function startSchedulerProcess(options: SchedulerProcessOptions): P
         ['cron', () => driver.close()],
         ['propensity retraining', () => stopRetraining?.()],
         ['partition maintenance', () => stopMaintenance?.()],
+        ['metrics server', () => metricsServer?.close()],
         ['queue', () => queue.close()],
         ['redis', () => closeRedis(redis)],
         ['postgres', () => pool.end()],
@@ -83,15 +93,18 @@ export async function startSchedulerProcess(options: SchedulerProcessOptions): P
   try {
     await checkPostgres(pool, { databaseUrl: config.databaseUrl, schema: config.dbSchema });
     await checkRedis(redis, config.redisUrl);
+    if (config.metricsPort !== undefined) {
+      metricsServer = await startMetricsServer({ registry: metrics.registry, host: config.host, port: config.metricsPort, adminToken: config.adminToken, log });
+    }
     stopRetraining = startRetrainSchedule({ pool, log, clock, windowMs: config.propensityWindowMs, maxAgeMs: config.propensityRetrainEveryMs });
-    stopMaintenance = startMaintenanceSchedule({ maintenance: createPartitionMaintenance({ pool, clock, log, retentionMs: config.retentionMs }), log });
+    stopMaintenance = startMaintenanceSchedule({ maintenance: metrics.observeMaintenance(createPartitionMaintenance({ pool, clock, log, retentionMs: config.retentionMs })), log });
     await driver.start();
   } catch (error) {
     await close();
     throw error;
   }
-  log.info({ redis: redactUrl(config.redisUrl), prefix: config.queuePrefix, windows: driver.scheduled() }, 'scheduler started');
-  return { driver, close };
+  log.info({ redis: redactUrl(config.redisUrl), prefix: config.queuePrefix, windows: driver.scheduled(), metrics: metricsServer?.url }, 'scheduler started');
+  return { driver, metricsUrl: metricsServer?.url, close };
 }
 
 /** Runs the scheduler until SIGTERM or SIGINT; forced exit after PREWARM_SHUTDOWN_TIMEOUT_MS. */

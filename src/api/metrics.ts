@@ -1,20 +1,7 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { registerDefaultMetrics } from '../metrics/default-metrics.ts';
 
-/**
- * prom-client's default metrics that are gauges named `_total`. Each duplicates a metric it also
- * exposes without the suffix (`nodejs_active_handles{type}` summed over `type`), and Prometheus
- * reserves `_total` for counters (`promtool check metrics` refuses them), so they are left out.
- */
-const GAUGES_NAMED_TOTAL = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
-
-/**
- * Node's default process metrics under their usual names (`process_*`, `nodejs_*`, no prefix), so
- * stock Node.js dashboards and alerts work unchanged.
- */
-export function registerDefaultMetrics(registry: Registry): void {
-  collectDefaultMetrics({ register: registry });
-  for (const name of GAUGES_NAMED_TOTAL) registry.removeSingleMetric(name);
-}
+export { registerDefaultMetrics };
 
 /**
  * Prometheus metrics of one API process, in a registry of its own (tests run several apps).
@@ -35,6 +22,18 @@ export function createApiMetrics(options: { defaultMetrics?: boolean; pendingEve
     help: 'Time to answer a login, by source',
     labelNames: ['source'] as const,
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  });
+  const coalesced = new Counter({
+    name: 'prewarm_on_demand_coalesced_total',
+    help: "Logins that joined a lookup or on-demand computation already in flight for their user instead of starting one",
+    registers: [registry],
+  });
+  const servedSetAge = new Histogram({
+    name: 'prewarm_served_set_age_seconds',
+    help: 'Age of the served set at the login (login time minus the set computation time), by source (precomputed, reused, on_demand)',
+    labelNames: ['source'] as const,
+    buckets: [1, 10, 60, 300, 900, 1_800, 3_600, 7_200, 14_400, 28_800, 86_400],
     registers: [registry],
   });
   const readPending = options.pendingEvents;
@@ -58,9 +57,11 @@ export function createApiMetrics(options: { defaultMetrics?: boolean; pendingEve
   });
   return {
     registry,
-    observeServe(source: string, latencyMs: number, reason: string | undefined) {
+    observeServe(source: string, latencyMs: number, reason: string | undefined, details?: { stalenessMs: number | null; coalesced: boolean }) {
       serves.inc({ source, reason: reason ?? '' });
       latency.observe({ source }, latencyMs / 1000);
+      if (details?.coalesced) coalesced.inc();
+      if (details?.stalenessMs != null) servedSetAge.observe({ source }, details.stalenessMs / 1000);
     },
     pendingEvents,
     refusedForFullBuffer,

@@ -10,6 +10,7 @@ import type { RecommendationCache } from '../sets/cache.ts';
 import { batchSetId, storedItems, type RecommendationSet } from '../sets/set.ts';
 import type { RecommendationStore } from '../sets/store.ts';
 import type { PrecomputeJobData, PrecomputeJobResult } from '../planner/chunk-jobs.ts';
+import type { PrecomputeMetrics } from './metrics.ts';
 import { PRECOMPUTE_QUEUE } from './queue.ts';
 
 export interface PrecomputeWorkerDeps {
@@ -30,6 +31,8 @@ export interface PrecomputeWorkerDeps {
    * crashed workers); BullMQ's lockDuration and stalledInterval (30 s), which tests shorten.
    */
   workerOptions?: Partial<Omit<WorkerOptions, 'connection' | 'prefix' | 'concurrency'>>;
+  /** Observes every chunk that ends (the process's Prometheus metrics). Default: none. */
+  metrics?: Pick<PrecomputeMetrics, 'chunkFinished' | 'chunkFailed'>;
 }
 
 export interface PrecomputeWorker {
@@ -139,15 +142,20 @@ export function createPrecomputeWorker(deps: PrecomputeWorkerDeps): PrecomputeWo
     return { rows: store.encode(sets), entries: cache.encode(sets), failed };
   }
 
+  const { metrics } = deps;
   const process: PrecomputeWorker['process'] = async (job) => {
+    const started = performance.now();
     try {
-      return await compute(job.data);
+      const result = await compute(job.data);
+      metrics?.chunkFinished(job.data.window, result, (performance.now() - started) / 1000);
+      return result;
     } catch (thrown) {
       const error = toError(thrown);
       const attempts = job.opts.attempts ?? 1;
       const last = error instanceof UnrecoverableError || job.attemptsMade + 1 >= attempts;
       log.warn({ err: error, runId: job.data.runId, chunkNo: job.data.chunkNo, attempt: job.attemptsMade + 1, attempts }, last ? 'chunk failed for good' : 'chunk failed; retrying with backoff');
       if (last) {
+        metrics?.chunkFailed(job.data.window, job.data.userIds.length, (performance.now() - started) / 1000);
         await recordFailure(job.data, error.message).catch((recordError) =>
           // The scheduler's sweep records it later from the failed job.
           log.error({ err: recordError, runId: job.data.runId, chunkNo: job.data.chunkNo }, 'recording a failed chunk failed'),

@@ -74,8 +74,11 @@ export interface RecommendationServiceDeps {
   clock: Clock;
   log: Logger;
   options: ServingOptions;
-  /** Observes every answer (metrics). */
-  onServe?: (source: ServeSource, latencyMs: number, reason: FallbackReason | undefined) => void;
+  /**
+   * Observes every answer (metrics): `stalenessMs` of the served set (null for `fallback`), and
+   * `coalesced` when the login joined a lookup or computation already in flight for its user.
+   */
+  onServe?: (source: ServeSource, latencyMs: number, reason: FallbackReason | undefined, details: { stalenessMs: number | null; coalesced: boolean }) => void;
 }
 
 export interface RecommendationService {
@@ -320,6 +323,8 @@ export function createRecommendationService(deps: RecommendationServiceDeps): Re
       }
       const receivedAt = options?.receivedAt ?? performance.now();
       const at = options?.at ?? clock.now();
+      // answer() joins or starts the user's lookup before its first await: this is what it finds.
+      const coalesced = coalescer.has(userId);
       const { result, setId } = await answer(userId, at, limitN, receivedAt);
       const latencyMs = performance.now() - receivedAt;
       // An id the recommender knows nothing about is recorded, but does not become a candidate.
@@ -334,7 +339,7 @@ export function createRecommendationService(deps: RecommendationServiceDeps): Re
         latencyMs,
         reason: result.reason ?? null,
       });
-      deps.onServe?.(result.source, latencyMs, result.reason);
+      deps.onServe?.(result.source, latencyMs, result.reason, { stalenessMs: result.stalenessMs, coalesced });
       return result;
     },
     inFlight: () => coalescer.size(),
