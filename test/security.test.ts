@@ -226,6 +226,8 @@ describe('no SQL built from input', () => {
     from: 'src/activity/user-activity.ts: a constant table name or a literal fragment chosen in code',
     'source.table': 'src/activity/user-activity.ts: the importer\'s constant staging table, checked against SAFE_TABLE',
     knownSince: 'src/activity/user-activity.ts: a literal fragment chosen in code',
+    firstVouched: 'src/activity/user-activity.ts: a literal fragment chosen in code',
+    perUserFrom: 'src/activity/user-activity.ts: a literal fragment chosen in code',
     done: 'src/planner/sql.ts: a constant SQL fragment',
     last: 'src/planner/sql.ts: a constant SQL fragment',
     "finalStatus('precomputed', 'failed')": 'src/planner/sql.ts: built from literal column names',

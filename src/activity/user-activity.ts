@@ -69,9 +69,14 @@ function applyInsertedLoginsSql(source: LoginSource): { text: string; values: un
     values = [source.rows.map((row) => row.userId), source.rows.map((row) => row.at.toISOString()), source.rows.map((row) => row.vouched ?? true)];
   } else {
     if (!SAFE_TABLE.test(source.table)) throw new Error(`unsafe staging table name ${JSON.stringify(source.table)}`);
+    // Every imported login vouches: no per-row flag to carry, so no join below.
     from = `(SELECT user_id, at, true AS vouched FROM ${source.table}) AS source`;
     values = [];
   }
+  // Rows are grouped by (user_id, at) above, so joining them back to what was inserted cannot
+  // repeat a login; a staging table may hold repeats, and all its logins vouch anyway.
+  const perUserFrom = 'rows' in source ? 'inserted i JOIN source s ON s.user_id = i.user_id AND s.at = i.at' : 'inserted i';
+  const firstVouched = 'rows' in source ? 'min(i.at) FILTER (WHERE s.vouched)' : 'min(i.at)';
   // Who is known (migration 0010): from the first vouched login (every imported login, an API
   // login not answered unknown_user) or the first interaction, whichever is earlier. least()
   // ignores NULLs. The interactions lookup is one primary-key range per new user.
@@ -90,8 +95,8 @@ function applyInsertedLoginsSql(source: LoginSource): { text: string; values: un
       RETURNING user_id, at
     ), per_user AS (
       SELECT i.user_id, min(i.at) AS first_login_at, max(i.at) AS last_login_at, count(*) AS login_count,
-             min(i.at) FILTER (WHERE s.vouched) AS first_vouched_at
-      FROM inserted i JOIN source s ON s.user_id = i.user_id AND s.at = i.at
+             ${firstVouched} AS first_vouched_at
+      FROM ${perUserFrom}
       GROUP BY i.user_id
     ), upserted AS (
       INSERT INTO user_activity AS ua (user_id, first_login_at, last_login_at, login_count, known_since, updated_at)
