@@ -74,4 +74,23 @@ describe('prewarm runs', () => {
     const json = JSON.parse((await prewarm(['windows', 'list', '--json'])).stdout);
     expect(json[0]).toMatchObject({ name: 'nightly', lastWaste: 0.25, lastCoverage: 0.75 });
   });
+
+  it('plan --dry-run puts the proposal beside the last runs: what they expected and what they measured', async () => {
+    // The seeded model row only feeds the dashboard's reliability chart; the dry run must plan
+    // with the recency rule, as a deployment does before its first trained model. Last in the file.
+    await db.pool.query('DELETE FROM propensity_models');
+    const json = await prewarm(['plan', 'nightly', '--dry-run', '--json']);
+    expect(json.stderr).toBe('');
+    expect(json.code).toBe(0);
+    const proposal = JSON.parse(json.stdout);
+    for (const key of ['window', 'candidates', 'selected', 'expectedCoverage', 'expectedWaste']) expect(proposal).toHaveProperty(key);
+    const newestFirst = [...history.runIds].reverse();
+    expect(proposal.lastRuns.map((run: { id: number }) => run.id)).toEqual(newestFirst);
+    expect(proposal.lastRuns[0]).toMatchObject({ selected: 5, candidates: 10, expectedCoverage: 0.8, expectedWaste: 0.3, coverage: 0.75, waste: 0.25, final: true });
+
+    const text = await prewarm(['plan', 'nightly', '--dry-run']);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toContain(`run #${newestFirst[0]} `);
+    expect(text.stdout).toMatch(/expected coverage 80\.0%, measured 75\.0%; expected waste 30\.0%, measured 25\.0%/);
+  });
 });

@@ -6,8 +6,29 @@ import { createDefaultScorer } from '../../propensity/default-scorer.ts';
 import { createQueueRedis } from '../../redis.ts';
 import { createRunStore } from '../../planner/runs.ts';
 import { createWindowStore } from '../../planner/windows.ts';
+import { createDashboardFigures, type RunFigures } from '../../dashboard/figures.ts';
 import { PrewarmError } from '../../errors.ts';
 import { action, createCliContext, openPool } from '../runtime.ts';
+import { coverageText, wasteText } from './runs.ts';
+
+const LAST_RUNS = 3;
+
+/** What `plan --dry-run --json` shows of an earlier run: its plan beside its outcome. */
+function comparison(run: RunFigures) {
+  return {
+    id: run.id,
+    scheduledFor: run.scheduledFor.toISOString(),
+    policy: run.policy,
+    status: run.status,
+    candidates: run.candidates,
+    selected: run.selected,
+    expectedCoverage: run.expectedCoverage,
+    expectedWaste: run.expectedWaste,
+    coverage: run.coverage,
+    waste: run.wasteRate,
+    final: run.windowEnded,
+  };
+}
 
 function percent(fraction: number): string {
   return `${(fraction * 100).toFixed(1)}%`;
@@ -18,7 +39,7 @@ export function registerPlan(program: Command): void {
     .command('plan')
     .description('plan a window now: score users and apply its policy; with --dry-run only print what would be selected')
     .argument('<window>', 'window name')
-    .option('--dry-run', 'print candidates, selected, expected coverage and waste; write and enqueue nothing')
+    .option('--dry-run', 'print candidates, selected, expected coverage and waste beside the last runs\' expected and measured figures; write and enqueue nothing')
     .option('--json', 'print JSON: { window, candidates, selected, expectedCoverage, expectedWaste, … }')
     .option('--shards <n>', 'score the run in N shards taken by `prewarm worker` processes (default: every shard in this process)')
     .action(
@@ -34,13 +55,23 @@ export function registerPlan(program: Command): void {
           const scorer = createDefaultScorer({ pool, log: context.log });
           if (flags.dryRun) {
             const result = await dryRunWindow({ pool, scorer, clock: systemClock, log: context.log, unselectedSample: context.config.planPredictionSample }, window);
-            if (flags.json) process.stdout.write(`${JSON.stringify(result)}\n`);
+            // The proposal beside what the window's last runs expected and then measured.
+            const lastRuns = await createDashboardFigures({ pool, clock: systemClock }).runs({ window: name, limit: LAST_RUNS });
+            if (flags.json) process.stdout.write(`${JSON.stringify({ ...result, lastRuns: lastRuns.map(comparison) })}\n`);
             else {
               process.stdout.write(
                 `${result.window} (${result.policy}, from ${result.windowStart}): ${result.selected} of ${result.candidates} known users selected, ` +
                   `expected coverage ${percent(result.expectedCoverage)}, expected waste ${percent(result.expectedWaste)}, ` +
                   `about ${result.expectedHoldout} holdout users (dry run: nothing written or enqueued)\n`,
               );
+              if (lastRuns.length === 0) process.stdout.write('no earlier runs of this window to compare with\n');
+              for (const run of lastRuns) {
+                process.stdout.write(
+                  `  run #${run.id} ${run.scheduledFor.toISOString()} (${run.policy}): ${run.selected} of ${run.candidates} selected, ` +
+                    `expected coverage ${run.expectedCoverage === null ? '—' : percent(run.expectedCoverage)}, measured ${coverageText(run)}; ` +
+                    `expected waste ${run.expectedWaste === null ? '—' : percent(run.expectedWaste)}, measured ${wasteText(run)}\n`,
+                );
+              }
             }
             return;
           }
