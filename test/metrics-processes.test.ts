@@ -4,7 +4,11 @@
 import { spawnSync } from 'node:child_process';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { systemClock } from '../src/clock.ts';
+import { createSchedulerMetrics } from '../src/planner/metrics.ts';
+import { createRunStore } from '../src/planner/runs.ts';
 import { createPrecomputeMetrics } from '../src/precompute/metrics.ts';
+import { seedHistory } from './dashboard-history.ts';
 import { TEST_DATABASE_URL, TEST_REDIS_URL, createTestDb, createTestRedis, silentLog, type TestDb, type TestRedis } from './helpers.ts';
 import { freePort } from './support/own-servers.ts';
 import { spawnPrewarm, type PrewarmProcess } from './support/prewarm-process.ts';
@@ -154,5 +158,23 @@ describe('worker metrics record chunks by outcome', () => {
     expect(body).toContain('prewarm_chunk_recommender_duration_seconds_count{window="morning"} 1');
     expect(body).toContain('prewarm_chunk_duration_seconds_count{window="morning"} 3');
     expect(promtoolCheck(body).output).toBe('');
+  });
+
+  it('scheduler: each window\'s last finished run from Postgres (outcome, sets, failures, waste, duration)', async () => {
+    const history = await createTestDb();
+    try {
+      await seedHistory(history.pool);
+      const metrics = createSchedulerMetrics({ clock: systemClock, log: silentLog, defaultMetrics: false, lastRuns: () => createRunStore({ pool: history.pool }).lastOutcomes() });
+      const body = await metrics.registry.metrics();
+      // The seeded nightly window's newest run: 4 of 5 precomputed, 1 failed, 1 of 4 sets wasted, finished 6 min after its occurrence.
+      expect(body).toContain('prewarm_last_run_info{window="nightly",status="completed"} 1');
+      expect(body).toContain('prewarm_last_run_precomputed_sets{window="nightly"} 4');
+      expect(body).toContain('prewarm_last_run_failed_users{window="nightly"} 1');
+      expect(body).toContain('prewarm_last_run_wasted_sets{window="nightly"} 1');
+      expect(body).toContain('prewarm_last_run_duration_seconds{window="nightly"} 360');
+      expect(promtoolCheck(body).output).toBe('');
+    } finally {
+      await history.drop();
+    }
   });
 });

@@ -51,7 +51,7 @@ export async function startSchedulerProcess(options: SchedulerProcessOptions): P
   const redis = createQueueRedis(config.redisUrl, log);
   const queue = createPrecomputeQueue({ connection: redis, prefix: config.queuePrefix, log });
   const windows = createWindowStore({ pool, clock });
-  const metrics = createSchedulerMetrics({ clock, log, queue, latestModel: () => latestModelVersion(pool) });
+  const metrics = createSchedulerMetrics({ clock, log, queue, latestModel: () => latestModelVersion(pool), lastRuns: () => createRunStore({ pool }).lastOutcomes() });
   let metricsServer: MetricsServer | undefined;
   const planner = metrics.observePlanner(
     createPlanner({

@@ -14,6 +14,10 @@ export interface SchedulerMetricsOptions {
   queue?: CountableQueue;
   /** The newest trained propensity model, read at scrape (undefined: none trained yet). */
   latestModel?: () => Promise<{ version: string; trainedAt: Date } | undefined>;
+  /** Each window's last finished run, read at scrape (at most every `runOutcomesMaxAgeMs`). */
+  lastRuns?: () => Promise<readonly LastRunOutcome[]>;
+  /** The waste view scans the runs' sets: its figures are reused for this long. Default 5 min. */
+  runOutcomesMaxAgeMs?: number;
   defaultMetrics?: boolean;
 }
 
@@ -99,6 +103,7 @@ export function createSchedulerMetrics(options: SchedulerMetricsOptions) {
     },
   });
   if (options.queue) registerQueueJobsGauge(registry, [options.queue], log);
+  if (options.lastRuns) registerLastRunGauges(registry, options.lastRuns, options.runOutcomesMaxAgeMs ?? 300_000, log);
 
   return {
     registry,
@@ -150,3 +155,61 @@ export function createSchedulerMetrics(options: SchedulerMetricsOptions) {
 }
 
 export type SchedulerMetrics = ReturnType<typeof createSchedulerMetrics>;
+
+/** A window's last finished run, as /metrics shows it. */
+export interface LastRunOutcome {
+  window: string;
+  status: string;
+  precomputed: number;
+  failed: number;
+  durationSeconds: number;
+  /** Policy sets whose life ended unserved; null until one has ended. */
+  wasted: number | null;
+}
+
+/**
+ * Gauges of each window's last finished run: outcome, sets precomputed, users failed, sets
+ * wasted so far, duration. Read from Postgres at scrape and kept for `maxAgeMs`, since the waste
+ * figure comes from a view over the run's sets; a failed read keeps the previous figures.
+ */
+function registerLastRunGauges(registry: Registry, read: () => Promise<readonly LastRunOutcome[]>, maxAgeMs: number, log: Logger): void {
+  let cached: { at: number; runs: readonly LastRunOutcome[] } | undefined;
+  let pending: Promise<readonly LastRunOutcome[] | undefined> | undefined;
+  let warned = false;
+  const runs = () =>
+    (pending ??= (async () => {
+      if (cached && Date.now() - cached.at < maxAgeMs) return cached.runs;
+      try {
+        cached = { at: Date.now(), runs: await read() };
+        warned = false;
+        return cached.runs;
+      } catch (error) {
+        if (!warned) log.warn({ err: error }, 'reading the last runs for /metrics failed');
+        warned = true;
+        return undefined;
+      }
+    })().finally(() => {
+      pending = undefined;
+    }));
+  const gauge = (name: string, help: string, value: (run: LastRunOutcome) => number | null, labels: readonly ('window' | 'status')[] = ['window']) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: labels,
+      registers: [registry],
+      async collect() {
+        const latest = await runs();
+        if (latest === undefined) return;
+        this.reset();
+        for (const run of latest) {
+          const v = value(run);
+          if (v !== null) this.set(labels.length === 2 ? { window: run.window, status: run.status } : { window: run.window }, v);
+        }
+      },
+    });
+  gauge('prewarm_last_run_info', 'Each window\'s last finished run, by outcome (value 1)', () => 1, ['window', 'status']);
+  gauge('prewarm_last_run_precomputed_sets', 'Sets the window\'s last finished run precomputed', (run) => run.precomputed);
+  gauge('prewarm_last_run_failed_users', 'Users the window\'s last finished run failed to precompute', (run) => run.failed);
+  gauge('prewarm_last_run_wasted_sets', 'Policy sets of the window\'s last finished run that expired unserved so far (the waste view)', (run) => run.wasted);
+  gauge('prewarm_last_run_duration_seconds', 'From the occurrence to the last chunk of the window\'s last finished run', (run) => run.durationSeconds);
+}

@@ -1,5 +1,6 @@
 import type { Queryable } from '../db/pool.ts';
-import { chunkSql, runSql, type RunRow } from './sql.ts';
+import type { LastRunOutcome } from './metrics.ts';
+import { chunkSql, runOutcomeSql, runSql, type RunRow } from './sql.ts';
 
 /** One window occurrence (`batch_runs`), as planned and as progressed by the workers. */
 export interface BatchRun {
@@ -68,6 +69,8 @@ export interface RunStore {
   list(options?: { window?: string; limit?: number }): Promise<BatchRun[]>;
   /** The newest run of each window that has one. */
   latestPerWindow(): Promise<Map<string, BatchRun>>;
+  /** Each window's newest finished run: outcome, counts, duration, sets wasted so far (metrics). */
+  lastOutcomes(): Promise<LastRunOutcome[]>;
   /** Whether any run exists for the occurrence (claimed by some replica at some point). */
   exists(window: string, scheduledFor: Date): Promise<boolean>;
   isChunkDone(runId: number, chunkNo: number): Promise<boolean>;
@@ -93,6 +96,24 @@ export function createRunStore({ pool }: { pool: Queryable }): RunStore {
     async list(options = {}) {
       const result = await pool.query<RunRow>(runSql.list(options.window ?? null, options.limit ?? 20));
       return result.rows.map(toRun);
+    },
+    async lastOutcomes() {
+      const runs = (
+        await pool.query<{ window_name: string; id: number; status: string; precomputed: number; failed: number; duration_seconds: number }>(
+          runOutcomeSql.lastFinishedPerWindow(),
+        )
+      ).rows;
+      if (runs.length === 0) return [];
+      const waste = await pool.query<{ run_id: number; wasted: number; ended: number }>(runOutcomeSql.wasted(runs.map((run) => run.id)));
+      const wastedByRun = new Map(waste.rows.map((row) => [Number(row.run_id), row.ended > 0 ? row.wasted : null]));
+      return runs.map((run) => ({
+        window: run.window_name,
+        status: run.status,
+        precomputed: run.precomputed,
+        failed: run.failed,
+        durationSeconds: run.duration_seconds,
+        wasted: wastedByRun.get(Number(run.id)) ?? null,
+      }));
     },
     async latestPerWindow() {
       const result = await pool.query<RunRow>(runSql.latestPerWindow());

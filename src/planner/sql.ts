@@ -214,6 +214,24 @@ export const runSql = {
   },
 };
 
+/** What the scheduler's /metrics reads at scrape: each window's last finished run. */
+export const runOutcomeSql = {
+  /** The newest finished run of each window, with its duration from occurrence to finish. */
+  lastFinishedPerWindow(): Sql {
+    return {
+      text: `SELECT DISTINCT ON (window_name) window_name, id, status, precomputed, failed,
+                    extract(epoch FROM finished_at - scheduled_for)::float8 AS duration_seconds
+               FROM batch_runs
+              WHERE finished_at IS NOT NULL
+              ORDER BY window_name, scheduled_for DESC`,
+    };
+  },
+  /** Policy sets of these runs whose life ended unserved (the waste view's count). */
+  wasted(runIds: readonly number[]): Sql {
+    return { text: 'SELECT run_id, wasted, ended FROM waste_by_run WHERE run_id = ANY($1::bigint[])', values: [runIds] };
+  },
+};
+
 export const chunkSql = {
   insertMany(runId: number, sizes: readonly number[]): Sql {
     return {
