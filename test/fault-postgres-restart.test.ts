@@ -7,9 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPool, type Pool } from '../src/db/pool.ts';
 import { migrate } from '../src/db/migrate.ts';
 import { createRecommendationCache } from '../src/sets/cache.ts';
-import { batchSetId, type RecommendationSet } from '../src/sets/set.ts';
 import { createRecommendationStore } from '../src/sets/store.ts';
 import { silentLog } from './helpers.ts';
+import { precomputedSet } from './support/sets.ts';
 import { ok, percentile, startLoad } from './support/load.ts';
 import { freePort, startOwnPostgres, startOwnRedis, type OwnPostgres, type OwnRedis } from './support/own-servers.ts';
 import { spawnPrewarm, waitUntilAnswering, type PrewarmProcess } from './support/prewarm-process.ts';
@@ -23,22 +23,6 @@ const OUTAGE_MS = 20_000;
 // Each loop asks for its own users in turn, so no two requests for one user share a
 // millisecond: one login row per acknowledged request, (user_id, at) being the key.
 const userOf = (loop: number, n: number) => (n % 2 === 0 ? `warm-${loop}-${n % USERS_PER_LOOP}` : `cold-${loop}-${n % USERS_PER_LOOP}`);
-
-function precomputed(userId: string, now: Date): RecommendationSet {
-  return {
-    id: batchSetId(1, userId),
-    userId,
-    source: 'batch',
-    runId: null,
-    holdout: false,
-    computedAt: now,
-    expiresAt: new Date(now.getTime() + 86_400_000),
-    itemIds: ['i1', 'i2', 'i3'],
-    scores: [0.9, 0.8, 0.7],
-    modelVersion: 'fault-v1',
-    computeMs: 1,
-  };
-}
 
 /** Backends of the API waiting for a lock (its flush, blocked inside its transaction). */
 async function waitingOnLock(pool: Pool): Promise<number> {
@@ -58,7 +42,7 @@ describe('Postgres restarted under load', () => {
     await migrate({ pool, schema: SCHEMA, log: silentLog });
     // Half the users have a precomputed set (Redis and Postgres); the rest are cold.
     const now = new Date();
-    const sets = Array.from({ length: LOOPS * USERS_PER_LOOP }, (_, i) => precomputed(`warm-${Math.floor(i / USERS_PER_LOOP)}-${i % USERS_PER_LOOP}`, now));
+    const sets = Array.from({ length: LOOPS * USERS_PER_LOOP }, (_, i) => precomputedSet(`warm-${Math.floor(i / USERS_PER_LOOP)}-${i % USERS_PER_LOOP}`, now));
     await createRecommendationStore({ pool }).insertMany(pool, sets);
     const cacheRedis = new Redis(redis.url);
     await createRecommendationCache({ redis: cacheRedis, prefix: 'prewarm:', log: silentLog }).setMany(sets, now);

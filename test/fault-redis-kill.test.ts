@@ -10,10 +10,10 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRecommendationCache } from '../src/sets/cache.ts';
-import { batchSetId, type RecommendationSet } from '../src/sets/set.ts';
 import { createRecommendationStore } from '../src/sets/store.ts';
 import { createTestDb, silentLog, TEST_DATABASE_URL, type TestDb } from './helpers.ts';
 import { describeRuns, finished, runCounts, seedBatch, spawnScheduler, spawnWorker, waitForRuns, type RunCounts } from './support/batch-fault.ts';
+import { precomputedSet } from './support/sets.ts';
 import { ok, percentile, startLoad } from './support/load.ts';
 import { freePort, startOwnRedis, type OwnRedis } from './support/own-servers.ts';
 import { spawnPrewarm, waitUntilAnswering, type PrewarmProcess } from './support/prewarm-process.ts';
@@ -29,22 +29,6 @@ const warmUser = (loop: number, i: number) => `warm-${loop}-${i % USERS_PER_LOOP
 // Each loop asks for its own users, so no two requests for one user share a millisecond: one
 // login row per acknowledged request, (user_id, at) being its key.
 const userOf = (loop: number, n: number) => (n % 2 === 0 ? warmUser(loop, n / 2) : `cold-${loop}-${n % USERS_PER_LOOP}`);
-
-function precomputedSet(userId: string, now: Date): RecommendationSet {
-  return {
-    id: batchSetId(1, userId),
-    userId,
-    source: 'batch',
-    runId: null,
-    holdout: false,
-    computedAt: now,
-    expiresAt: new Date(now.getTime() + 86_400_000),
-    itemIds: ['i1', 'i2', 'i3'],
-    scores: [0.9, 0.8, 0.7],
-    modelVersion: 'fault-v1',
-    computeMs: 1,
-  };
-}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
