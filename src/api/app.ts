@@ -1,4 +1,3 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import swagger from '@fastify/swagger';
 import Fastify, {
   LogController,
@@ -11,6 +10,7 @@ import Fastify, {
 import type { Socket } from 'node:net';
 import { PrewarmError, isPrewarmError } from '../errors.ts';
 import { idProblem } from '../ids.ts';
+import { bearerToken, createSecretMatcher } from '../secrets-match.ts';
 import { throttledErrorLog, type Logger } from '../log.ts';
 import type { RecommendationService } from '../serving/service.ts';
 import type { ApiMetrics } from './metrics.ts';
@@ -77,18 +77,10 @@ function clientErrorHandler(this: FastifyInstance, error: Error & { code?: strin
   socket.destroy(error);
 }
 
-// Compare digests so the comparison takes the same time whatever the token's length.
-function digest(token: string): Buffer {
-  return createHash('sha256').update(token).digest();
-}
-
 function bearerGuard(tokens: readonly string[], realm: string) {
-  const digests = tokens.map(digest);
+  const matches = createSecretMatcher(tokens);
   return async (request: FastifyRequest, reply: FastifyReply) => {
-    const header = request.headers.authorization;
-    const match = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header);
-    const presented = match?.[1] ? digest(match[1]) : undefined;
-    if (!presented || !digests.some((known) => timingSafeEqual(known, presented))) {
+    if (!matches(bearerToken(request.headers.authorization))) {
       reply.header('www-authenticate', `Bearer realm="${realm}"`);
       return sendError(reply, 401, 'PREWARM_ERR_UNAUTHORIZED', 'missing or invalid bearer token');
     }

@@ -1,12 +1,11 @@
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
+import { bearerToken, createSecretMatcher } from '../secrets-match.ts';
 
 /** Name of the cookie the login form sets. */
 export const SESSION_COOKIE = 'prewarm_admin';
 /** A session lasts 12 hours; then the token is asked again. */
 export const SESSION_MAX_AGE_S = 12 * 3_600;
-
-const digest = (text: string) => createHash('sha256').update(text).digest();
 
 /**
  * Checks an operator's credentials: the session cookie the login form set, or the admin token as
@@ -14,12 +13,9 @@ const digest = (text: string) => createHash('sha256').update(text).digest();
  * leaked cookie does not reveal it, and changing PREWARM_ADMIN_TOKEN ends every session.
  */
 export function createAdminAuth(adminToken: string) {
-  const tokenDigest = digest(adminToken);
   const session = createHmac('sha256', adminToken).update('prewarm-dashboard-session-v1').digest('base64url');
-  const sessionDigest = digest(session);
-
-  // Digests compared in constant time, whatever the length of what was presented.
-  const isToken = (presented: string) => timingSafeEqual(digest(presented), tokenDigest);
+  const isSession = createSecretMatcher([session]);
+  const isToken: (presented: string) => boolean = createSecretMatcher([adminToken]);
 
   function cookieValue(request: FastifyRequest): string | undefined {
     for (const part of (request.headers.cookie ?? '').split(';')) {
@@ -32,9 +28,8 @@ export function createAdminAuth(adminToken: string) {
   return {
     isToken,
     isAuthenticated(request: FastifyRequest): boolean {
-      const cookie = cookieValue(request);
-      if (cookie !== undefined && timingSafeEqual(digest(cookie), sessionDigest)) return true;
-      const bearer = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '')?.[1];
+      if (isSession(cookieValue(request))) return true;
+      const bearer = bearerToken(request.headers.authorization);
       return bearer !== undefined && isToken(bearer);
     },
     /** Set-Cookie value of a new session: HttpOnly, SameSite=Strict, Secure over HTTPS. */

@@ -1,8 +1,8 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { Registry } from 'prom-client';
-import { PrewarmError } from '../errors.ts';
+import { listenFailure } from '../startup-checks.ts';
 import type { Logger } from '../log.ts';
+import { bearerToken, createSecretMatcher } from '../secrets-match.ts';
 
 export interface MetricsServerOptions {
   registry: Registry;
@@ -22,25 +22,21 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
-// Digests, so the comparison takes the same time whatever the presented token's length.
-const digest = (token: string) => createHash('sha256').update(token).digest();
-
 /**
  * The `/metrics` endpoint of a process without an HTTP API (the precompute worker, the
  * scheduler): node:http, one route. A port that cannot be bound fails start-up with one line.
  */
 export async function startMetricsServer(options: MetricsServerOptions): Promise<MetricsServer> {
   const { registry, host, port, log } = options;
-  const expected = options.adminToken === undefined ? undefined : digest(options.adminToken);
+  const isAdmin = options.adminToken === undefined ? undefined : createSecretMatcher([options.adminToken]);
   const server: Server = createServer((request, response) => {
     const path = (request.url ?? '/').split('?')[0];
     if (request.method !== 'GET' || path !== '/metrics') {
       response.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ code: 'PREWARM_ERR_NOT_FOUND', message: 'only GET /metrics is served here' }));
       return;
     }
-    if (expected) {
-      const match = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '');
-      if (!match?.[1] || !timingSafeEqual(digest(match[1]), expected)) {
+    if (isAdmin) {
+      if (!isAdmin(bearerToken(request.headers.authorization))) {
         response
           .writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer realm="prewarm-admin"' })
           .end(JSON.stringify({ code: 'PREWARM_ERR_UNAUTHORIZED', message: 'missing or invalid bearer token' }));
@@ -64,9 +60,7 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
       });
     });
   } catch (error) {
-    const code = (error as { code?: string }).code;
-    const reason = code === 'EADDRINUSE' ? 'the port is in use' : code === 'EACCES' ? 'permission denied' : (error as Error).message;
-    throw new PrewarmError('PREWARM_ERR_CONFIG', `cannot listen on ${host}:${port} (PREWARM_METRICS_PORT, PREWARM_HOST): ${reason}`, { cause: error });
+    throw listenFailure(error, { host, port, settings: 'PREWARM_METRICS_PORT, PREWARM_HOST' });
   }
   server.on('error', (error) => log.error({ err: error }, 'metrics server error'));
   const address = server.address();
