@@ -13,7 +13,7 @@ import { createRecommender } from './recommender/index.ts';
 import { closeRedis, createServingRedis } from './redis.ts';
 import type { Recommender } from './recommender/types.ts';
 import { createServingStack, type ServingStack } from './serving/stack.ts';
-import { checkPostgres, checkRedis } from './startup-checks.ts';
+import { checkPostgres, checkRedis, listenFailure } from './startup-checks.ts';
 
 export interface RunningServer {
   app: FastifyInstance;
@@ -108,8 +108,6 @@ async function listen(app: FastifyInstance, config: Readonly<Config>): Promise<s
   try {
     return await app.listen({ port: config.port, host: config.host });
   } catch (error) {
-    const code = (error as { code?: string }).code;
-    const reason = code === 'EADDRINUSE' ? 'the port is in use' : code === 'EACCES' ? 'permission denied' : (error as Error).message;
-    throw new PrewarmError('PREWARM_ERR_CONFIG', `cannot listen on ${config.host}:${config.port} (PORT, PREWARM_HOST): ${reason}`, { cause: error });
+    throw listenFailure(error, { host: config.host, port: config.port, settings: 'PORT, PREWARM_HOST' });
   }
 }

@@ -72,6 +72,16 @@ export async function checkRedis(redis: Redis, url: string, timeoutMs = 5_000): 
   }
 }
 
+/**
+ * The one-line start-up error for a port that cannot be bound, naming the settings to change
+ * (`settings`, e.g. "PORT, PREWARM_HOST"), for the API and the workers' /metrics alike.
+ */
+export function listenFailure(error: unknown, where: { host: string; port: number; settings: string }): PrewarmError {
+  const code = (error as { code?: string }).code;
+  const reason = code === 'EADDRINUSE' ? 'the port is in use' : code === 'EACCES' ? 'permission denied' : oneLine(error);
+  return new PrewarmError('PREWARM_ERR_CONFIG', `cannot listen on ${where.host}:${where.port} (${where.settings}): ${reason}`, { cause: error });
+}
+
 function oneLine(error: unknown): string {
   const message = (error instanceof Error ? error.message : String(error)).split('\n')[0] ?? '';
   if (message !== '') return message;
