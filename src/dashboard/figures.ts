@@ -1,31 +1,11 @@
 import type { Clock } from '../clock.ts';
 import type { Queryable } from '../db/pool.ts';
 import { nextOccurrence } from '../planner/cron.ts';
+import { toRun, type BatchRun, type BatchRunColumns } from '../planner/runs.ts';
 import { dashboardSql, type Day } from './sql.ts';
 
 /** A batch run with its waste and coverage from the views. */
-export interface RunFigures {
-  id: number;
-  window: string;
-  scheduledFor: Date;
-  startedAt: Date;
-  plannedAt: Date | null;
-  finishedAt: Date | null;
-  expiresAt: Date;
-  status: string;
-  policy: string;
-  modelVersion: string | null;
-  candidates: number;
-  selected: number;
-  holdout: number;
-  precomputed: number;
-  failed: number;
-  chunksTotal: number;
-  chunksDone: number;
-  computeMs: number;
-  error: string | null;
-  expectedCoverage: number | null;
-  expectedWaste: number | null;
+export interface RunFigures extends BatchRun {
   /** Policy sets (holdout excluded) the run wrote, of which `setsEnded` have ended their life. */
   sets: number;
   setsEnded: number;
@@ -41,28 +21,8 @@ export interface RunFigures {
   coverage: number | null;
 }
 
-interface RunRow {
-  id: number;
-  window_name: string;
-  scheduled_for: Date;
-  started_at: Date;
-  planned_at: Date | null;
-  finished_at: Date | null;
-  expires_at: Date;
-  status: string;
-  policy: string;
-  model_version: string | null;
-  candidates: number;
-  selected: number;
-  holdout: number;
-  precomputed: number;
-  failed: number;
-  chunks_total: number;
-  chunks_done: number;
-  compute_ms: number;
-  error: string | null;
-  expected_coverage: number | null;
-  expected_waste: number | null;
+/** A run as `batch_runs` holds it, with its figures from the waste and coverage views. */
+interface RunRow extends BatchRunColumns {
   sets: number | null;
   sets_ended: number | null;
   sets_served: number | null;
@@ -76,27 +36,7 @@ interface RunRow {
 function toRunFigures(row: RunRow, now: Date): RunFigures {
   const windowEnded = row.expires_at.getTime() <= now.getTime();
   return {
-    id: row.id,
-    window: row.window_name,
-    scheduledFor: row.scheduled_for,
-    startedAt: row.started_at,
-    plannedAt: row.planned_at,
-    finishedAt: row.finished_at,
-    expiresAt: row.expires_at,
-    status: row.status,
-    policy: row.policy,
-    modelVersion: row.model_version,
-    candidates: row.candidates,
-    selected: row.selected,
-    holdout: row.holdout,
-    precomputed: row.precomputed,
-    failed: row.failed,
-    chunksTotal: row.chunks_total,
-    chunksDone: row.chunks_done,
-    computeMs: row.compute_ms,
-    error: row.error,
-    expectedCoverage: row.expected_coverage,
-    expectedWaste: row.expected_waste,
+    ...toRun(row),
     sets: row.sets ?? 0,
     setsEnded: row.sets_ended ?? 0,
     setsServed: row.sets_served ?? 0,

@@ -6,6 +6,7 @@ import type { PartitionMaintenance } from '../maintenance/partitions.ts';
 import { registerDefaultMetrics } from '../metrics/default-metrics.ts';
 import { registerQueueJobsGauge, type CountableQueue } from '../metrics/queue-jobs.ts';
 import type { Planner } from './planner.ts';
+import type { LastRunOutcome } from './runs.ts';
 
 export interface SchedulerMetricsOptions {
   clock: Clock;
@@ -156,16 +157,6 @@ export function createSchedulerMetrics(options: SchedulerMetricsOptions) {
 
 export type SchedulerMetrics = ReturnType<typeof createSchedulerMetrics>;
 
-/** A window's last finished run, as /metrics shows it. */
-export interface LastRunOutcome {
-  window: string;
-  status: string;
-  precomputed: number;
-  failed: number;
-  durationSeconds: number;
-  /** Policy sets whose life ended unserved; null until one has ended. */
-  wasted: number | null;
-}
 
 /**
  * Gauges of each window's last finished run: outcome, sets precomputed, users failed, sets

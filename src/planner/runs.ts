@@ -1,5 +1,4 @@
 import type { Queryable } from '../db/pool.ts';
-import type { LastRunOutcome } from './metrics.ts';
 import { chunkSql, runOutcomeSql, runSql, type RunRow } from './sql.ts';
 
 /** One window occurrence (`batch_runs`), as planned and as progressed by the workers. */
@@ -27,7 +26,33 @@ export interface BatchRun {
   error: string | null;
 }
 
-export function toRun(row: RunRow): BatchRun {
+/** The `batch_runs` columns a BatchRun is read from (other queries select more). */
+export type BatchRunColumns = Pick<
+  RunRow,
+  | 'id'
+  | 'window_name'
+  | 'scheduled_for'
+  | 'started_at'
+  | 'finished_at'
+  | 'expires_at'
+  | 'model_version'
+  | 'policy'
+  | 'candidates'
+  | 'selected'
+  | 'holdout'
+  | 'precomputed'
+  | 'failed'
+  | 'chunks_total'
+  | 'chunks_done'
+  | 'status'
+  | 'planned_at'
+  | 'expected_coverage'
+  | 'expected_waste'
+  | 'compute_ms'
+  | 'error'
+>;
+
+export function toRun(row: BatchRunColumns): BatchRun {
   return {
     id: row.id,
     window: row.window_name,
@@ -51,6 +76,17 @@ export function toRun(row: RunRow): BatchRun {
     computeMs: row.compute_ms,
     error: row.error,
   };
+}
+
+/** A window's last finished run, as the scheduler's /metrics shows it. */
+export interface LastRunOutcome {
+  window: string;
+  status: string;
+  precomputed: number;
+  failed: number;
+  durationSeconds: number;
+  /** Policy sets whose life ended unserved; null until one has ended. */
+  wasted: number | null;
 }
 
 export interface ChunkOutcome {
