@@ -1,7 +1,8 @@
 import { performance } from 'node:perf_hooks';
 import type { PoolClient } from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import { batchSetId, type RecommendationSet } from '../src/sets/set.ts';
+import type { RecommendationSet } from '../src/sets/set.ts';
+import { precomputedSet } from './support/sets.ts';
 import { createScriptedRecommender } from './support/scripted-recommender.ts';
 import { createServingHarness, type ServingHarness } from './support/serving-harness.ts';
 
@@ -21,19 +22,7 @@ async function blockSetLookups(h: ServingHarness): Promise<{ release(): Promise<
 }
 
 function batchSet(userId: string, computedAt: Date, ttlMs = 24 * HOUR): RecommendationSet {
-  return {
-    id: batchSetId(1, userId),
-    userId,
-    source: 'batch',
-    runId: null,
-    holdout: false,
-    computedAt,
-    expiresAt: new Date(computedAt.getTime() + ttlMs),
-    itemIds: ['b1', 'b2', 'b3'],
-    scores: [0.9, 0.8, 0.7],
-    modelVersion: 'batch-v1',
-    computeMs: 3,
-  };
+  return precomputedSet(userId, computedAt, ttlMs, { itemIds: ['b1', 'b2', 'b3'], modelVersion: 'batch-v1', computeMs: 3 });
 }
 
 describe('login path', () => {

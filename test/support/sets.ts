@@ -1,8 +1,11 @@
 // A batch set as a worker would have stored it, for tests that need precomputed users.
 import { batchSetId, type RecommendationSet } from '../../src/sets/set.ts';
 
-/** A fresh three-item batch set of run 1 for `userId`, computed at `computedAt`, fresh for a day. */
-export function precomputedSet(userId: string, computedAt: Date, ttlMs = 86_400_000): RecommendationSet {
+/**
+ * A fresh three-item batch set of run 1 for `userId`, computed at `computedAt`, fresh for a day;
+ * `fields` overrides any of it (items, model version, …).
+ */
+export function precomputedSet(userId: string, computedAt: Date, ttlMs = 86_400_000, fields: Partial<RecommendationSet> = {}): RecommendationSet {
   return {
     id: batchSetId(1, userId),
     userId,
@@ -15,5 +18,6 @@ export function precomputedSet(userId: string, computedAt: Date, ttlMs = 86_400_
     scores: [0.9, 0.8, 0.7],
     modelVersion: 'fault-v1',
     computeMs: 1,
+    ...fields,
   };
 }
