@@ -82,3 +82,20 @@ export function parseTimestamp(text: string): Date | undefined {
   if (ms < MIN_TIMESTAMP_MS || ms > MAX_TIMESTAMP_MS) return undefined;
   return new Date(ms);
 }
+
+/** Largest and smallest positive 4-byte `real` (the interactions' weight column). */
+const MAX_REAL = 3.4028234663852886e38;
+const MIN_REAL = 1.401298464324817e-45;
+
+/**
+ * Why an interaction's weight is unacceptable, or undefined when it is fine: a positive number
+ * that a 4-byte real keeps (what rounds to infinity or to zero there, Postgres refuses, and a
+ * refused row would fail its whole batch). The rule of import and HTTP alike.
+ */
+export function weightProblem(weight: number): string | undefined {
+  if (!Number.isFinite(weight) || weight <= 0) return 'is not a positive number';
+  const stored = Math.fround(weight);
+  if (stored > MAX_REAL) return 'is too large for a 4-byte real (at most 3.4028235e38)';
+  if (stored < MIN_REAL) return 'is too small for a 4-byte real (it would be 0; at least 1.4e-45)';
+  return undefined;
+}

@@ -4,7 +4,7 @@ import { open } from 'node:fs/promises';
 import { pipeline, Transform, type Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { PrewarmError } from '../errors.ts';
-import { idProblem, MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS, parseTimestamp } from '../ids.ts';
+import { idProblem, MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS, parseTimestamp, weightProblem } from '../ids.ts';
 
 /** The two CSV formats (README, "CSV formats"): a header line, then one row per login or interaction. */
 export const CSV_COLUMNS = {
@@ -44,9 +44,6 @@ export const MAX_LINE_BYTES = 64 * 1024;
 // parseTimestamp refuses the others; the reader says why.
 export { MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS } from '../ids.ts';
 
-/** Largest and smallest positive 4-byte `real` (the weight column); anything else Postgres refuses. */
-const MAX_REAL = 3.4028234663852886e38;
-const MIN_REAL = 1.401298464324817e-45;
 // Decimal notation only: Number() would also take "0x10", "0b1" and " 1 ".
 const DECIMAL = /^\+?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
 
@@ -448,11 +445,8 @@ function toInteraction(record: string[], parseTs: (text: string) => Date | undef
   const tsProblem = timestampProblem(ts, at);
   if (tsProblem) return tsProblem;
   const weight = DECIMAL.test(weightText) ? Number(weightText) : Number.NaN;
-  if (!Number.isFinite(weight) || weight <= 0) return `weight ${excerpt(weightText)} is not a positive number`;
-  // The column is a 4-byte real: what rounds to infinity or to zero there, Postgres refuses.
-  const stored = Math.fround(weight);
-  if (stored > MAX_REAL) return `weight ${excerpt(weightText)} is too large for a 4-byte real (at most 3.4028235e38)`;
-  if (stored < MIN_REAL) return `weight ${excerpt(weightText)} is too small for a 4-byte real (it would be 0; at least 1.4e-45)`;
+  const weightIssue = weightProblem(weight);
+  if (weightIssue) return `weight ${excerpt(weightText)} ${weightIssue}`;
   return { userId, itemId, at: at!, weight };
 }
 

@@ -26,6 +26,17 @@ export interface AppliedLogins {
   users: number;
 }
 
+/** One interaction to record (the API's interactions route; import goes through a staging table). */
+export interface InteractionInput {
+  userId: string;
+  itemId: string;
+  at: Date;
+  weight: number;
+}
+
+/** Where new interactions come from: rows passed as parameters, or a staging table (as LoginSource). */
+export type InteractionSource = { rows: readonly InteractionInput[] } | { table: string };
+
 const SAFE_TABLE = /^[a-z_][a-z0-9_]{0,62}$/;
 
 /**
@@ -124,14 +135,27 @@ function applyInsertedLoginsSql(source: LoginSource): { text: string; values: un
  * and the API's flushes wait for each other instead of deadlocking. Only users not yet known
  * from an earlier instant are touched: after the first import, next to nothing.
  */
-export async function applyInsertedInteractions(client: Queryable, source: { table: string }): Promise<number> {
-  if (!SAFE_TABLE.test(source.table)) throw new Error(`unsafe staging table name ${JSON.stringify(source.table)}`);
+export async function applyInsertedInteractions(client: Queryable, source: InteractionSource): Promise<number> {
+  let from: string;
+  let values: unknown[] = [];
+  if ('table' in source) {
+    if (!SAFE_TABLE.test(source.table)) throw new Error(`unsafe staging table name ${JSON.stringify(source.table)}`);
+    from = source.table;
+  } else {
+    from = 'unnest($1::text[], $2::text[], $3::timestamptz[], $4::real[]) AS t(user_id, item_id, at, weight)';
+    values = [
+      source.rows.map((row) => row.userId),
+      source.rows.map((row) => row.itemId),
+      source.rows.map((row) => row.at.toISOString()),
+      source.rows.map((row) => row.weight),
+    ];
+  }
   const text = `
     WITH inserted AS (
       -- Sorted like the primary key so its index is filled in order; DO NOTHING also drops a row
       -- repeated within the batch (it conflicts with its first copy, inserted by this statement).
       INSERT INTO interactions (user_id, item_id, at, weight)
-      SELECT user_id, item_id, at, weight FROM ${source.table} ORDER BY user_id, at, item_id
+      SELECT user_id, item_id, at, weight FROM ${from} ORDER BY user_id, at, item_id
       ON CONFLICT DO NOTHING
       RETURNING user_id, at
     ), per_user AS (
@@ -148,7 +172,7 @@ export async function applyInsertedInteractions(client: Queryable, source: { tab
       RETURNING 1
     )
     SELECT (SELECT count(*) FROM inserted)::int AS inserted, (SELECT count(*) FROM marked)::int AS marked`;
-  const result = await client.query<{ inserted: number }>(text);
+  const result = await client.query<{ inserted: number }>(text, values);
   return result.rows[0]?.inserted ?? 0;
 }
 

@@ -14,6 +14,7 @@ import { bearerToken, createSecretMatcher } from '../secrets-match.ts';
 import { throttledErrorLog, type Logger } from '../log.ts';
 import type { RecommendationService } from '../serving/service.ts';
 import type { ApiMetrics } from './metrics.ts';
+import { registerInteractionsRoute, type InteractionsRouteDeps } from '../interactions/route.ts';
 import { errorSchema, recommendationsParams, recommendationsQuery, recommendationsResponse } from './schemas.ts';
 
 export interface AppOptions {
@@ -35,6 +36,8 @@ export interface AppDeps {
   options: AppOptions;
   /** Readiness checks by name (Postgres, Redis, event buffer); each throws when not ready. */
   readiness: Record<string, () => Promise<void>>;
+  /** `POST /v1/interactions` (README "HTTP API"); the route is absent without it. */
+  interactions?: InteractionsRouteDeps;
 }
 
 function sendError(reply: FastifyReply, status: number, code: string, message: string): FastifyReply {
@@ -243,6 +246,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         };
       },
     );
+    if (deps.interactions) registerInteractionsRoute(v1, deps.interactions);
   }, { prefix: '/v1' });
 
   return app;

@@ -1,0 +1,127 @@
+import type { Logger } from '../log.ts';
+
+export interface BatchBufferOptions<T> {
+  /** What the buffer holds, for its log lines ("interactions"). */
+  name: string;
+  /** Writes one batch in one transaction; a rejection keeps the batch for the next flush. */
+  write: (batch: T[]) => Promise<void>;
+  log: Logger;
+  /** Flush at least this often. Default 200 ms. */
+  flushIntervalMs?: number;
+  /** Flush as soon as this many items wait; also the most one write takes. Default 5,000. */
+  maxBatch?: number;
+  /** Above this many unwritten items the buffer is full: refuse rather than acknowledge. Default 200,000. */
+  maxPending?: number;
+}
+
+export interface BatchBuffer<T> {
+  /**
+   * Takes all of `items` or none: false (nothing taken) when they would put the buffer over
+   * `maxPending`, so a caller can refuse a request whole rather than acknowledge part of it.
+   */
+  offer(items: readonly T[]): boolean;
+  /** Writes everything buffered so far; resolves when it is written. */
+  flush(): Promise<void>;
+  /** Items acknowledged but not yet written. */
+  pending(): number;
+  /** True when the buffer is at `maxPending`. */
+  isFull(): boolean;
+  /** Stops the timer and flushes; retries until written or `deadlineMs` passes. Idempotent. */
+  close(deadlineMs?: number): Promise<void>;
+}
+
+/**
+ * A bounded write-behind buffer: callers are answered once their items are buffered, a timer
+ * and a size trigger write them in batches, one flush at a time, and a failed write puts its
+ * batch back in front so nothing acknowledged is lost while the database is away.
+ */
+export function createBatchBuffer<T>(options: BatchBufferOptions<T>): BatchBuffer<T> {
+  const { name, write, log } = options;
+  const flushIntervalMs = options.flushIntervalMs ?? 200;
+  const maxBatch = options.maxBatch ?? 5_000;
+  const maxPending = options.maxPending ?? 200_000;
+
+  let items: T[] = [];
+  let chain: Promise<void> = Promise.resolve();
+  let inFlight = 0;
+  let consecutiveFailures = 0;
+  let full = false;
+  let closePromise: Promise<void> | undefined;
+
+  const timer = setInterval(() => {
+    if (items.length > 0) void flush().catch(() => undefined);
+  }, flushIntervalMs);
+  timer.unref();
+
+  async function flushOnce(): Promise<void> {
+    // Write what is buffered now, a batch at a time; what arrives meanwhile waits for the next flush.
+    let remaining = items.splice(0, items.length);
+    try {
+      while (remaining.length > 0) {
+        const batch = remaining.slice(0, maxBatch);
+        await write(batch);
+        remaining = remaining.slice(batch.length);
+      }
+      consecutiveFailures = 0;
+    } catch (error) {
+      items = remaining.concat(items);
+      consecutiveFailures++;
+      if (consecutiveFailures === 1 || consecutiveFailures % 50 === 0) {
+        log.error({ err: error, pending: items.length, consecutiveFailures }, `writing ${name} to Postgres failed; will retry`);
+      }
+      throw error;
+    }
+  }
+
+  function flush(): Promise<void> {
+    const run = chain.catch(() => undefined).then(flushOnce);
+    chain = run;
+    inFlight++;
+    run.finally(() => inFlight--).catch(() => undefined);
+    return run;
+  }
+
+  function reportFullness(): boolean {
+    const now = items.length >= maxPending;
+    if (now !== full) {
+      full = now;
+      if (full) log.error({ pending: items.length, maxPending }, `${name} buffer full: refusing until Postgres takes the backlog`);
+      else log.info({ pending: items.length, maxPending }, `${name} buffer below its bound again`);
+    }
+    return now;
+  }
+
+  return {
+    offer(offered) {
+      if (closePromise || items.length + offered.length > maxPending) {
+        reportFullness();
+        return false;
+      }
+      for (const item of offered) items.push(item);
+      if (items.length >= maxBatch && inFlight === 0) void flush().catch(() => undefined);
+      return true;
+    },
+    flush,
+    pending: () => items.length,
+    isFull: reportFullness,
+    close(deadlineMs = 10_000) {
+      closePromise ??= (async () => {
+        clearInterval(timer);
+        const giveUpAt = Date.now() + deadlineMs;
+        for (;;) {
+          try {
+            await flush();
+            if (items.length === 0) return;
+          } catch (error) {
+            if (Date.now() >= giveUpAt) {
+              log.error({ err: error, lost: items.length }, `could not write ${name} before shutdown`);
+              throw error;
+            }
+            await new Promise((resolve) => setTimeout(resolve, 250));
+          }
+        }
+      })();
+      return closePromise;
+    },
+  };
+}
