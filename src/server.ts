@@ -78,7 +78,7 @@ export async function startServer(config: Readonly<Config>, log: Logger, clock: 
       },
       metrics: ({ recorder }) => createApiMetrics({ pendingEvents: () => recorder.pending() }),
     });
-    const { service, metrics, recorder: events } = serving;
+    const { service, metrics, recorder: events, interactions } = serving;
     app = await buildApp({
       service,
       metrics,
@@ -90,7 +90,11 @@ export async function startServer(config: Readonly<Config>, log: Logger, clock: 
         events: async () => {
           if (events.isFull()) throw new Error(`${events.pending()} events wait to be written`);
         },
+        interactions: async () => {
+          if (interactions.isFull()) throw new Error(`${interactions.pending()} interactions wait to be written`);
+        },
       },
+      interactions: { recorder: interactions, clock },
     });
     // Operators' dashboard and queue view (src/dashboard/), behind PREWARM_ADMIN_TOKEN.
     if (config.adminToken) adminQueues = createAdminQueues({ redisUrl: config.redisUrl, prefix: config.queuePrefix, log });

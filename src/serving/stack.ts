@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import { recordLogins } from '../activity/user-activity.ts';
 import type { Clock } from '../clock.ts';
 import type { Pool } from '../db/pool.ts';
+import { createInteractionRecorder, type InteractionRecorder } from '../interactions/recorder.ts';
 import { runShutdownSteps } from '../lifecycle.ts';
 import type { Logger } from '../log.ts';
 import type { Recommender } from '../recommender/types.ts';
@@ -43,6 +44,8 @@ export interface ServingStack<M extends ServeMetrics | undefined = undefined> {
   cache: RecommendationCache;
   store: RecommendationStore;
   recorder: EventRecorder;
+  /** The buffer behind `POST /v1/interactions`, batched like the events. */
+  interactions: InteractionRecorder;
   service: RecommendationService;
   metrics: M;
   /**
@@ -62,6 +65,7 @@ export function createServingStack<M extends ServeMetrics | undefined = undefine
   const cache = createRecommendationCache({ redis, prefix: options.cachePrefix, log });
   const store = createRecommendationStore({ pool });
   const recorder = createEventRecorder({ pool, store, recordLogins, log, ...options.events });
+  const interactions = createInteractionRecorder({ pool, log, flushIntervalMs: options.events?.flushIntervalMs, maxPending: options.events?.maxPending });
   const metrics = deps.metrics?.({ recorder }) as M;
   const service = createRecommendationService({ cache, store, recommender, recorder, clock, log, options: options.serving, onServe: metrics?.observeServe });
 
@@ -70,6 +74,7 @@ export function createServingStack<M extends ServeMetrics | undefined = undefine
     cache,
     store,
     recorder,
+    interactions,
     service,
     metrics,
     close() {
@@ -77,6 +82,7 @@ export function createServingStack<M extends ServeMetrics | undefined = undefine
         [
           ['finish on-demand computations', () => service.close()],
           ['flush logins and serves', () => recorder.close(options.closeDeadlineMs)],
+          ['flush interactions', () => interactions.close(options.closeDeadlineMs)],
         ],
         log,
         { rethrow: true },

@@ -27,13 +27,14 @@ export async function createServingHarness(recommender: Recommender, options: Pa
     },
     metrics: ({ recorder }) => createApiMetrics({ defaultMetrics: false, pendingEvents: () => recorder.pending() }),
   });
-  const { cache, store, recorder, service, metrics } = serving;
+  const { cache, store, recorder, interactions, service, metrics } = serving;
   const app = await buildApp({
     service,
     metrics,
     log: silentLog,
     options: { apiTokens: [API_TOKEN], adminToken: undefined, defaultLimit: 10, maxLimit: 100 },
     readiness: { postgres: async () => void (await db.pool.query('SELECT 1')) },
+    interactions: { recorder: interactions, clock },
   });
   return {
     db,
@@ -41,6 +42,7 @@ export async function createServingHarness(recommender: Recommender, options: Pa
     cache,
     store,
     recorder,
+    interactions,
     service,
     clock,
     app,
