@@ -8,24 +8,34 @@ import { PrewarmError } from '../errors.ts';
 export type Policy =
   | { kind: 'threshold'; p: number }
   | { kind: 'budget'; n: number }
-  | { kind: 'coverage'; target: number }
-  | { kind: 'waste'; max: number }
+  /**
+   * `fixed`: open loop, the target applied as given. Otherwise the target is held from the
+   * measured outcomes of the window's previous runs (src/planner/feedback.ts).
+   */
+  | { kind: 'coverage'; target: number; fixed?: true }
+  | { kind: 'waste'; max: number; fixed?: true }
   | { kind: 'cost'; ratio: number }
   | { kind: 'recent'; k: number }
   | { kind: 'all' }
   | { kind: 'none' };
 
-export const POLICY_SYNTAX = 'threshold:P | budget:N | coverage:F | waste:F | cost:RATIO | recent:K | all | none';
+export const POLICY_SYNTAX = 'threshold:P | budget:N | coverage:F[,fixed] | waste:F[,fixed] | cost:RATIO | recent:K | all | none';
+
+/** The suffix that turns a held target (coverage, waste) into an open-loop one. */
+const FIXED_SUFFIX = ',fixed';
 
 const DECIMAL = /^(?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?$/i;
 
 export function parsePolicy(text: string): Policy {
-  const trimmed = text.trim();
-  const [name, arg, ...rest] = trimmed.split(':');
   const fail = (why: string): never => {
     throw new PrewarmError('PREWARM_ERR_BAD_POLICY', `policy ${JSON.stringify(text.slice(0, 60))} ${why}; expected ${POLICY_SYNTAX}`);
   };
+  let trimmed = text.trim();
+  const fixed = trimmed.endsWith(FIXED_SUFFIX);
+  if (fixed) trimmed = trimmed.slice(0, -FIXED_SUFFIX.length);
+  const [name, arg, ...rest] = trimmed.split(':');
   if (rest.length > 0) fail('has too many parts');
+  if (fixed && name !== 'coverage' && name !== 'waste') fail(`cannot be ${FIXED_SUFFIX}: only coverage and waste targets are held from outcomes`);
   if (name === 'all' || name === 'none') {
     if (arg !== undefined) fail(`takes no argument`);
     return { kind: name };
@@ -41,9 +51,9 @@ export function parsePolicy(text: string): Policy {
     case 'threshold':
       return { kind: 'threshold', p: fraction() };
     case 'coverage':
-      return { kind: 'coverage', target: fraction() };
+      return fixed ? { kind: 'coverage', target: fraction(), fixed } : { kind: 'coverage', target: fraction() };
     case 'waste':
-      return { kind: 'waste', max: fraction() };
+      return fixed ? { kind: 'waste', max: fraction(), fixed } : { kind: 'waste', max: fraction() };
     case 'budget':
       return { kind: 'budget', n: count() };
     case 'recent': {
@@ -64,9 +74,9 @@ export function formatPolicy(policy: Policy): string {
     case 'budget':
       return `budget:${policy.n}`;
     case 'coverage':
-      return `coverage:${policy.target}`;
+      return `coverage:${policy.target}${policy.fixed ? FIXED_SUFFIX : ''}`;
     case 'waste':
-      return `waste:${policy.max}`;
+      return `waste:${policy.max}${policy.fixed ? FIXED_SUFFIX : ''}`;
     case 'cost':
       return `cost:${policy.ratio}`;
     case 'recent':
@@ -74,6 +84,11 @@ export function formatPolicy(policy: Policy): string {
     default:
       return policy.kind;
   }
+}
+
+/** Policies whose target the feedback controller holds from the measured outcomes (src/planner/feedback.ts). */
+export function isHeld(policy: Policy): policy is Extract<Policy, { kind: 'coverage' | 'waste' }> {
+  return (policy.kind === 'coverage' || policy.kind === 'waste') && policy.fixed !== true;
 }
 
 /** Policies that decide from activity alone: they need no propensity model. */
