@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { isPrewarmError } from '../src/errors.ts';
 import { backtestLog, parseGoal, recommend, type SweepPoint } from '../src/propensity/backtest.ts';
-import { renderTradeoffSvg } from '../src/propensity/chart-svg.ts';
+import { renderTradeoffSvg } from '../src/charts/index.ts';
 import { evaluateLog } from '../src/propensity/evaluate.ts';
 import { readLoginLog } from '../src/propensity/login-log.ts';
 

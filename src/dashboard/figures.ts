@@ -139,6 +139,8 @@ export interface Headline {
 export interface Overview {
   from: Day;
   to: Day;
+  /** The one window waste, coverage and users scored are restricted to; null for every window. */
+  window: string | null;
   generatedAt: Date;
   headline: Headline;
   days: DayFigures[];
@@ -182,8 +184,8 @@ export interface DashboardFiguresDeps {
 
 /** The read model of the dashboard and of `prewarm runs`: figures from the documented views. */
 export function createDashboardFigures({ pool, clock }: DashboardFiguresDeps) {
-  async function daily(from: Day, to: Day): Promise<DayFigures[]> {
-    const rows = (await pool.query<Record<string, number | null> & { day: Day }>(dashboardSql.daily(from, to))).rows;
+  async function daily(from: Day, to: Day, window: string | null): Promise<DayFigures[]> {
+    const rows = (await pool.query<Record<string, number | null> & { day: Day }>(dashboardSql.daily(from, to, window))).rows;
     return rows.map((row) => {
       const n = (key: string) => row[key] ?? 0;
       return {
@@ -230,35 +232,65 @@ export function createDashboardFigures({ pool, clock }: DashboardFiguresDeps) {
     }));
   }
 
+  /** The figures of the UTC days [from, to]; the windows table is the caller's (`windowFigures`). */
+  async function figuresOf(from: Day, to: Day, window: string | null, now: Date, windowFigures: Promise<WindowFigures[]>): Promise<Overview> {
+    const [days, windowRows, latencyRows, reliabilityRows] = await Promise.all([
+      daily(from, to, window),
+      windowFigures,
+      pool.query<{ day: Day; source: string; serves: number; p50_ms: number; p99_ms: number; max_ms: number }>(dashboardSql.latency(from, to)),
+      pool.query<{ version: string; trained_at: Date; decile: number; count: number; mean_predicted: number; observed_rate: number }>(dashboardSql.latestModelReliability()),
+    ]);
+    const first = reliabilityRows.rows[0];
+    const headline = headlineOf(days);
+    return {
+      from,
+      to,
+      window,
+      generatedAt: now,
+      // On-demand compute belongs to no window: set against one window's runs it would not compare like with like.
+      headline: window === null ? headline : { ...headline, computeSaved: null },
+      days,
+      windows: windowRows,
+      latency: latencyRows.rows.map((r) => ({ day: r.day, source: r.source, serves: r.serves, p50Ms: r.p50_ms, p99Ms: r.p99_ms, maxMs: r.max_ms })),
+      reliability: first
+        ? {
+            version: first.version,
+            trainedAt: first.trained_at,
+            deciles: reliabilityRows.rows.map((r) => ({ decile: r.decile, count: r.count, meanPredicted: r.mean_predicted, observedRate: r.observed_rate })),
+          }
+        : null,
+    };
+  }
+
   return {
     /** Everything the dashboard shows, for the `days` UTC days ending today. */
     async overview(options: { days: number; runsPerWindow?: number }): Promise<Overview> {
       const now = clock.now();
       const to = dayOf(now);
       const from = dayOf(new Date(now.getTime() - (options.days - 1) * DAY_MS));
-      const [days, windowFigures, latencyRows, reliabilityRows] = await Promise.all([
-        daily(from, to),
-        windows(now, options.runsPerWindow ?? 3),
-        pool.query<{ day: Day; source: string; serves: number; p50_ms: number; p99_ms: number; max_ms: number }>(dashboardSql.latency(from, to)),
-        pool.query<{ version: string; trained_at: Date; decile: number; count: number; mean_predicted: number; observed_rate: number }>(dashboardSql.latestModelReliability()),
-      ]);
-      const first = reliabilityRows.rows[0];
-      return {
-        from,
-        to,
-        generatedAt: now,
-        headline: headlineOf(days),
-        days,
-        windows: windowFigures,
-        latency: latencyRows.rows.map((r) => ({ day: r.day, source: r.source, serves: r.serves, p50Ms: r.p50_ms, p99Ms: r.p99_ms, maxMs: r.max_ms })),
-        reliability: first
-          ? {
-              version: first.version,
-              trainedAt: first.trained_at,
-              deciles: reliabilityRows.rows.map((r) => ({ decile: r.decile, count: r.count, meanPredicted: r.mean_predicted, observedRate: r.observed_rate })),
-            }
-          : null,
-      };
+      return figuresOf(from, to, null, now, windows(now, options.runsPerWindow ?? 3));
+    },
+
+    /**
+     * The dashboard's figures for the UTC days [from, to] (`prewarm report --format html`), of one
+     * window's runs or of all; `from` defaults to the first day with a serve or a run, `to` to today.
+     * No windows table: a report is about the period, not about the next occurrences.
+     */
+    async period(options: { from?: Day | undefined; to?: Day | undefined; window?: string | undefined }): Promise<Overview> {
+      const now = clock.now();
+      const window = options.window ?? null;
+      const to = options.to ?? dayOf(now);
+      let from = options.from;
+      if (from === undefined) {
+        const first = (await pool.query<{ day: Day | null }>(dashboardSql.firstDay(window))).rows[0]?.day ?? null;
+        from = first !== null && first < to ? first : to;
+      }
+      return figuresOf(from, to, window, now, Promise.resolve([]));
+    },
+
+    /** Whether `name` is a window, or was one and left runs. */
+    async knowsWindow(name: string): Promise<boolean> {
+      return (await pool.query<{ known: boolean }>(dashboardSql.windowKnown(name))).rows[0]?.known === true;
     },
 
     windows: (runsPerWindow = 1) => windows(clock.now(), runsPerWindow),

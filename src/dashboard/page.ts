@@ -1,8 +1,8 @@
-import { escapeXml as esc } from '../propensity/chart-svg.ts';
-import { barChart, lineChart, shortDay } from './charts.ts';
+import { barChart, escapeXml as esc, lineChart, shortDay } from '../charts/index.ts';
 import type { Overview, RunFigures, WindowFigures } from './figures.ts';
 
 // Server-rendered HTML: no script, styles inline (the Content-Security-Policy allows nothing else).
+// The same figures make the self-contained file of `prewarm report --format html`.
 
 export const pct = (v: number | null, digits = 0) => (v === null || !Number.isFinite(v) ? '—' : `${(v * 100).toFixed(digits)}%`);
 export const hours = (ms: number | null) => (ms === null ? '—' : `${(ms / 3_600_000).toFixed(ms < 36_000_000 ? 1 : 0)} h`);
@@ -89,19 +89,37 @@ function card(title: string, note: string, chart: string): string {
   return `<div class="card"><h3>${esc(title)}</h3><p class="note">${esc(note)}</p>${chart}</div>`;
 }
 
-export function renderDashboard(o: Overview): string {
+const share = (v: number) => `${Math.round(v * 100)}%`;
+const toHours = (ms: number | null) => (ms === null ? null : ms / 3_600_000);
+const f = (v: number) => (v >= 10 ? String(Math.round(v)) : (Math.round(v * 10) / 10).toString());
+
+function headlineSection(o: Overview): string {
   const h = o.headline;
-  const days = o.days.map((d) => d.day);
-  const share = (v: number) => `${Math.round(v * 100)}%`;
   const stats: { id: string; value: string; label: string }[] = [
-    { id: 'compute-saved', value: pct(h.computeSaved), label: 'of compute saved vs precomputing every scored user at every run' },
+    { id: 'compute-saved', value: pct(h.computeSaved), label: o.window === null ? 'of compute saved vs precomputing every scored user at every run' : 'compute saved: not shown for one window (on-demand compute belongs to no window)' },
     { id: 'login-coverage', value: pct(h.loginCoverage), label: `of ${whole(h.logins)} logins served precomputed` },
     { id: 'coverage', value: pct(h.coverage), label: 'coverage: known users logging in during a window who had a set ready' },
     { id: 'median-age', value: hours(h.medianAgeMs), label: h.medianAgeDay ? `median age of precomputed sets served on ${shortDay(h.medianAgeDay)}` : 'median age: no precomputed serve yet' },
     { id: 'waste', value: pct(h.waste), label: `of precomputes wasted (never served); ${pct(h.onDemandShare)} of logins computed on demand` },
   ];
-  const headline = stats.map((stat) => `<div class="stat" data-stat="${stat.id}"><div class="value">${esc(stat.value)}</div><div class="label">${esc(stat.label)}</div></div>`).join('');
+  const saved = h.computeSaved === null ? '' : `saved <b>${pct(h.computeSaved)}</b> of compute vs precomputing everyone, `;
+  return `<p class="lead">Over these ${o.days.length} days prewarm ${saved}served <b>${pct(h.loginCoverage)}</b> of logins precomputed, median age <b>${esc(hours(h.medianAgeMs))}</b>.</p><section class="headline">${stats
+    .map((stat) => `<div class="stat" data-stat="${stat.id}"><div class="value">${esc(stat.value)}</div><div class="label">${esc(stat.label)}</div></div>`)
+    .join('')}</section>`;
+}
 
+function dailyCharts(o: Overview): string {
+  const days = o.days.map((d) => d.day);
+  return `<div class="grid">
+${card('Waste', 'Share of precomputed sets whose life ended that day without a serve (holdout excluded).', lineChart({ title: 'daily waste', categories: days, series: [{ label: 'waste', color: COLORS.red, values: o.days.map((d) => d.waste) }], format: share, yMax: 1 }))}
+${card('Coverage', 'Known users who logged in during a window with a set ready (coverage), and all logins answered precomputed (login coverage).', lineChart({ title: 'daily coverage', categories: days, series: [{ label: 'coverage', color: COLORS.green, values: o.days.map((d) => d.coverage) }, { label: 'login coverage', color: COLORS.blue, values: o.days.map((d) => d.loginCoverage), dashed: true }], format: share, yMax: 1 }))}
+${card('Staleness of precomputed serves', 'Age of the set at the login: median and 95th percentile.', lineChart({ title: 'staleness', categories: days, series: [{ label: 'p50', color: COLORS.purple, values: o.days.map((d) => toHours(d.stalenessP50Ms)) }, { label: 'p95', color: COLORS.purple, values: o.days.map((d) => toHours(d.stalenessP95Ms)), dashed: true }], format: (v) => `${f(v)} h` }))}
+${card('On-demand share', 'Logins answered by a computation at login.', lineChart({ title: 'on-demand share', categories: days, series: [{ label: 'on demand', color: COLORS.orange, values: o.days.map((d) => d.onDemandShare) }], format: share, yMax: 1 }))}
+</div>`;
+}
+
+function modelAndLatency(o: Overview): string {
+  const days = o.days.map((d) => d.day);
   const latencySources = [...new Set(o.latency.map((l) => l.source))].sort();
   const latencyChart = lineChart({
     title: 'latency p99 by source',
@@ -137,23 +155,50 @@ export function renderDashboard(o: Overview): string {
         }),
       )
     : card('Propensity model reliability', 'No propensity model trained yet (prewarm train-propensity).', '');
-
-  const body = `<header><h1>prewarm</h1><span class="period">${esc(shortDay(o.from))} – ${esc(shortDay(o.to))} ${esc(o.to.slice(0, 4))} (UTC days) · updated ${esc(utc(o.generatedAt))}</span>
-<a href="/admin/queues/">queues</a><form method="post" action="/dashboard/logout"><button type="submit">sign out</button></form></header>
-<main><p class="lead">Over these ${o.days.length} days prewarm saved <b>${pct(h.computeSaved)}</b> of compute vs precomputing everyone, served <b>${pct(h.loginCoverage)}</b> of logins precomputed, median age <b>${esc(hours(h.medianAgeMs))}</b>.</p><section class="headline">${headline}</section>
-<h2>Batch windows</h2>${windowsTable(o.windows)}
-<h2>Every day</h2><div class="grid">
-${card('Waste', 'Share of precomputed sets whose life ended that day without a serve (holdout excluded).', lineChart({ title: 'daily waste', categories: days, series: [{ label: 'waste', color: COLORS.red, values: o.days.map((d) => d.waste) }], format: share, yMax: 1 }))}
-${card('Coverage', 'Known users who logged in during a window with a set ready (coverage), and all logins answered precomputed (login coverage).', lineChart({ title: 'daily coverage', categories: days, series: [{ label: 'coverage', color: COLORS.green, values: o.days.map((d) => d.coverage) }, { label: 'login coverage', color: COLORS.blue, values: o.days.map((d) => d.loginCoverage), dashed: true }], format: share, yMax: 1 }))}
-${card('Staleness of precomputed serves', 'Age of the set at the login: median and 95th percentile.', lineChart({ title: 'staleness', categories: days, series: [{ label: 'p50', color: COLORS.purple, values: o.days.map((d) => d.stalenessP50Ms === null ? null : d.stalenessP50Ms / 3_600_000) }, { label: 'p95', color: COLORS.purple, values: o.days.map((d) => d.stalenessP95Ms === null ? null : d.stalenessP95Ms / 3_600_000), dashed: true }], format: (v) => `${f(v)} h` }))}
-${card('On-demand share', 'Logins answered by a computation at login.', lineChart({ title: 'on-demand share', categories: days, series: [{ label: 'on demand', color: COLORS.orange, values: o.days.map((d) => d.onDemandShare) }], format: share, yMax: 1 }))}
-</div>
-<h2>Model and latency</h2><div class="grid">
+  return `<div class="grid">
 ${reliability}
 <div class="card"><h3>Latency by source</h3><p class="note">p99 per day; the table shows each source's latest day.</p>${latencyChart}${latencyTable}</div>
-</div>
-<footer>Figures from the Postgres views (README, "For analysts: the views"). Compute saved = 1 − (batch + on-demand compute) ÷ (users scored by the runs × mean batch compute per set).</footer></main>`;
+</div>`;
+}
+
+const FOOTNOTE = 'Figures from the Postgres views (README, "For analysts: the views"). Compute saved = 1 − (batch + on-demand compute) ÷ (users scored by the runs × mean batch compute per set).';
+
+function period(o: Overview): string {
+  return `${shortDay(o.from)} – ${shortDay(o.to)} ${o.to.slice(0, 4)} (UTC days)`;
+}
+
+export function renderDashboard(o: Overview): string {
+  const body = `<header><h1>prewarm</h1><span class="period">${esc(period(o))} · updated ${esc(utc(o.generatedAt))}</span>
+<a href="/admin/queues/">queues</a><form method="post" action="/dashboard/logout"><button type="submit">sign out</button></form></header>
+<main>${headlineSection(o)}
+<h2>Batch windows</h2>${windowsTable(o.windows)}
+<h2>Every day</h2>${dailyCharts(o)}
+<h2>Model and latency</h2>${modelAndLatency(o)}
+<footer>${esc(FOOTNOTE)}</footer></main>`;
   return layout('prewarm dashboard', body);
 }
 
-const f = (v: number) => (v >= 10 ? String(Math.round(v)) : (Math.round(v * 10) / 10).toString());
+/** The figures of every day as numbers, for a report that is read, printed or diffed later. */
+function dailyTable(o: Overview): string {
+  const rows = o.days.map(
+    (d) =>
+      `<tr data-day="${esc(d.day)}"><td>${esc(d.day)}</td><td class="num">${whole(d.logins)}</td><td class="num">${pct(d.waste, 1)}</td><td class="num">${pct(d.coverage, 1)}</td><td class="num">${pct(d.loginCoverage, 1)}</td>` +
+      `<td class="num">${hours(d.stalenessP50Ms)}</td><td class="num">${hours(d.stalenessP95Ms)}</td><td class="num">${pct(d.onDemandShare, 1)}</td></tr>`,
+  );
+  return `<div class="card"><table><thead><tr><th>UTC day</th><th class="num">logins</th><th class="num">waste</th><th class="num">coverage</th><th class="num">login coverage</th><th class="num">staleness p50</th><th class="num">staleness p95</th><th class="num">on demand</th></tr></thead><tbody>${rows.join('')}</tbody></table></div>`;
+}
+
+/**
+ * `prewarm report --format html`: one self-contained file (inline CSS and SVG, no script, no
+ * request) with the dashboard's headline numbers and charts for the period and window.
+ */
+export function renderReportHtml(o: Overview): string {
+  const scope = o.window === null ? 'every window' : `window ${o.window}: waste, coverage and users scored of its runs; logins, staleness, latency and compute of all traffic`;
+  const body = `<header><h1>prewarm report</h1><span class="period">${esc(period(o))} · ${esc(o.window === null ? 'every window' : `window ${o.window}`)} · generated ${esc(utc(o.generatedAt))}</span></header>
+<main>${headlineSection(o)}<p class="muted" data-scope>${esc(scope)}.</p>
+<h2>Every day</h2>${dailyCharts(o)}
+<h2>Model and latency</h2>${modelAndLatency(o)}
+<h2>Figures by day</h2>${dailyTable(o)}
+<footer>${esc(FOOTNOTE)}</footer></main>`;
+  return layout(`prewarm report ${o.from} – ${o.to}`, body);
+}

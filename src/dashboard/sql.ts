@@ -73,17 +73,19 @@ export const dashboardSql = {
   },
 
   /**
-   * One row per UTC day of [from, to]: waste (waste_by_day, every window), coverage
-   * (coverage_by_day), logins by source (login_coverage_by_day), staleness of precomputed serves
-   * (staleness_by_day), compute (compute_cost_by_day) and the users the day's runs scored.
+   * One row per UTC day of [from, to]: waste (waste_by_day), coverage (coverage_by_day), logins
+   * by source (login_coverage_by_day), staleness of precomputed serves (staleness_by_day), compute
+   * (compute_cost_by_day) and the users the day's runs scored. `window` restricts waste, coverage
+   * and users scored to that window's runs (null: every window); serves and compute belong to no
+   * window.
    */
-  daily(from: Day, to: Day): Sql {
+  daily(from: Day, to: Day, window: string | null = null): Sql {
     return {
       text: `WITH days AS (SELECT d::date AS day FROM generate_series($1::date, $2::date, interval '1 day') d),
              w AS (SELECT day, sum(ended)::float8 AS ended, sum(wasted)::float8 AS wasted
-                     FROM waste_by_day WHERE day BETWEEN $1::date AND $2::date GROUP BY day),
+                     FROM waste_by_day WHERE day BETWEEN $1::date AND $2::date AND ($3::text IS NULL OR window_name = $3) GROUP BY day),
              c AS (SELECT day, sum(active_known)::float8 AS active_known, sum(covered)::float8 AS covered
-                     FROM coverage_by_day WHERE day BETWEEN $1::date AND $2::date GROUP BY day),
+                     FROM coverage_by_day WHERE day BETWEEN $1::date AND $2::date AND ($3::text IS NULL OR window_name = $3) GROUP BY day),
              l AS (SELECT day, logins::float8 AS logins, precomputed::float8 AS precomputed, reused::float8 AS reused,
                           on_demand::float8 AS on_demand, fallback::float8 AS fallback
                      FROM login_coverage_by_day WHERE day BETWEEN $1::date AND $2::date),
@@ -94,7 +96,7 @@ export const dashboardSql = {
                      FROM compute_cost_by_day WHERE day BETWEEN $1::date AND $2::date),
              r AS (SELECT (scheduled_for AT TIME ZONE 'UTC')::date AS day, sum(candidates)::float8 AS candidates
                      FROM batch_runs WHERE scheduled_for >= $1::date AT TIME ZONE 'UTC'
-                      AND scheduled_for < ($2::date + 1) AT TIME ZONE 'UTC' GROUP BY 1)
+                      AND scheduled_for < ($2::date + 1) AT TIME ZONE 'UTC' AND ($3::text IS NULL OR window_name = $3) GROUP BY 1)
              SELECT to_char(days.day, 'YYYY-MM-DD') AS day,
                     w.ended AS sets_ended, w.wasted AS sets_wasted, c.active_known, c.covered,
                     l.logins, l.precomputed, l.reused, l.on_demand, l.fallback,
@@ -104,7 +106,24 @@ export const dashboardSql = {
                LEFT JOIN w USING (day) LEFT JOIN c USING (day) LEFT JOIN l USING (day)
                LEFT JOIN s USING (day) LEFT JOIN k USING (day) LEFT JOIN r USING (day)
               ORDER BY days.day`,
-      values: [from, to],
+      values: [from, to, window],
+    };
+  },
+
+  /** The first UTC day with a serve or a run (of `window` when given); null on an empty database. */
+  firstDay(window: string | null): Sql {
+    return {
+      text: `SELECT to_char(least((SELECT min(at) FROM serves WHERE $1::text IS NULL),
+                                  (SELECT min(scheduled_for) FROM batch_runs WHERE $1::text IS NULL OR window_name = $1)) AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day`,
+      values: [window],
+    };
+  },
+
+  /** Whether a window of that name exists, or existed and left runs. */
+  windowKnown(name: string): Sql {
+    return {
+      text: `SELECT EXISTS (SELECT 1 FROM windows WHERE name = $1) OR EXISTS (SELECT 1 FROM batch_runs WHERE window_name = $1) AS known`,
+      values: [name],
     };
   },
 

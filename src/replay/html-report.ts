@@ -1,51 +1,17 @@
 import type { DailyPoint } from '../accounting/report.ts';
+import { escapeXml as escapeHtml, lineChart } from '../charts/index.ts';
 import type { ReplayResult } from './run.ts';
 
 const COLOURS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e'];
 
-function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string);
-}
-
-interface Series {
-  name: string;
-  points: { x: number; y: number | null }[];
-}
-
-/** A small self-contained SVG line chart: one line per series, x = day index, y from 0. */
-function lineChart(title: string, series: Series[], format: (y: number) => string): string {
-  const width = 640;
-  const height = 220;
-  const pad = { left: 56, right: 12, top: 28, bottom: 28 };
-  const xs = series.flatMap((s) => s.points.map((p) => p.x));
-  const ys = series.flatMap((s) => s.points.flatMap((p) => (p.y === null ? [] : [p.y])));
-  const xMin = Math.min(...xs, 0);
-  const xMax = Math.max(...xs, 1);
-  const yMax = Math.max(...ys, 1e-9) * 1.05;
-  const sx = (x: number) => pad.left + ((x - xMin) / Math.max(1, xMax - xMin)) * (width - pad.left - pad.right);
-  const sy = (y: number) => height - pad.bottom - (y / yMax) * (height - pad.top - pad.bottom);
-  const lines = series.map((s, i) => {
-    const path = s.points
-      .filter((p) => p.y !== null)
-      .map((p, j) => `${j === 0 ? 'M' : 'L'}${sx(p.x).toFixed(1)},${sy(p.y as number).toFixed(1)}`)
-      .join(' ');
-    return `<path d="${path}" fill="none" stroke="${COLOURS[i % COLOURS.length]}" stroke-width="1.5"/>`;
+/** One line per policy over the replayed days (dates on the x axis), in the shared chart module. */
+function dailyChart(title: string, result: ReplayResult, pick: (point: DailyPoint) => number | null, format: (y: number) => string, yMax?: number): string {
+  const days = [...new Set(result.policies.flatMap((run) => run.daily.map((point) => point.day)))].sort();
+  const series = result.policies.map((run, i) => {
+    const byDay = new Map(run.daily.map((point) => [point.day, pick(point)]));
+    return { label: run.name, color: COLOURS[i % COLOURS.length] as string, values: days.map((day) => byDay.get(day) ?? null) };
   });
-  const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => {
-    const y = f * yMax;
-    return `<line x1="${pad.left}" x2="${width - pad.right}" y1="${sy(y)}" y2="${sy(y)}" stroke="#eee"/><text x="${pad.left - 4}" y="${sy(y) + 4}" text-anchor="end" font-size="10">${escapeHtml(format(y))}</text>`;
-  });
-  const legend = series.map(
-    (s, i) => `<text x="${pad.left + i * 150}" y="16" font-size="11" fill="${COLOURS[i % COLOURS.length]}">■ ${escapeHtml(s.name)}</text>`,
-  );
-  return `<figure><figcaption>${escapeHtml(title)}</figcaption><svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" role="img">${ticks.join('')}${lines.join('')}${legend.join('')}<text x="${width - pad.right}" y="${height - 8}" text-anchor="end" font-size="10">simulated day</text></svg></figure>`;
-}
-
-function dailySeries(result: ReplayResult, pick: (point: DailyPoint) => number | null): Series[] {
-  return result.policies.map((run) => {
-    const start = Date.parse(result.from);
-    return { name: run.name, points: run.daily.map((point) => ({ x: (Date.parse(point.day) - start) / 86_400_000, y: pick(point) })) };
-  });
+  return `<figure><figcaption>${escapeHtml(title)}</figcaption>${lineChart({ title, categories: days, series, format, yMax, xLabel: 'simulated UTC day', width: 720, height: 240 })}</figure>`;
 }
 
 const pct = (v: number | null) => (v === null ? '—' : `${(v * 100).toFixed(1)}%`);
@@ -59,16 +25,16 @@ export function renderReplayHtml(result: ReplayResult): string {
   const hours = (v: number) => `${(v / 3_600_000).toFixed(1)} h`;
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>prewarm replay ${escapeHtml(result.from)} – ${escapeHtml(result.to)}</title>
-<style>body{font:14px system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f4f4f4}td:first-child{text-align:left}figure{margin:1.5em 0}figcaption{font-weight:600}</style>
+<style>body{font:14px system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f4f4f4}td:first-child{text-align:left}figure{margin:1.5em 0}figcaption{font-weight:600}.chart{width:100%;max-width:720px;height:auto;display:block}</style>
 </head><body>
 <h1>prewarm replay</h1>
 <p>Log: ${escapeHtml(result.source)} · period ${escapeHtml(result.from)} → ${escapeHtml(result.to)} · windows of ${escapeHtml(result.window)} · ${result.logins} logins replayed through the real scheduler, planner, BullMQ workers and serving path on a virtual clock. Every figure is read from the Postgres views.</p>
 <table><thead><tr>${result.columns.map((c) => `<th>${escapeHtml(c)}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>
 <p>Oracle bound (precompute exactly the known users who will log in): ${result.oracle.precomputes} precomputes, waste 0%, coverage 100%.</p>
-${lineChart('Waste rate per day (precomputes whose life ended that day without a serve)', dailySeries(result, (p) => p.waste), pct)}
-${lineChart('Coverage per day (known active users with a fresh policy precompute)', dailySeries(result, (p) => p.coverage), pct)}
-${lineChart('Login coverage per day (logins served precomputed)', dailySeries(result, (p) => p.loginCoverage), pct)}
-${lineChart('Staleness p50 per day', dailySeries(result, (p) => p.stalenessP50Ms), hours)}
+${dailyChart('Waste rate per day (precomputes whose life ended that day without a serve)', result, (p) => p.waste, pct, 1)}
+${dailyChart('Coverage per day (known active users with a fresh policy precompute)', result, (p) => p.coverage, pct, 1)}
+${dailyChart('Login coverage per day (logins served precomputed)', result, (p) => p.loginCoverage, pct, 1)}
+${dailyChart('Staleness p50 per day', result, (p) => p.stalenessP50Ms, hours)}
 <p style="color:#666">Generated by prewarm ${escapeHtml(new Date().toISOString())}; ${num(result.wallMs / 1000, 1)} s of wall time.</p>
 </body></html>
 `;

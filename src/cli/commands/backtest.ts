@@ -3,7 +3,7 @@ import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { PrewarmError } from '../../errors.ts';
 import { backtestLog, GOAL_SYNTAX, parseGoal, SWEEP_KINDS, type BacktestReport, type SweepKind } from '../../propensity/backtest.ts';
-import { renderTradeoffSvg } from '../../propensity/chart-svg.ts';
+import { renderTradeoffSvg } from '../../charts/index.ts';
 import { action } from '../runtime.ts';
 import { parseTestPeriodFlags } from '../flags.ts';
 import { count, parseCountFlag, pct, readLoginsFlag, table } from './evaluate.ts';
