@@ -1,12 +1,14 @@
 // `npm run bench`: every benchmark in scripts/bench, one after another, each reporting against a
 // baseline measured in the same run. Figures go to stdout and to reports/bench-*.json.
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { main as ingest } from './ingest.ts';
 import { main as plan } from './plan.ts';
 import { main as precompute } from './precompute.ts';
 import { main as serve } from './serve.ts';
 
 const benches: [string, () => Promise<void>][] = [
   ['login path (scripts/bench/serve.ts)', () => serve([])],
+  ['interactions API (scripts/bench/ingest.ts)', async () => void (await ingest([]))],
   [
     'batch precompute (scripts/bench/precompute.ts)',
     async () => {
