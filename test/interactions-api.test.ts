@@ -1,5 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { migrate } from '../src/db/migrate.ts';
+import type { Pool } from '../src/db/pool.ts';
+import type { Recommender, UserRecommendations } from '../src/recommender/types.ts';
 import { createInteractionRecorder } from '../src/interactions/recorder.ts';
 import { createTestDb, silentLog, type TestDb } from './helpers.ts';
 import { createScriptedRecommender } from './support/scripted-recommender.ts';
@@ -87,6 +89,32 @@ describe('POST /v1/interactions', () => {
     const full = await post({ interactions: Array.from({ length: 1_000 }, (_, i) => ({ userId: `u${i % 7}`, itemId: `i${i}`, at: '2024-03-01T00:00:00Z' })) });
     expect(full.statusCode).toBe(202);
     expect((await stored(h)).length).toBe(1_000);
+  });
+
+  it('an on-demand computation sees the interactions acknowledged just before it, though not yet flushed', async () => {
+    // A recommender that recommends what the user interacted with before `at`, read from Postgres.
+    let pool: Pool | undefined;
+    const fromHistory: Recommender = {
+      kind: 'history',
+      modelVersion: () => 'history-v1',
+      async recommend(userIds, at, k) {
+        const result = new Map<string, UserRecommendations>();
+        for (const userId of userIds) {
+          const rows = await pool!.query<{ item_id: string }>('SELECT item_id FROM interactions WHERE user_id = $1 AND at <= $2 ORDER BY at DESC LIMIT $3', [userId, at, k]);
+          result.set(userId, { personalised: rows.rows.length > 0, items: rows.rows.map((row, i) => ({ itemId: row.item_id, score: 1 - i / 100 })) });
+        }
+        return result;
+      },
+      popular: async () => [{ itemId: 'p1', score: 1 }],
+      close: async () => undefined,
+    };
+    h = await createServingHarness(fromHistory);
+    pool = h.db.pool;
+    expect((await post({ interactions: [{ userId: 'carol', itemId: 'ramen', at: '2024-03-01T11:59:00Z' }] })).statusCode).toBe(202);
+    expect(h.interactions.hasPending('carol')).toBe(true);
+    const response = await h.app.inject({ method: 'GET', url: '/v1/users/carol/recommendations', headers: auth });
+    expect(response.json()).toMatchObject({ source: 'on_demand', items: [{ itemId: 'ramen' }] });
+    expect(h.interactions.hasPending('carol')).toBe(false);
   });
 
   it('is documented in the OpenAPI document', async () => {

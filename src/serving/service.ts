@@ -5,6 +5,7 @@ import type { Clock } from '../clock.ts';
 import { PrewarmError } from '../errors.ts';
 import { throttledErrorLog, type Logger } from '../log.ts';
 import type { Recommender, ScoredItem } from '../recommender/types.ts';
+import type { InteractionRecorder } from '../interactions/recorder.ts';
 import type { RecommendationCache } from '../sets/cache.ts';
 import { isFresh, scoredItems, storedItems, type RecommendationSet } from '../sets/set.ts';
 import type { RecommendationStore } from '../sets/store.ts';
@@ -79,6 +80,12 @@ export interface RecommendationServiceDeps {
    * `coalesced` when the login joined a lookup or computation already in flight for its user.
    */
   onServe?: (source: ServeSource, latencyMs: number, reason: FallbackReason | undefined, details: { stalenessMs: number | null; coalesced: boolean }) => void;
+  /**
+   * The interactions API's buffer: a user's acknowledged interactions still in it are written
+   * before an on-demand computation for that user, so the set reflects everything the user did
+   * up to the instant it is computed. Default: none.
+   */
+  interactions?: Pick<InteractionRecorder, 'hasPending' | 'flush'>;
 }
 
 export interface RecommendationService {
@@ -171,6 +178,10 @@ export function createRecommendationService(deps: RecommendationServiceDeps): Re
   async function compute(userId: string, at: Date): Promise<Computation> {
     const started = performance.now();
     try {
+      if (deps.interactions?.hasPending(userId)) {
+        // Postgres refusing the write leaves the history a little behind; still worth computing.
+        await deps.interactions.flush().catch((error: unknown) => log.warn({ err: error, userId }, 'could not write buffered interactions before computing'));
+      }
       // When the computation starts: after the login, later still if it waited for a slot.
       const computedAt = new Date(Math.max(at.getTime(), clock.now().getTime()));
       const result = (await recommender.recommend([userId], computedAt, setSize)).get(userId);

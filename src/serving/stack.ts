@@ -67,7 +67,7 @@ export function createServingStack<M extends ServeMetrics | undefined = undefine
   const recorder = createEventRecorder({ pool, store, recordLogins, log, ...options.events });
   const interactions = createInteractionRecorder({ pool, log, flushIntervalMs: options.events?.flushIntervalMs, maxPending: options.events?.maxPending });
   const metrics = deps.metrics?.({ recorder }) as M;
-  const service = createRecommendationService({ cache, store, recommender, recorder, clock, log, options: options.serving, onServe: metrics?.observeServe });
+  const service = createRecommendationService({ cache, store, recommender, recorder, clock, log, options: options.serving, onServe: metrics?.observeServe, interactions });
 
   let closing: Promise<void> | undefined;
   return {
