@@ -69,6 +69,8 @@ const envSchema = z.object({
   PREWARM_SHUTDOWN_TIMEOUT_MS: positiveInt.default(15_000),
   PREWARM_PROPENSITY_WINDOW: duration.default(86_400_000),
   PREWARM_PROPENSITY_RETRAIN_EVERY: duration.default(86_400_000),
+  PREWARM_PROPENSITY_DRIFT_MARGIN: z.coerce.number().min(0).max(1).default(0.05),
+  PREWARM_PROPENSITY_CHALLENGER: z.enum(['on', 'off']).default('on'),
   PREWARM_RETENTION: duration.default(90 * 86_400_000),
   PREWARM_SWEEP_INTERVAL: duration.default(60_000),
   PREWARM_PLAN_PREDICTION_SAMPLE: z.coerce.number().int().min(0).default(100_000),
@@ -114,6 +116,10 @@ const configSchema = envSchema.transform((e) => ({
   propensityWindowMs: e.PREWARM_PROPENSITY_WINDOW,
   /** The scheduler retrains the propensity model when the newest is older than this. */
   propensityRetrainEveryMs: e.PREWARM_PROPENSITY_RETRAIN_EVERY,
+  /** Live AP below the model's trained AP (or calibration error above its trained one) by more than this is drift: retrain early. */
+  propensityDriftMargin: e.PREWARM_PROPENSITY_DRIFT_MARGIN,
+  /** A model the scheduler trains while another serves scores in shadow until the outcomes promote or reject it. */
+  propensityChallenger: e.PREWARM_PROPENSITY_CHALLENGER === 'on',
   /** Partitions of logins, serves, predictions, recommendations wholly older than this are dropped. */
   retentionMs: e.PREWARM_RETENTION,
   /** How often the scheduler sweeps running runs for chunks whose jobs were lost (Redis restarted empty) or failed. */

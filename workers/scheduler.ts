@@ -21,6 +21,9 @@ import { createPrecomputeQueue } from '../src/precompute/queue.ts';
 import { createDefaultScorer } from '../src/propensity/default-scorer.ts';
 import { latestModelVersion } from '../src/propensity/model-store.ts';
 import { startRetrainSchedule } from '../src/propensity/retrain-schedule.ts';
+import { latestQualityByWindow } from '../src/propensity/quality.ts';
+import { registerModelQualityGauges } from '../src/propensity/quality-metrics.ts';
+import { createModelMonitor } from '../src/propensity/quality-monitor.ts';
 import { createPartitionMaintenance, startMaintenanceSchedule } from '../src/maintenance/partitions.ts';
 import { checkPostgres, checkRedis } from '../src/startup-checks.ts';
 
@@ -52,6 +55,7 @@ export async function startSchedulerProcess(options: SchedulerProcessOptions): P
   const queue = createPrecomputeQueue({ connection: redis, prefix: config.queuePrefix, log });
   const windows = createWindowStore({ pool, clock });
   const metrics = createSchedulerMetrics({ clock, log, queue, latestModel: () => latestModelVersion(pool), lastRuns: () => createRunStore({ pool }).lastOutcomes() });
+  registerModelQualityGauges(metrics.registry, { read: () => latestQualityByWindow(pool), log });
   let metricsServer: MetricsServer | undefined;
   const planner = metrics.observePlanner(
     createPlanner({
@@ -96,7 +100,9 @@ export async function startSchedulerProcess(options: SchedulerProcessOptions): P
     if (config.metricsPort !== undefined) {
       metricsServer = await startMetricsServer({ registry: metrics.registry, host: config.host, port: config.metricsPort, adminToken: config.adminToken, log });
     }
-    stopRetraining = startRetrainSchedule({ pool, log, clock, windowMs: config.propensityWindowMs, maxAgeMs: config.propensityRetrainEveryMs });
+    stopRetraining = startRetrainSchedule({ pool, log, clock, windowMs: config.propensityWindowMs, maxAgeMs: config.propensityRetrainEveryMs,
+      monitor: createModelMonitor({ pool, log, clock, driftMargin: config.propensityDriftMargin, challenger: config.propensityChallenger }),
+    });
     stopMaintenance = startMaintenanceSchedule({ maintenance: metrics.observeMaintenance(createPartitionMaintenance({ pool, clock, log, retentionMs: config.retentionMs })), log });
     await driver.start();
   } catch (error) {

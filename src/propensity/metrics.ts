@@ -158,3 +158,42 @@ export function pointAtWaste(curve: ThresholdCurve, maxWaste: number): Operating
 export function coverageAtWaste(curve: ThresholdCurve, maxWaste: number): number {
   return pointAtWaste(curve, maxWaste)?.coverage ?? 0;
 }
+
+/**
+ * The curve of weighted pairs: each pair counts `weights[i]` times (a row of a weighted sample
+ * standing for that many users), so the positives, negatives and every step are sums of weights
+ * and averagePrecision, rocAuc and the operating points estimate those of the whole population.
+ */
+export function weightedThresholdCurve(scores: ArrayLike<number>, labels: ArrayLike<number>, weights: ArrayLike<number>, n = scores.length): ThresholdCurve {
+  const order = new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    if (Number.isNaN(scores[i] as number)) throw new RangeError('weightedThresholdCurve: a score is NaN');
+    if (!((weights[i] as number) >= 0)) throw new RangeError('weightedThresholdCurve: a weight is negative or NaN');
+    order[i] = i;
+  }
+  order.sort((a, b) => (scores[b] as number) - (scores[a] as number));
+  const thresholds: number[] = [];
+  const tps: number[] = [];
+  const fps: number[] = [];
+  let tp = 0;
+  let fp = 0;
+  for (let k = 0; k < n; ) {
+    const top = scores[order[k] as number] as number;
+    while (k < n && scores[order[k] as number] === top) {
+      const i = order[k] as number;
+      if ((labels[i] as number) > 0) tp += weights[i] as number;
+      else fp += weights[i] as number;
+      k++;
+    }
+    thresholds.push(top);
+    tps.push(tp);
+    fps.push(fp);
+  }
+  return {
+    thresholds: Float64Array.from(thresholds),
+    truePositives: Float64Array.from(tps),
+    falsePositives: Float64Array.from(fps),
+    positives: tp,
+    negatives: fp,
+  };
+}

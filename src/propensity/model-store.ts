@@ -26,6 +26,10 @@ interface ModelRow {
 }
 
 const COLUMNS = 'version, kind, trained_at, train_from, train_to, window_ms, feature_names, parameters, calibration, metrics';
+const PREFIXED = COLUMNS.split(', ').map((column) => `m.${column}`).join(', ');
+const SERVING = `FROM propensity_models m LEFT JOIN propensity_model_roles r USING (version)
+  WHERE r.role IS NULL OR r.role = 'champion'
+  ORDER BY coalesce(r.decided_at, m.trained_at) DESC, m.trained_at DESC, m.version DESC LIMIT 1`;
 
 /** The SQL of this module, parameterised. */
 export const modelSql = {
@@ -48,11 +52,25 @@ export const modelSql = {
       ],
     };
   },
+  /**
+   * The serving model (migration 0013): the latest, by when it started serving, of the models
+   * without a role (the newest of them serves, as before roles existed) or promoted to champion.
+   * A challenger or a rejected model never serves.
+   */
   latest(): Sql {
-    return { text: `SELECT ${COLUMNS} FROM propensity_models ORDER BY trained_at DESC, version DESC LIMIT 1` };
+    return { text: `SELECT ${PREFIXED} ${SERVING}` };
   },
   latestVersion(): Sql {
-    return { text: 'SELECT version, trained_at FROM propensity_models ORDER BY trained_at DESC, version DESC LIMIT 1' };
+    return { text: `SELECT m.version, m.trained_at ${SERVING}` };
+  },
+  /** Every model, newest first, with its role (null: none recorded). */
+  list(limit: number): Sql {
+    return {
+      text: `SELECT ${PREFIXED}, r.role, r.decided_at, r.decided_by, r.figures, r.reason
+               FROM propensity_models m LEFT JOIN propensity_model_roles r USING (version)
+              ORDER BY m.trained_at DESC, m.version DESC LIMIT $1`,
+      values: [limit],
+    };
   },
   byVersion(version: string): Sql {
     return { text: `SELECT ${COLUMNS} FROM propensity_models WHERE version = $1`, values: [version] };
@@ -70,6 +88,7 @@ export async function saveModel(db: Queryable, stored: StoredPropensityModel): P
   await db.query(sql.text, sql.values);
 }
 
+/** The serving model (see modelSql.latest: the newest, unless roles say otherwise). */
 export async function loadLatestModel(db: Queryable): Promise<StoredPropensityModel | undefined> {
   const result = await db.query<ModelRow>(modelSql.latest().text);
   return result.rows[0] ? fromRow(result.rows[0]) : undefined;
@@ -81,10 +100,37 @@ export async function loadModel(db: Queryable, version: string): Promise<StoredP
   return result.rows[0] ? fromRow(result.rows[0]) : undefined;
 }
 
+/** The serving model's version and training time. */
 export async function latestModelVersion(db: Queryable): Promise<{ version: string; trainedAt: Date } | undefined> {
   const result = await db.query<{ version: string; trained_at: Date }>(modelSql.latestVersion().text);
   const row = result.rows[0];
   return row ? { version: row.version, trainedAt: row.trained_at } : undefined;
+}
+
+/** A stored model with its role (migration 0013) and whether it is the one serving now. */
+export interface ListedModel extends StoredPropensityModel {
+  role: 'challenger' | 'champion' | 'rejected' | null;
+  decidedAt: Date | null;
+  decidedBy: string | null;
+  /** The comparison that decided it (src/propensity/champion.ts), if any. */
+  figures: unknown;
+  reason: string | null;
+  serving: boolean;
+}
+
+export async function listModels(db: Queryable, limit = 50): Promise<ListedModel[]> {
+  const sql = modelSql.list(limit);
+  const rows = await db.query<ModelRow & { role: ListedModel['role']; decided_at: Date | null; decided_by: string | null; figures: unknown; reason: string | null }>(sql.text, sql.values);
+  const serving = await latestModelVersion(db);
+  return rows.rows.map((row) => ({
+    ...fromRow(row),
+    role: row.role,
+    decidedAt: row.decided_at,
+    decidedBy: row.decided_by,
+    figures: row.figures,
+    reason: row.reason,
+    serving: row.version === serving?.version,
+  }));
 }
 
 function fromRow(row: ModelRow): StoredPropensityModel {

@@ -3,6 +3,7 @@ import { isPrewarmError } from '../errors.ts';
 import { ADVISORY_LOCKS } from '../db/locks.ts';
 import type { Pool } from '../db/pool.ts';
 import type { Logger } from '../log.ts';
+import { retrainMaxAgeMs, type ModelMonitor } from './quality-monitor.ts';
 import { retrainIfDue } from './train.ts';
 
 export interface RetrainScheduleOptions {
@@ -14,6 +15,12 @@ export interface RetrainScheduleOptions {
   maxAgeMs: number;
   /** How often to check. Default 10 minutes. */
   checkEveryMs?: number;
+  /**
+   * Live quality, shadow scoring and drift (src/propensity/quality-monitor.ts), checked first under
+   * the same lock: on drift the model is retrained at once; a model trained while another served
+   * becomes its challenger.
+   */
+  monitor?: ModelMonitor;
 }
 
 /**
@@ -30,8 +37,10 @@ export function startRetrainSchedule(options: RetrainScheduleOptions): () => Pro
       const locked = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [ADVISORY_LOCKS.propensityRetrain]);
       if (!locked.rows[0]?.ok) return;
       try {
-        const trained = await retrainIfDue({ pool, log, clock: options.clock, windowMs: options.windowMs, maxAgeMs: options.maxAgeMs });
-        if (trained) log.info({ version: trained.version }, 'propensity model retrained on schedule');
+        const pass = await options.monitor?.check();
+        const trained = await retrainIfDue({ pool, log, clock: options.clock, windowMs: options.windowMs, maxAgeMs: pass ? retrainMaxAgeMs(pass, options.maxAgeMs) : options.maxAgeMs });
+        if (trained && pass) await options.monitor?.trained(trained, pass.serving);
+        if (trained) log.info({ version: trained.version, early: pass?.retrainNow ?? false }, 'propensity model retrained on schedule');
       } finally {
         await client.query('SELECT pg_advisory_unlock($1)', [ADVISORY_LOCKS.propensityRetrain]);
       }
