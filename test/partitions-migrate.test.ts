@@ -84,6 +84,26 @@ async function readViews(client: PoolClient): Promise<Record<string, unknown[]>>
   return out;
 }
 
+/**
+ * Same rows; sums of `real` compute times within a relative 1e-5: migration 0011 accumulates them
+ * in double precision, where the old views rounded at every step in the order rows came.
+ */
+function expectSameRows(actual: Record<string, unknown[]>, expected: Record<string, unknown[]>) {
+  expect(Object.keys(actual)).toEqual(Object.keys(expected));
+  for (const [view, rows] of Object.entries(expected)) {
+    const got = actual[view]!;
+    expect(got.length, view).toBe(rows.length);
+    rows.forEach((row, i) => {
+      for (const [column, want] of Object.entries(row as Record<string, unknown>)) {
+        const value = (got[i] as Record<string, unknown>)[column];
+        if (typeof want === 'number' && column.endsWith('compute_ms')) {
+          expect(Math.abs((value as number) - want), `${view}[${i}].${column}`).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(want)));
+        } else expect(value, `${view}[${i}].${column}`).toEqual(want);
+      }
+    });
+  }
+}
+
 describe('migration 0008: partitions in place', () => {
   let db: TestDb | undefined;
   afterEach(async () => db?.drop());
@@ -139,6 +159,42 @@ describe('migration 0008: partitions in place', () => {
       expect(views.login_coverage_by_day!.length).toBeGreaterThan(0);
     } finally {
       after.release();
+    }
+  }, 120_000);
+
+  it('migration 0011: the rolled-up waste, cost and coverage views read the same rows, up, after maintenance and down', async () => {
+    db = await createTestDb({ migrate: false });
+    const schema = db.schema;
+    const client = await db.pool.connect();
+    const migrateBy = (direction: 'up' | 'down', count: number) =>
+      runner({ dbClient: client, dir: MIGRATIONS_DIR, direction, count, migrationsTable: 'prewarm_migrations', schema, checkOrder: true, noLock: true, singleTransaction: true, logger: { debug() {}, info() {}, warn() {}, error() {} } });
+    try {
+      await migrateBy('up', 10);
+      await client.query(FILL);
+      const before = await readViews(client);
+
+      await migrateBy('up', 1);
+      expectSameRows(await readViews(client), before);
+      const maintenance = createPartitionMaintenance({ pool: db.pool, clock: systemClock, log: silentLog, retentionMs: 3_650 * 86_400_000 });
+      const report = await maintenance.run();
+      const rolled = new Set(report.actions.flatMap((a) => (a.kind === 'rollup' ? [a.table] : [])));
+      expect([...rolled].sort()).toEqual(['cost_daily', 'coverage_runs', 'serves_daily', 'waste_daily', 'waste_runs']);
+      const sizes = await client.query(
+        `SELECT (SELECT count(*)::int FROM waste_daily) wd, (SELECT count(*)::int FROM cost_daily) cd, (SELECT count(*)::int FROM waste_runs) wr, (SELECT count(*)::int FROM coverage_runs) cr`,
+      );
+      // 50 runs, the newest still running: 49 final; days of life ends and of computation.
+      expect(sizes.rows[0]).toMatchObject({ wr: 49, cr: 49 });
+      expect(sizes.rows[0].wd).toBeGreaterThan(40);
+      expect(sizes.rows[0].cd).toBeGreaterThan(40);
+      expectSameRows(await readViews(client), before);
+      const again = await maintenance.run();
+      expect(again.actions).toEqual([]);
+      expectSameRows(await readViews(client), before);
+
+      await migrateBy('down', 1);
+      expectSameRows(await readViews(client), before);
+    } finally {
+      client.release();
     }
   }, 120_000);
 });

@@ -2,6 +2,7 @@ import type { Clock } from '../clock.ts';
 import { ADVISORY_LOCKS } from '../db/locks.ts';
 import { withTransaction, type Pool, type PoolClient } from '../db/pool.ts';
 import type { Logger } from '../log.ts';
+import { createRollups, type RollupAction } from './rollups.ts';
 import { maintenanceSql as sql } from './sql.ts';
 
 export type PartitionPeriod = 'day' | 'month';
@@ -44,7 +45,7 @@ export type MaintenanceAction =
   | { kind: 'create'; table: string; partition: string; from: string; to: string; movedRows: number }
   | { kind: 'drop'; table: string; partition: string; from: string | null; to: string }
   | { kind: 'keep'; table: string; partition: string; to: string; reason: string }
-  | { kind: 'rollup'; table: 'serves_daily'; from: string; to: string };
+  | RollupAction;
 
 export interface MaintenanceReport {
   /** True when another process held the maintenance lock: nothing was done. */
@@ -56,7 +57,7 @@ export interface MaintenanceReport {
 }
 
 export interface PartitionMaintenance {
-  /** One pass: roll up closed days, create partitions ahead (moving default rows), drop expired. */
+  /** One pass: roll up what is final, create partitions ahead (moving default rows), drop expired. */
   run(options?: { dryRun?: boolean }): Promise<MaintenanceReport>;
 }
 
@@ -111,7 +112,9 @@ const isoDay = (ms: number) => new Date(ms).toISOString().slice(0, 10);
  * Retention rule: a partition is dropped when its whole range ends at or before now − retention,
  * and nothing still needs it — recommendations: no set in it is fresh (expires_at > now) or
  * belongs to an unfinished run; predictions: none belongs to a run that is unfinished or whose
- * window has not ended; serves: the daily rollup covers its range; logins: time only.
+ * window has not ended; serves: the daily rollup covers its range; logins, serves and
+ * recommendations: the raw parts of the waste, cost and coverage views no longer read it (their
+ * rollups, src/maintenance/rollups.ts, cover it).
  */
 export function createPartitionMaintenance(deps: PartitionMaintenanceDeps): PartitionMaintenance {
   const { pool, clock, log, retentionMs } = deps;
@@ -119,6 +122,7 @@ export function createPartitionMaintenance(deps: PartitionMaintenanceDeps): Part
   const graceMs = deps.rollupGraceMs ?? 3_600_000;
   const batchDays = deps.rollupBatchDays ?? 31;
   const lockTimeoutMs = deps.lockTimeoutMs ?? 5_000;
+  const rollups = createRollups({ pool, graceMs, batchDays });
 
   const ddl = <T>(work: (client: PoolClient) => Promise<T>) =>
     withTransaction(pool, async (client) => {
@@ -149,7 +153,7 @@ export function createPartitionMaintenance(deps: PartitionMaintenanceDeps): Part
     return progress.rows[0] !== undefined || rolled ? from : null;
   }
 
-  async function maintainTable(spec: PartitionedTable, now: Date, cutoff: Date, servesRolledThrough: Date | null, dryRun: boolean, actions: MaintenanceAction[]) {
+  async function maintainTable(spec: PartitionedTable, now: Date, cutoff: Date, servesRolledThrough: Date | null, rawHorizonMs: number | null, dryRun: boolean, actions: MaintenanceAction[]) {
     const { table, key, period } = spec;
     const partitions = (await pool.query<PartitionRow>(sql.partitions(table))).rows;
     const inDefault = new Map<number, number>();
@@ -191,6 +195,11 @@ export function createPartitionMaintenance(deps: PartitionMaintenanceDeps): Part
           continue;
         }
       }
+      // The waste, cost and coverage views read these tables until their rollups take over.
+      if (table !== 'predictions' && rawHorizonMs !== null && p.to_at.getTime() > rawHorizonMs) {
+        actions.push({ kind: 'keep', table, partition: p.name, to, reason: 'not rolled up yet' });
+        continue;
+      }
       actions.push({ kind: 'drop', table, partition: p.name, from: p.from_at?.toISOString() ?? null, to });
       if (!dryRun) {
         await ddl((client) => client.query(sql.dropPartition(p.name)));
@@ -212,7 +221,8 @@ export function createPartitionMaintenance(deps: PartitionMaintenanceDeps): Part
         try {
           const rolledThrough = await rollupServes(now, dryRun, report.actions);
           const servesRolledThrough = rolledThrough === null ? null : new Date(`${rolledThrough}T00:00:00Z`);
-          for (const spec of PARTITIONED_TABLES) await maintainTable(spec, now, cutoff, servesRolledThrough, dryRun, report.actions);
+          const rawHorizonMs = await rollups.run(now, dryRun, report.actions);
+          for (const spec of PARTITIONED_TABLES) await maintainTable(spec, now, cutoff, servesRolledThrough, rawHorizonMs, dryRun, report.actions);
         } finally {
           await lockClient.query(sql.unlock, [ADVISORY_LOCKS.partitionMaintenance]);
         }

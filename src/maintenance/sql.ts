@@ -111,3 +111,152 @@ export const maintenanceSql = {
     };
   },
 };
+
+/** A UTC day (YYYY-MM-DD, a parameter) as the instant it starts. */
+const dayStart = (param: string) => `(${param}::date::timestamp AT TIME ZONE 'UTC')`;
+
+/**
+ * The rollups of migrations/0011 (src/maintenance/rollups.ts). Each fill computes exactly what
+ * the view's raw part computes for the same days or runs; a day range filled again is replaced.
+ */
+export const rollupSql = {
+  dbNow: `SELECT now() AS now, to_regclass('waste_runs') IS NOT NULL AS migrated`,
+  rolledThrough: (name: string): Sql => ({ text: 'SELECT rolled_through::text AS day FROM rollup_progress WHERE name = $1', values: [name] }),
+  setRolledThrough(name: string, day: string): Sql {
+    return {
+      text: `INSERT INTO rollup_progress (name, rolled_through) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET rolled_through = greatest(rollup_progress.rolled_through, EXCLUDED.rolled_through)`,
+      values: [name, day],
+    };
+  },
+  /** The first day a set was computed (no life ends before it). A scan: only before the first fill. */
+  firstSetDay: `SELECT ((min(computed_at) AT TIME ZONE 'UTC')::date)::text AS day FROM recommendations`,
+  /** The first day holding a set not expired by $1: cost_daily may not roll it up yet. */
+  firstOpenCostDay(cutoff: Date): Sql {
+    return { text: `SELECT ((min(computed_at) AT TIME ZONE 'UTC')::date)::text AS day FROM recommendations WHERE expires_at > $1`, values: [cutoff.toISOString()] };
+  },
+  clearWasteDaily: (from: string, to: string): Sql => ({ text: 'DELETE FROM waste_daily WHERE day >= $1 AND day < $2', values: [from, to] }),
+  fillWasteDaily(from: string, to: string): Sql {
+    return {
+      text: `INSERT INTO waste_daily (day, window_name, ended, wasted, wasted_compute_ms, holdout_ended, holdout_wasted)
+             SELECT (l.life_ended_at AT TIME ZONE 'UTC')::date, l.window_name,
+                    count(*) FILTER (WHERE NOT l.holdout),
+                    count(*) FILTER (WHERE NOT l.holdout AND l.wasted),
+                    coalesce(sum(l.compute_ms::float8) FILTER (WHERE NOT l.holdout AND l.wasted), 0)::real,
+                    count(*) FILTER (WHERE l.holdout),
+                    count(*) FILTER (WHERE l.holdout AND l.wasted)
+               FROM recommendation_life_since(${dayStart('$1')}) l
+              WHERE l.source = 'batch' AND l.ended AND l.life_ended_at < ${dayStart('$2')}
+              GROUP BY 1, 2`,
+      values: [from, to],
+    };
+  },
+  clearCostDaily: (from: string, to: string): Sql => ({ text: 'DELETE FROM cost_daily WHERE day >= $1 AND day < $2', values: [from, to] }),
+  fillCostDaily(from: string, to: string): Sql {
+    return {
+      text: `INSERT INTO cost_daily (day, batch_sets, batch_compute_ms, batch_wasted_compute_ms, holdout_compute_ms, on_demand_sets,
+                                     on_demand_compute_ms, total_compute_ms)
+             SELECT (l.computed_at AT TIME ZONE 'UTC')::date,
+                    count(*) FILTER (WHERE l.source = 'batch'),
+                    coalesce(sum(l.compute_ms::float8) FILTER (WHERE l.source = 'batch'), 0)::real,
+                    coalesce(sum(l.compute_ms::float8) FILTER (WHERE l.source = 'batch' AND l.wasted), 0)::real,
+                    coalesce(sum(l.compute_ms::float8) FILTER (WHERE l.source = 'batch' AND l.holdout), 0)::real,
+                    count(*) FILTER (WHERE l.source = 'on_demand'),
+                    coalesce(sum(l.compute_ms::float8) FILTER (WHERE l.source = 'on_demand'), 0)::real,
+                    coalesce(sum(l.compute_ms::float8), 0)::real
+               FROM recommendation_life_since(${dayStart('$1')}) l
+              WHERE l.computed_at >= ${dayStart('$1')} AND l.computed_at < ${dayStart('$2')}
+              GROUP BY 1`,
+      values: [from, to],
+    };
+  },
+  /**
+   * Runs whose waste is final by $1 (finished, every set expired) and not rolled up yet, the
+   * oldest $2 of them.
+   */
+  finalWasteRuns(cutoff: Date, limit: number): Sql {
+    return {
+      text: `SELECT b.id::int AS id, b.scheduled_for FROM batch_runs b
+              WHERE b.status IN ('completed', 'failed') AND b.expires_at <= $1
+                AND NOT EXISTS (SELECT 1 FROM waste_runs w WHERE w.run_id = b.id)
+                AND NOT EXISTS (SELECT 1 FROM recommendations r WHERE r.run_id = b.id AND r.expires_at > $1)
+              ORDER BY b.scheduled_for, b.id LIMIT $2`,
+      values: [cutoff.toISOString(), limit],
+    };
+  },
+  fillWasteRuns(runIds: number[]): Sql {
+    return {
+      text: `WITH runs AS (SELECT b.id, least(b.scheduled_for, b.started_at) AS start FROM batch_runs b WHERE b.id = ANY($1::bigint[])),
+             life AS (
+               SELECT l.* FROM recommendation_life_since((SELECT min(start) FROM runs)) l
+                WHERE l.source = 'batch' AND l.run_id = ANY($1::bigint[])
+             )
+             INSERT INTO waste_runs (run_id, precomputes, ended, served, wasted, compute_ms, wasted_compute_ms,
+                                     holdout_precomputes, holdout_ended, holdout_wasted)
+             SELECT r.id,
+                    count(l.id) FILTER (WHERE NOT l.holdout),
+                    count(l.id) FILTER (WHERE NOT l.holdout AND l.ended),
+                    count(l.id) FILTER (WHERE NOT l.holdout AND l.served),
+                    count(l.id) FILTER (WHERE NOT l.holdout AND l.wasted),
+                    coalesce(sum(l.compute_ms::float8) FILTER (WHERE NOT l.holdout), 0)::real,
+                    coalesce(sum(l.compute_ms::float8) FILTER (WHERE NOT l.holdout AND l.wasted), 0)::real,
+                    count(l.id) FILTER (WHERE l.holdout),
+                    count(l.id) FILTER (WHERE l.holdout AND l.ended),
+                    count(l.id) FILTER (WHERE l.holdout AND l.wasted)
+               FROM runs r LEFT JOIN life l ON l.run_id = r.id
+              GROUP BY r.id
+             ON CONFLICT (run_id) DO NOTHING`,
+      values: [runIds],
+    };
+  },
+  /** Runs whose coverage is final by $1 (finished, window over) and not rolled up yet, the oldest $2. */
+  finalCoverageRuns(cutoff: Date, limit: number): Sql {
+    return {
+      text: `SELECT b.id::int AS id, b.scheduled_for FROM batch_runs b
+              WHERE b.status IN ('completed', 'failed') AND b.expires_at <= $1
+                AND NOT EXISTS (SELECT 1 FROM coverage_runs c WHERE c.run_id = b.id)
+              ORDER BY b.scheduled_for, b.id LIMIT $2`,
+      values: [cutoff.toISOString(), limit],
+    };
+  },
+  /** coverage_by_run's raw computation for the given runs. */
+  fillCoverageRuns(runIds: number[]): Sql {
+    return {
+      text: `WITH runs AS (SELECT b.* FROM batch_runs b WHERE b.id = ANY($1::bigint[])),
+             active AS (
+               SELECT b.id AS run_id, l.user_id, min(l.at) AS first_at
+                 FROM runs b
+                 CROSS JOIN LATERAL (SELECT user_id, at FROM logins WHERE at >= b.scheduled_for AND at < b.expires_at) l
+                 JOIN user_activity ua ON ua.user_id = l.user_id AND ua.first_login_at < b.scheduled_for
+                GROUP BY b.id, l.user_id
+             ), judged AS (
+               SELECT a.run_id, a.user_id, r.holdout
+                 FROM active a
+                 LEFT JOIN LATERAL (
+                   SELECT r.holdout FROM recommendations r
+                    WHERE r.run_id = a.run_id AND r.user_id = a.user_id AND r.computed_at <= a.first_at
+                    LIMIT 1
+                 ) r ON true
+             )
+             INSERT INTO coverage_runs (run_id, active_known, covered, holdout_hits)
+             SELECT b.id, count(j.user_id), count(j.user_id) FILTER (WHERE j.holdout = false), count(j.user_id) FILTER (WHERE j.holdout)
+               FROM runs b LEFT JOIN judged j ON j.run_id = b.id
+              GROUP BY b.id
+             ON CONFLICT (run_id) DO NOTHING`,
+      values: [runIds],
+    };
+  },
+  /**
+   * The earliest instant the raw parts of the waste, cost and coverage views still read:
+   * partitions of logins, serves and recommendations ending after it are kept whatever the
+   * retention. NULL: no bound.
+   */
+  rawHorizon: `SELECT extract(epoch FROM least(
+                 (SELECT rollup_start('waste_daily')),
+                 (SELECT rollup_start('cost_daily')),
+                 (SELECT min(computed_at) FROM recommendations WHERE expires_at >= (SELECT rollup_start('waste_daily'))),
+                 (SELECT min(least(b.scheduled_for, b.started_at)) FROM batch_runs b
+                   WHERE NOT EXISTS (SELECT 1 FROM waste_runs w WHERE w.run_id = b.id)
+                      OR NOT EXISTS (SELECT 1 FROM coverage_runs c WHERE c.run_id = b.id))
+               ))::float8 * 1000 AS horizon_ms`,
+};

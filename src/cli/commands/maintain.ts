@@ -12,7 +12,7 @@ function describe(a: MaintenanceAction): string {
     case 'keep':
       return `keep ${a.partition} (ends ${a.to}): ${a.reason}`;
     case 'rollup':
-      return `roll up serves into serves_daily for days [${a.from}, ${a.to})`;
+      return a.runs === undefined ? `roll up ${a.table} for days [${a.from}, ${a.to})` : `roll up ${a.runs} runs into ${a.table} (${a.from} … ${a.to})`;
   }
 }
 

@@ -1,0 +1,101 @@
+import { withTransaction, type Pool } from '../db/pool.ts';
+import { rollupSql as sql } from './sql.ts';
+
+/** The rolled-up tables: serves_daily (migrations/0008) and the four of migrations/0011. */
+export type RollupTable = 'serves_daily' | 'waste_daily' | 'cost_daily' | 'waste_runs' | 'coverage_runs';
+
+export interface RollupAction {
+  kind: 'rollup';
+  table: RollupTable;
+  /** Days [from, to) (YYYY-MM-DD); for the run tables, the first and last run's scheduled_for. */
+  from: string;
+  to: string;
+  /** Runs rolled up (run tables only). */
+  runs?: number;
+}
+
+/** Where a pass records what it did (the maintenance report's actions). */
+export interface ActionLog {
+  push(action: RollupAction): number;
+}
+
+export interface RollupDeps {
+  pool: Pool;
+  /** A day or a run is final this long after it ended (late event flushes). */
+  graceMs: number;
+  /** Days per transaction. */
+  batchDays: number;
+  /** Runs per transaction. Default 100. */
+  runsPerBatch?: number;
+}
+
+export interface Rollups {
+  /**
+   * Rolls up what is final at `now` (or at the database's clock, if earlier: the views judge at
+   * it), and returns the raw horizon: the earliest instant (ms) the views' raw parts still read
+   * from logins, serves and recommendations; null when nothing bounds it.
+   */
+  run(now: Date, dryRun: boolean, actions: ActionLog): Promise<number | null>;
+}
+
+const DAY_MS = 86_400_000;
+const isoDay = (ms: number) => new Date(ms).toISOString().slice(0, 10);
+const dayMs = (day: string) => Date.parse(`${day}T00:00:00Z`);
+
+/** Fills waste_daily, cost_daily, waste_runs and coverage_runs (migrations/0011) for what is final. */
+export function createRollups(deps: RollupDeps): Rollups {
+  const { pool, graceMs, batchDays } = deps;
+  const runsPerBatch = deps.runsPerBatch ?? 100;
+
+  async function rollDays(name: 'waste_daily' | 'cost_daily', limitDay: string, dryRun: boolean, actions: ActionLog) {
+    const progress = (await pool.query<{ day: string }>(sql.rolledThrough(name))).rows[0]?.day;
+    let from = progress ?? (await pool.query<{ day: string | null }>(sql.firstSetDay)).rows[0]?.day ?? limitDay;
+    // No set before `from`: the days before it are rolled up, empty.
+    if (progress === undefined && !dryRun) await pool.query(sql.setRolledThrough(name, from));
+    while (from < limitDay) {
+      const to = isoDay(Math.min(dayMs(from) + batchDays * DAY_MS, dayMs(limitDay)));
+      actions.push({ kind: 'rollup', table: name, from, to });
+      if (!dryRun) {
+        const range = { from, to };
+        await withTransaction(pool, async (client) => {
+          const [clear, fill] = name === 'waste_daily' ? [sql.clearWasteDaily, sql.fillWasteDaily] : [sql.clearCostDaily, sql.fillCostDaily];
+          await client.query(clear(range.from, range.to));
+          await client.query(fill(range.from, range.to));
+          await client.query(sql.setRolledThrough(name, range.to));
+        });
+      }
+      from = to;
+    }
+  }
+
+  async function rollRuns(name: 'waste_runs' | 'coverage_runs', cutoff: Date, dryRun: boolean, actions: ActionLog) {
+    for (;;) {
+      const query = name === 'waste_runs' ? sql.finalWasteRuns(cutoff, runsPerBatch) : sql.finalCoverageRuns(cutoff, runsPerBatch);
+      const runs = (await pool.query<{ id: number; scheduled_for: Date }>(query)).rows;
+      if (runs.length === 0) return;
+      actions.push({ kind: 'rollup', table: name, from: runs[0]!.scheduled_for.toISOString(), to: runs.at(-1)!.scheduled_for.toISOString(), runs: runs.length });
+      // A dry run cannot see past the first batch: the next depends on this one being written.
+      if (dryRun) return;
+      const ids = runs.map((run) => run.id);
+      await pool.query(name === 'waste_runs' ? sql.fillWasteRuns(ids) : sql.fillCoverageRuns(ids));
+      if (runs.length < runsPerBatch) return;
+    }
+  }
+
+  return {
+    async run(now, dryRun, actions) {
+      const { now: dbNow, migrated } = (await pool.query<{ now: Date; migrated: boolean }>(sql.dbNow)).rows[0]!;
+      // A schema before migration 0011 (the tests of older migrations) has only serves_daily.
+      if (!migrated) return null;
+      const cutoff = new Date(Math.min(now.getTime(), dbNow.getTime()) - graceMs);
+      const closedThrough = isoDay(Math.floor(cutoff.getTime() / DAY_MS) * DAY_MS);
+      await rollDays('waste_daily', closedThrough, dryRun, actions);
+      const firstOpen = (await pool.query<{ day: string | null }>(sql.firstOpenCostDay(cutoff))).rows[0]?.day ?? null;
+      await rollDays('cost_daily', firstOpen !== null && firstOpen < closedThrough ? firstOpen : closedThrough, dryRun, actions);
+      await rollRuns('waste_runs', cutoff, dryRun, actions);
+      await rollRuns('coverage_runs', cutoff, dryRun, actions);
+      const horizon = (await pool.query<{ horizon_ms: number | string | null }>(sql.rawHorizon)).rows[0]?.horizon_ms ?? null;
+      return horizon === null ? null : Number(horizon);
+    },
+  };
+}
