@@ -1,6 +1,8 @@
 // Login-path benchmark: the precomputed (hit) path and the on-demand path of `prewarm serve`,
 // each next to a bare Fastify + one Redis GET baseline measured in the same run.
-//   npx tsx scripts/bench/serve.ts [--seconds 10] [--connections 50]
+//   npx tsx scripts/bench/serve.ts [--seconds 10] [--connections 50] [--paths baseline,precomputed,on_demand]
+//                                  [--profile DIR]
+// --profile runs prewarm's server under `node --cpu-prof` and prints its self time per function.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
@@ -14,16 +16,30 @@ import { createRecommendationStore } from '../../src/sets/store.ts';
 import { storedItems, type RecommendationSet } from '../../src/sets/set.ts';
 import { createRecommender } from '../../src/recommender/index.ts';
 import { deleteKeysWithPrefix } from '../../src/redis.ts';
-import { load, printTable, startServerProcess, uniqueName, type LoadResult } from './lib.ts';
+import { cpuMeter, load, postgresBackendsOf, printProfile, printTable, startServerProcess, uniqueName, type LoadResult } from './lib.ts';
 
 const TOKEN = 'bench-token-0123456789abcdef';
+const PATHS = ['baseline', 'precomputed', 'on_demand'] as const;
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 export async function main(argv = process.argv.slice(2)): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { seconds: { type: 'string', default: '10' }, connections: { type: 'string', default: '50' } } });
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      seconds: { type: 'string', default: '10' },
+      connections: { type: 'string', default: '50' },
+      paths: { type: 'string', default: PATHS.join(',') },
+      profile: { type: 'string' },
+    },
+  });
   const seconds = Number(values.seconds);
   const connections = Number(values.connections);
+  const paths = values.paths.split(',');
+  const unknown = paths.filter((p) => !(PATHS as readonly string[]).includes(p));
+  if (unknown.length > 0 || !(seconds > 0) || !(connections > 0)) {
+    throw new Error(`usage: --seconds N (> 0) --connections N (> 0) --paths ${PATHS.join(',')} (unknown: ${unknown.join(',') || 'none'})`);
+  }
   const schema = uniqueName('bench_serve');
   const prefix = `${schema}:`;
   const env = { PREWARM_DB_SCHEMA: schema, PREWARM_LOG_LEVEL: 'warn', PREWARM_CACHE_PREFIX: prefix, DATABASE_URL, REDIS_URL };
@@ -47,7 +63,8 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
 
     const baseline = await startServerProcess([process.execPath, '--import', 'tsx', 'scripts/bench/baseline-server.ts'], { PORT: '0', REDIS_URL, PREWARM_CACHE_PREFIX: prefix });
     servers.push(baseline);
-    const prewarm = await startServerProcess([process.execPath, 'src/cli/bin.mjs', 'serve'], {
+    const profiling = values.profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', values.profile];
+    const prewarm = await startServerProcess([process.execPath, ...profiling, 'src/cli/bin.mjs', 'serve'], {
       ...env,
       PREWARM_LOG_LEVEL: 'info',
       PORT: '0',
@@ -57,15 +74,23 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     });
     servers.push(prewarm);
 
-    const results: LoadResult[] = [];
+    const results: (LoadResult & { cpuUsPerRequest: Record<string, number> })[] = [];
     for (const [name, url, userIds, token] of [
       ['warm-up', prewarm.url, precomputedUsers, TOKEN],
       ['baseline', baseline.url, precomputedUsers, undefined],
       ['precomputed', prewarm.url, precomputedUsers, TOKEN],
       ['on_demand', prewarm.url, onDemandUsers, TOKEN],
     ] as const) {
+      if (name !== 'warm-up' && !paths.includes(name)) continue;
+      // CPU per request of each party on this shared machine: the server, the Postgres backends
+      // of its connections, and this process (the load generator).
+      const server = name === 'baseline' ? baseline : prewarm;
+      const meter = cpuMeter(() => ({ server: [server.child.pid as number], postgres: postgresBackendsOf(server.child.pid as number) }));
+      meter.start();
       const result = await load(name, url, userIds, { connections, seconds: name === 'warm-up' ? 2 : seconds, token });
-      if (name !== 'warm-up') results.push(result);
+      const cpu = meter.stop();
+      const cpuUsPerRequest = Object.fromEntries(Object.entries(cpu).filter(([, ms]) => !Number.isNaN(ms)).map(([who, ms]) => [who, Math.round((1000 * ms) / result.requests)]));
+      if (name !== 'warm-up') results.push({ ...result, cpuUsPerRequest });
     }
     await prewarm.stop();
     const sources = (
@@ -74,7 +99,8 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
       )
     ).rows;
 
-    const base = results[0] as LoadResult;
+    if (values.profile !== undefined) printProfile(values.profile);
+    const base = results.find((r) => r.name === 'baseline') ?? (results[0] as LoadResult);
     printTable(
       results.map((r) => ({
         path: r.name,
@@ -83,6 +109,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
         'p99 ms': r.p99Ms,
         'throughput vs baseline': (r.requestsPerSecond / base.requestsPerSecond).toFixed(2),
         errors: r.errors + r.non2xx,
+        'CPU µs/request': Object.entries(r.cpuUsPerRequest).map(([who, us]) => `${who} ${us}`).join(', '),
       })),
     );
     process.stdout.write(`serves recorded by source: ${sources.map((s) => `${s.source}${s.reason ? `/${s.reason}` : ''}=${s.n}`).join(', ')}\n`);
@@ -102,6 +129,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
         ratio: Number((r.requestsPerSecond / base.requestsPerSecond).toFixed(3)),
         p99Ratio: Number((r.p99Ms / base.p99Ms).toFixed(3)),
         errors: r.errors + r.non2xx,
+        cpuUsPerRequest: r.cpuUsPerRequest,
       })),
       onDemandFallbackShare: onDemandServes === 0 ? 0 : Number((fallbackServes / onDemandServes).toFixed(4)),
       sources,
