@@ -193,7 +193,7 @@ function dailyTable(o: Overview): string {
  * request) with the dashboard's headline numbers and charts for the period and window.
  */
 export function renderReportHtml(o: Overview): string {
-  const scope = o.window === null ? 'every window' : `window ${o.window}: waste, coverage and users scored of its runs; logins, staleness, latency and compute of all traffic`;
+  const scope = `Waste, coverage and users scored: ${o.window === null ? "every window's runs" : `the runs of window ${o.window}`}; logins, staleness, latency and on-demand compute: all traffic (a serve belongs to no window)`;
   const body = `<header><h1>prewarm report</h1><span class="period">${esc(period(o))} · ${esc(o.window === null ? 'every window' : `window ${o.window}`)} · generated ${esc(utc(o.generatedAt))}</span></header>
 <main>${headlineSection(o)}<p class="muted" data-scope>${esc(scope)}.</p>
 <h2>Every day</h2>${dailyCharts(o)}
