@@ -2,8 +2,10 @@
 // over the known history of test/dashboard-history.ts.
 import { execFile } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { VirtualClock } from '../src/clock.ts';
+import { recordModelQuality } from '../src/propensity/quality.ts';
 import { seedHistory, type SeededHistory } from './dashboard-history.ts';
-import { TEST_DATABASE_URL, createTestDb, type TestDb } from './helpers.ts';
+import { TEST_DATABASE_URL, createTestDb, silentLog, type TestDb } from './helpers.ts';
 
 describe('prewarm runs', () => {
   let db: TestDb;
@@ -65,6 +67,31 @@ describe('prewarm runs', () => {
     const malformed = await prewarm(['runs', 'show', 'abc']);
     expect(malformed.code).toBe(2);
     expect(malformed.stderr).toContain('run id must be a positive whole number');
+  });
+
+  it('shows the live model quality of a run whose horizon ended: weighted AP, ROC AUC, holdout misses', async () => {
+    const id = history.runIds[2] as number;
+    const before = await prewarm(['runs', 'show', String(id)]);
+    expect(before.stdout).toMatch(/model quality +not evaluated yet/);
+    // u0, u1, u2 and u4 logged in during the run; u5 is holdout; u6–u9 are a sample weighing 2 each.
+    const users = ['u0', 'u1', 'u2', 'u3', 'u4', 'u5', 'u6', 'u7', 'u8', 'u9'];
+    await db.pool.query(
+      `INSERT INTO predictions (run_id, user_id, p, selected, holdout, weight)
+       SELECT $1, u, (10 - ord)::real / 10, ord <= 5, u = 'u5', CASE WHEN ord > 6 THEN 2 ELSE 1 END
+         FROM unnest($2::text[]) WITH ORDINALITY AS t (u, ord)`,
+      [id, users],
+    );
+    const recorded = await recordModelQuality({ pool: db.pool, log: silentLog, clock: new VirtualClock(Date.now()), driftMargin: 0.05 });
+    expect(recorded.map((q) => q.runId)).toEqual([id]);
+    const { code, stdout } = await prewarm(['runs', 'show', String(id)]);
+    expect(code).toBe(0);
+    // AP = (1 + 1 + 1 + 4/5) / 4; ROC AUC = (3 × 10 + 9) / (4 × 10) with the negatives weighing 10.
+    expect(stdout).toMatch(/model quality +AP 0\.9500, ROC AUC 0\.9750, calibration error \d\.\d{4}/);
+    expect(stdout).toMatch(/scored +10 users recorded, standing for 14 scored \(4 logged in; weighted by the predictions sample\)/);
+    expect(stdout).toMatch(/holdout misses +0 of 1 holdout users logged in \(0\.0%\)/);
+    const json = JSON.parse((await prewarm(['runs', 'show', String(id), '--json'])).stdout);
+    expect(json.quality).toMatchObject({ runId: id, averagePrecision: 0.95, rocAuc: 0.975, scoredUsers: 14, loggedIn: 4, holdoutUsers: 1, holdoutLoggedIn: 0, holdoutMissRate: 0, coverage: 0.75, waste: 0.25 });
+    expect(json.quality.reliability).toHaveLength(10);
   });
 
   it('windows list shows the last run with its waste and coverage', async () => {

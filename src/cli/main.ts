@@ -13,6 +13,7 @@ import { registerReport } from './commands/report.ts';
 import { registerWindows } from './commands/windows.ts';
 import { registerPlan } from './commands/plan.ts';
 import { registerRuns } from './commands/runs.ts';
+import { registerModels } from './commands/models.ts';
 import { registerScheduler } from './commands/scheduler.ts';
 import { registerWorker } from './commands/worker.ts';
 import { registerGenerate } from './commands/generate.ts';
@@ -31,6 +32,7 @@ const COMMANDS: RegisterCommand[] = [
   registerWindows,
   registerPlan,
   registerRuns,
+  registerModels,
   registerScheduler,
   registerWorker,
   registerReplay,

@@ -203,6 +203,14 @@ export const qualitySql = {
               ORDER BY b.window_name, b.expires_at DESC, q.run_id DESC`,
     };
   },
+  /** Per model: evaluated runs, mean live AP and calibration error, runs that drifted. */
+  summaryByModel(): Sql {
+    return {
+      text: `SELECT model_version, count(*) AS runs, avg(average_precision) AS average_precision, avg(calibration_error) AS calibration_error,
+                    count(*) FILTER (WHERE drifted) AS drifted
+               FROM model_quality_runs WHERE model_version IS NOT NULL GROUP BY model_version`,
+    };
+  },
   byModel(version: string): Sql {
     return {
       text: `SELECT ${QUALITY_COLUMNS} FROM model_quality_runs q JOIN batch_runs b ON b.id = q.run_id
@@ -354,4 +362,22 @@ export async function latestQualityByWindow(pool: Queryable): Promise<RunQuality
 export async function qualityOfModel(pool: Queryable, version: string): Promise<RunQuality[]> {
   const sql = qualitySql.byModel(version);
   return (await pool.query<QualityRow>(sql.text, sql.values)).rows.map(fromRow);
+}
+
+/** A model's live record: runs evaluated, mean AP and calibration error over them, runs that drifted. */
+export interface LiveSummary {
+  runs: number;
+  averagePrecision: number | null;
+  calibrationError: number | null;
+  drifted: number;
+}
+
+export async function liveSummaryByModel(pool: Queryable): Promise<Map<string, LiveSummary>> {
+  const rows = await pool.query<{ model_version: string; runs: string; average_precision: number | null; calibration_error: number | null; drifted: string }>(qualitySql.summaryByModel().text);
+  return new Map(
+    rows.rows.map((row) => [
+      row.model_version,
+      { runs: Number(row.runs), averagePrecision: row.average_precision, calibrationError: row.calibration_error, drifted: Number(row.drifted) },
+    ]),
+  );
 }

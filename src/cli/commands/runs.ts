@@ -3,6 +3,7 @@ import { systemClock } from '../../clock.ts';
 import { createDashboardFigures, type ChunkFailure, type RunFigures } from '../../dashboard/figures.ts';
 import { pct, utc } from '../../dashboard/page.ts';
 import { PrewarmError } from '../../errors.ts';
+import { loadRunQuality, type RunQuality } from '../../propensity/quality.ts';
 import { action, createCliContext, openPool } from '../runtime.ts';
 
 /** `1 h 05 min`, `6 min 12 s`, `850 ms`. */
@@ -41,7 +42,21 @@ export function formatRunLine(run: RunFigures): string {
   ].join(' ');
 }
 
-export function formatRunDetail(run: RunFigures, failures: ChunkFailure[]): string {
+const figure = (x: number | null, digits = 4) => (x === null || !Number.isFinite(x) ? '—' : x.toFixed(digits));
+
+/** The run's live model quality (model_quality_by_run), once its horizon ended and the scheduler evaluated it. */
+export function qualityLines(quality: RunQuality | undefined, windowEnded: boolean): [string, string][] {
+  if (!quality) return [['model quality', windowEnded ? 'not evaluated yet (the scheduler does it within 10 min)' : 'once the window has ended']];
+  const trained = quality.trainedAveragePrecision === null ? '' : ` (at training: AP ${figure(quality.trainedAveragePrecision)}, ECE ${figure(quality.trainedCalibrationError)})`;
+  return [
+    ['model quality', `AP ${figure(quality.averagePrecision)}, ROC AUC ${figure(quality.rocAuc)}, calibration error ${figure(quality.calibrationError)}${trained}${quality.drifted ? ' — DRIFTED' : ''}`],
+    ['scored', `${quality.recordedUsers} users recorded, standing for ${Math.round(quality.scoredUsers)} scored (${Math.round(quality.loggedIn)} logged in; weighted by the predictions sample)`],
+    ['holdout misses', quality.holdoutUsers === 0 ? 'no holdout user' : `${quality.holdoutLoggedIn} of ${quality.holdoutUsers} holdout users logged in (${pct(quality.holdoutMissRate ?? Number.NaN, 1)})`],
+    ['reliability', quality.reliability.map((bin) => `${figure(bin.meanPredicted, 3)}→${figure(bin.observedRate, 3)}`).join(' ')],
+  ];
+}
+
+export function formatRunDetail(run: RunFigures, failures: ChunkFailure[], quality?: RunQuality): string {
   const lines: [string, string][] = [
     ['run', `#${run.id} of window ${run.window}, occurrence ${utc(run.scheduledFor)}`],
     ['status', run.status],
@@ -55,6 +70,7 @@ export function formatRunDetail(run: RunFigures, failures: ChunkFailure[]): stri
     ['waste', `${wasteText(run)} (${run.setsWasted} wasted of ${run.setsEnded} ended, ${run.sets} policy sets; expected ${pct(run.expectedWaste, 1)})`],
     ['coverage', `${coverageText(run)}${run.coverage === null ? '' : ` (${run.covered} of ${run.activeKnown} known users who logged in)`}; expected ${pct(run.expectedCoverage, 1)}`],
   ];
+  lines.push(...qualityLines(quality, run.windowEnded));
   if (run.error) lines.push(['error', run.error]);
   for (const failure of failures) {
     lines.push(['failure', `chunk ${failure.chunkNo}: ${failure.failed} of ${failure.users} users failed${failure.error ? `: ${failure.error}` : ''}`]);
@@ -111,7 +127,10 @@ export function registerRuns(program: Command): void {
         try {
           const found = await createDashboardFigures({ pool, clock: systemClock }).run(id);
           if (!found) throw new Error(`no run #${id}`);
-          process.stdout.write(flags.json ? `${JSON.stringify({ ...found.run, failures: found.failures }, null, 2)}\n` : formatRunDetail(found.run, found.failures));
+          const quality = await loadRunQuality(pool, id);
+          process.stdout.write(
+            flags.json ? `${JSON.stringify({ ...found.run, failures: found.failures, quality: quality ?? null }, null, 2)}\n` : formatRunDetail(found.run, found.failures, quality),
+          );
         } finally {
           await pool.end();
         }
