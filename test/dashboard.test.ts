@@ -121,6 +121,10 @@ describe('dashboard', () => {
     expect(await page.locator('svg.chart').count()).toBe(6);
     expect(await page.locator('svg.chart[aria-label="daily waste"] circle').count()).toBe(3);
     expect(await page.locator('svg.chart[aria-label="reliability by decile"] rect').count()).toBe(20);
+    // The x axis ends on today, written as a date (src/charts labels days `Mar 5`).
+    const today = new Date().toLocaleDateString('en-GB', { month: 'short', day: 'numeric', timeZone: 'UTC' }).replace(/^(\d+) (\w+)$/, '$2 $1');
+    expect(await page.locator('svg.chart[aria-label="daily waste"] text.tick').last().textContent()).toBe(today);
+    expect((await page.locator('svg.chart[aria-label="daily waste"]').boundingBox())?.width).toBeGreaterThan(300);
 
     mkdirSync('reports', { recursive: true });
     await page.screenshot({ path: 'reports/dashboard.png', fullPage: true });
