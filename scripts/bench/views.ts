@@ -157,16 +157,19 @@ export async function main(args: string[] = process.argv.slice(2)) {
   const users = flag(args, '--users', 1_000_000);
   const days = flag(args, '--days', 30);
   const repeats = flag(args, '--repeats', 3);
-  const schema = `bench_views_${randomUUID().slice(0, 8)}`;
+  // --schema S: time a history generated before (kept with --keep-schema), migrated first.
+  const reuse = args.includes('--schema') ? args[args.indexOf('--schema') + 1] : undefined;
+  if (reuse !== undefined && !/^bench_views_[0-9a-f]{8}$/.test(reuse)) throw new Error(`--schema takes a schema this benchmark kept (bench_views_…), got ${reuse}`);
+  const schema = reuse ?? `bench_views_${randomUUID().slice(0, 8)}`;
   const pool = createPool({ databaseUrl: DATABASE_URL, schema, log, max: 2, applicationName: 'bench-views' });
-  const keep = args.includes('--keep-schema');
+  const keep = args.includes('--keep-schema') || reuse !== undefined;
   try {
-    await migrate({ pool, schema, log });
+    const migrated = await timed(() => migrate({ pool, schema, log }));
     const now = new Date();
     const first = periodStart(new Date(now.getTime() - days * DAY_MS), 'day');
-    await createHistoryPartitions(pool, new Date(first.getTime() - 31 * DAY_MS), new Date(now.getTime() + 3 * DAY_MS));
+    if (reuse === undefined) await createHistoryPartitions(pool, new Date(first.getTime() - 31 * DAY_MS), new Date(now.getTime() + 3 * DAY_MS));
     const generation: Record<string, number> = {};
-    for (const [step, text] of GENERATE) {
+    for (const [step, text] of reuse === undefined ? GENERATE : []) {
       const values = [users, first.toISOString(), days].slice(0, (text.match(/\$\d/g) ?? []).reduce((n, p) => Math.max(n, Number(p.slice(1))), 0));
       generation[step] = (await timed(() => pool.query(text, values))).seconds;
       process.stderr.write(`views bench: ${step} ${generation[step]} s\n`);
@@ -208,6 +211,7 @@ export async function main(args: string[] = process.argv.slice(2)) {
       at: now.toISOString(),
       ...rows,
       generationSeconds: generation,
+      migration: { applied: migrated.result, seconds: migrated.seconds },
       maintenanceSeconds: { first: maintain.seconds, next: again.seconds },
       rollups: maintain.result.actions.filter((a) => a.kind === 'rollup'),
       repeats,
