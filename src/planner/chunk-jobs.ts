@@ -1,4 +1,6 @@
-import type { JobsOptions } from 'bullmq';
+import type { JobsOptions, Queue } from 'bullmq';
+import type { Pool } from '../db/pool.ts';
+import { chunkCursorSql } from './sql.ts';
 import { MAX_PRIORITY } from './windows.ts';
 
 // The precompute job format: what the planner puts on the queue and a worker takes off it. It
@@ -63,4 +65,86 @@ export function chunkJob(data: PrecomputeJobData, windowPriority: number, rank =
     data,
     opts: { jobId: chunkJobId(data.runId, data.chunkNo), priority: chunkPriority(windowPriority, rank) },
   };
+}
+
+/** A run as its chunk jobs need it. */
+export interface RecordedRun {
+  id: number;
+  window: string;
+  scheduledFor: Date;
+  expiresAt: Date;
+  /** The run's shard count: a chunk's rank is chunkNo / shards, rounded down. */
+  shards: number;
+}
+
+/** Jobs per addBulk call (or fewer, once they hold ENQUEUE_USERS users). */
+const ENQUEUE_JOBS = 1_000;
+const ENQUEUE_USERS = 20_000;
+
+/**
+ * Enqueues a run's chunks as its predictions recorded them, read through a cursor a slice at a
+ * time, so memory holds one slice of users whatever the size of the run. Each job gets the
+ * priority of its rank in its shard. Idempotent: job ids derive from (run, chunk), and a worker
+ * skips a chunk already done. Returns the jobs added.
+ */
+export async function enqueueRecordedChunks(
+  deps: { pool: Pool; queue: Queue<PrecomputeJobData, PrecomputeJobResult> },
+  run: RecordedRun,
+  options: { windowPriority: number; itemsPerUser: number; chunkNos?: readonly number[]; shard?: { index: number; count: number } },
+): Promise<number> {
+  if (options.chunkNos?.length === 0) return 0;
+  const shards = Math.max(1, run.shards);
+  let jobs: ReturnType<typeof chunkJob>[] = [];
+  let pendingUsers = 0;
+  let added = 0;
+  let current: PrecomputeJobData | undefined;
+  const flush = async () => {
+    if (jobs.length === 0) return;
+    await deps.queue.addBulk(jobs);
+    added += jobs.length;
+    jobs = [];
+    pendingUsers = 0;
+  };
+  const close = async () => {
+    if (!current) return;
+    jobs.push(chunkJob(current, options.windowPriority, Math.floor(current.chunkNo / shards)));
+    pendingUsers += current.userIds.length;
+    current = undefined;
+    if (jobs.length >= ENQUEUE_JOBS || pendingUsers >= ENQUEUE_USERS) await flush();
+  };
+  const client = await deps.pool.connect();
+  let broken: Error | undefined;
+  try {
+    await client.query('BEGIN READ ONLY');
+    await client.query(chunkCursorSql.declare(run.id, options));
+    for (;;) {
+      const slice = await client.query<{ chunk_no: number; user_id: string; holdout: boolean }>(chunkCursorSql.fetch);
+      for (const row of slice.rows) {
+        if (current && current.chunkNo !== row.chunk_no) await close();
+        current ??= {
+          runId: run.id,
+          chunkNo: row.chunk_no,
+          window: run.window,
+          scheduledFor: run.scheduledFor.toISOString(),
+          expiresAt: run.expiresAt.toISOString(),
+          userIds: [],
+          holdoutUserIds: [],
+          itemsPerUser: options.itemsPerUser,
+        };
+        current.userIds.push(row.user_id);
+        if (row.holdout) current.holdoutUserIds.push(row.user_id);
+      }
+      if (slice.rows.length === 0) break;
+    }
+    await close();
+    await flush();
+    await client.query('COMMIT');
+  } catch (error) {
+    // A connection that cannot even roll back is not given back to the pool.
+    await client.query('ROLLBACK').catch((rollback: unknown) => (broken = rollback instanceof Error ? rollback : new Error(String(rollback))));
+    throw error;
+  } finally {
+    client.release(broken);
+  }
+  return added;
 }

@@ -4,12 +4,12 @@ import type { Clock } from '../clock.ts';
 import { withTransaction, type Pool } from '../db/pool.ts';
 import { toError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { chunkJob, chunkJobId, type PrecomputeJobData, type PrecomputeJobResult } from './chunk-jobs.ts';
+import { chunkJobId, enqueueRecordedChunks, type PrecomputeJobData, type PrecomputeJobResult } from './chunk-jobs.ts';
 import { formatPolicy } from './policy.ts';
 import { createRunStore, type BatchRun } from './runs.ts';
 import { streamingScorer, type PropensityScorer } from './scorer.ts';
 import { executeShardPhase, type SelectResult, type ShardJobData, type ShardPhaseDeps } from './shard-plan.ts';
-import { chunkSql, planShardSql, predictionSql, runSql, type RunRow } from './sql.ts';
+import { chunkSql, planShardSql, runSql, type RunRow } from './sql.ts';
 import {
   BOUNDARY_LIMIT,
   isGlobalPolicy,
@@ -129,8 +129,6 @@ export function holdoutDraw(runId: number, userId: string): number {
   return (hash >>> 0) / 4_294_967_296;
 }
 
-const ADD_BULK_SLICE = 1_000;
-
 export function createPlanner(deps: PlannerDeps): Planner {
   const { pool, queue, scorer, clock, log } = deps;
   const draw = deps.random ?? holdoutDraw;
@@ -144,19 +142,8 @@ export function createPlanner(deps: PlannerDeps): Planner {
   const maxShardUsers = deps.maxShardUsers ?? 2_000_000;
   const unselectedSample = deps.unselectedSample ?? 100_000;
   const streaming = streamingScorer(scorer);
-  // In this process, a select's chunk jobs wait here until the run is recorded as planned.
-  const pendingJobs = new Map<number, ReturnType<typeof chunkJob>[]>();
-  const phaseDeps: ShardPhaseDeps = {
-    pool,
-    scorer: streaming,
-    log,
-    draw,
-    now: () => clock.now(),
-    onChunks: (runId, jobs) => {
-      const pending = pendingJobs.get(runId);
-      if (pending) for (const job of jobs) pending.push(job);
-    },
-  };
+  // No chunk queue: in this process, a run's chunks are enqueued once it is recorded as planned.
+  const phaseDeps: ShardPhaseDeps = { pool, scorer: streaming, log, draw, now: () => clock.now() };
 
   async function claim(window: Window, scheduledFor: Date): Promise<RunRow | undefined> {
     const now = clock.now();
@@ -178,40 +165,16 @@ export function createPlanner(deps: PlannerDeps): Planner {
     return taken.rows[0];
   }
 
-  function jobsFor(run: RunRow, windowPriority: number, chunks: Map<number, { userIds: string[]; holdoutUserIds: string[] }>) {
-    const jobs = [];
-    for (const [chunkNo, chunk] of chunks) {
-      const data: PrecomputeJobData = {
-        runId: run.id,
-        chunkNo,
-        window: run.window_name,
-        scheduledFor: run.scheduled_for.toISOString(),
-        expiresAt: run.expires_at.toISOString(),
-        userIds: chunk.userIds,
-        holdoutUserIds: chunk.holdoutUserIds,
-        itemsPerUser,
-      };
-      jobs.push(chunkJob(data, windowPriority));
-    }
-    return jobs;
-  }
-
-  async function enqueue(jobs: ReturnType<typeof jobsFor>): Promise<void> {
-    for (let i = 0; i < jobs.length; i += ADD_BULK_SLICE) await queue.addBulk(jobs.slice(i, i + ADD_BULK_SLICE));
-  }
-
-  /** The chunks of a run as its predictions recorded them. */
-  async function chunksFromPredictions(runId: number, chunkNos: readonly number[]) {
-    const chunks = new Map<number, { userIds: string[]; holdoutUserIds: string[] }>();
-    if (chunkNos.length === 0) return chunks;
-    const result = await pool.query<{ chunk_no: number; user_id: string; holdout: boolean }>(predictionSql.chunkUsers(runId, chunkNos));
-    for (const row of result.rows) {
-      let chunk = chunks.get(row.chunk_no);
-      if (!chunk) chunks.set(row.chunk_no, (chunk = { userIds: [], holdoutUserIds: [] }));
-      chunk.userIds.push(row.user_id);
-      if (row.holdout) chunk.holdoutUserIds.push(row.user_id);
-    }
-    return chunks;
+  /**
+   * Enqueues a run's recorded chunks (those in `chunkNos`, or all), read back from its
+   * predictions a slice at a time, each with the priority of its rank in its shard.
+   */
+  function enqueueChunks(run: RunRow, windowPriority: number, chunkNos?: readonly number[]): Promise<number> {
+    return enqueueRecordedChunks(
+      { pool, queue },
+      { id: run.id, window: run.window_name, scheduledFor: run.scheduled_for, expiresAt: run.expires_at, shards: run.shards },
+      { windowPriority, itemsPerUser, ...(chunkNos ? { chunkNos } : {}) },
+    );
   }
 
   async function finish(run: RunRow, enqueued: number, started: number): Promise<PlanResult> {
@@ -228,13 +191,7 @@ export function createPlanner(deps: PlannerDeps): Planner {
     if (!pinned) throw new Error(`run ${run.id} vanished while planning`);
     const shards = pinned.shards;
     const staged = await stages({ runId: run.id, window, windowStart: scheduledFor, version: pinned.model_version, shards });
-    const jobs: ReturnType<typeof chunkJob>[] = [];
-    pendingJobs.set(run.id, jobs);
-    try {
-      return await select(run, window, started, staged, pinned.model_version, shards, jobs);
-    } finally {
-      pendingJobs.delete(run.id);
-    }
+    return select({ ...run, shards }, window, started, staged, pinned.model_version, shards);
   }
 
   async function select(
@@ -244,7 +201,6 @@ export function createPlanner(deps: PlannerDeps): Planner {
     staged: Awaited<ReturnType<typeof stages>>,
     modelVersion: string,
     shards: number,
-    jobs: ReturnType<typeof chunkJob>[],
   ): Promise<PlanResult> {
     const scheduledFor = run.scheduled_for;
     const unselected = staged.total.count - staged.selected.count;
@@ -289,8 +245,9 @@ export function createPlanner(deps: PlannerDeps): Planner {
       return (done.rowCount ?? 0) > 0;
     });
     if (!marked) return resume(run, window, started);
-    await enqueue(jobs);
-    const result = await finish(run, totals.chunks, started);
+    // On the queue, each shard enqueued its chunks once recorded; here they are read back now.
+    const enqueued = shardQueue ? totals.chunks : await enqueueChunks(run, window.priority);
+    const result = await finish(run, enqueued, started);
     log.info(
       {
         window: window.name,
@@ -335,12 +292,12 @@ export function createPlanner(deps: PlannerDeps): Planner {
     let population: unknown = null;
     const runPhase = async (phase: ShardJobData['phase'], step: string, extra: Partial<ShardJobData>): Promise<unknown[]> => {
       const jobs: ShardJobData[] = Array.from({ length: shards }, (_v, shard) => ({ ...base, phase, step, shard, population, ...extra }));
-      if (!shardQueue || runId === null) {
-        const results = [];
-        for (const job of jobs) results.push(await executeShardPhase(phaseDeps, job));
-        return results;
-      }
-      return runOnWorkers(runId, step, jobs);
+      const began = performance.now();
+      let results: unknown[] = [];
+      if (!shardQueue || runId === null) for (const job of jobs) results.push(await executeShardPhase(phaseDeps, job));
+      else results = await runOnWorkers(runId, step, jobs);
+      log.debug({ runId, window: window.name, step, shards, ms: Math.round(performance.now() - began) }, 'planning phase done');
+      return results;
     };
     population = streaming.mergePopulation(await runPhase('population', 'population', {}));
     let zoom: ZoomLevel[] = [];
@@ -400,9 +357,7 @@ export function createPlanner(deps: PlannerDeps): Planner {
   async function resume(run: RunRow, window: Window, started: number): Promise<PlanResult> {
     const undone = (await pool.query<{ chunk_no: number }>(chunkSql.undone(run.id))).rows.map((row) => row.chunk_no);
     const fresh = (await pool.query<RunRow>(runSql.get(run.id))).rows[0] as RunRow;
-    const jobs = jobsFor(fresh, window.priority, await chunksFromPredictions(run.id, undone));
-    await enqueue(jobs);
-    return finish(fresh, jobs.length, started);
+    return finish(fresh, await enqueueChunks(fresh, window.priority, undone), started);
   }
 
   return {
@@ -468,10 +423,8 @@ export function createPlanner(deps: PlannerDeps): Planner {
           }
         }
         if (lost.length > 0) {
-          // Lost chunks go ahead of new work: their run is older.
-          const jobs = jobsFor(run, MAX_PRIORITY, await chunksFromPredictions(run.id, lost));
-          await enqueue(jobs);
-          result.requeued += jobs.length;
+          // Lost chunks go ahead of new work (their run is older), in their rank's order.
+          result.requeued += await enqueueChunks(run, MAX_PRIORITY, lost);
           log.warn({ runId: run.id, chunks: lost.length }, 're-enqueued chunks whose jobs were lost');
         }
       }

@@ -4,11 +4,11 @@ import { copyIn } from '../db/copy-binary.ts';
 import type { Pool } from '../db/pool.ts';
 import { PrewarmError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { chunkJob, type PrecomputeJobData, type PrecomputeJobResult } from './chunk-jobs.ts';
-import { byPropensity, parsePolicy, type Candidate, type Policy } from './policy.ts';
+import { enqueueRecordedChunks, type PrecomputeJobData, type PrecomputeJobResult } from './chunk-jobs.ts';
+import { parsePolicy, type Policy } from './policy.ts';
 import type { StreamingScorer } from './scorer.ts';
 import { inCut, SummaryBuilder, zoomPosition, type Cut, type ShardSummary } from './summary.ts';
-import { chunkSql, planShardSql, predictionSql } from './sql.ts';
+import { chunkSql, planShardSql, predictionSql, selectStageSql } from './sql.ts';
 
 /**
  * One shard's part of planning a run, the same code whether the planner runs it in its own
@@ -95,10 +95,11 @@ export function parseShardJob(data: unknown): ShardJob {
 export interface ShardPhaseDeps {
   pool: Pool;
   scorer: StreamingScorer;
-  /** Where a select phase enqueues its chunks. */
+  /**
+   * Where a select phase enqueues its chunks once they are recorded. Absent: the caller enqueues
+   * them (the in-process planner does, once the run is recorded as planned).
+   */
   chunkQueue?: Queue<PrecomputeJobData, PrecomputeJobResult>;
-  /** Instead of a queue: the chunk jobs of a select, handed over (the in-process planner enqueues them once the run is recorded). */
-  onChunks?: (runId: number, jobs: ReturnType<typeof chunkJob>[]) => void;
   log: Logger;
   /** The holdout draw (planner.ts holdoutDraw by default). */
   draw: (runId: number, userId: string) => number;
@@ -181,10 +182,6 @@ export async function executeShardPhase(deps: ShardPhaseDeps, data: unknown): Pr
   return result;
 }
 
-interface Precompute extends Candidate {
-  holdout: boolean;
-}
-
 async function select(deps: ShardPhaseDeps, job: ShardJob, policy: Policy): Promise<SelectResult> {
   const runId = job.runId as number;
   const options = job.select!;
@@ -192,7 +189,7 @@ async function select(deps: ShardPhaseDeps, job: ShardJob, policy: Policy): Prom
   const start = new Date(job.windowStart).getTime();
   const client = await deps.pool.connect();
   let failed: Error | undefined;
-  let outcome: { result: SelectResult; chunks: Map<number, Precompute[]> | undefined };
+  let result: SelectResult;
   try {
     await client.query('BEGIN');
     // The shard's claim: a concurrent duplicate waits here until this transaction ends, then
@@ -201,11 +198,13 @@ async function select(deps: ShardPhaseDeps, job: ShardJob, policy: Policy): Prom
     if (claimed.rowCount === 0) {
       await client.query('ROLLBACK');
       const done = await deps.pool.query<{ result: SelectResult }>(planShardSql.result(runId, job.step, job.shard));
-      outcome = { result: done.rows[0]!.result, chunks: undefined };
+      result = done.rows[0]!.result;
     } else {
-      const precompute: Precompute[] = [];
-      const result: SelectResult = { candidates: 0, selected: 0, selectedSum: 0, holdout: 0, written: 0, chunks: 0 };
+      result = { candidates: 0, selected: 0, selectedSum: 0, holdout: 0, written: 0, chunks: 0 };
       const weight = options.sampleRate > 0 ? 1 / options.sampleRate : 0;
+      // Selected and holdout users go batch by batch to a staging table, where Postgres ranks
+      // them into chunks: memory holds one batch, whatever the shard's size.
+      await client.query(selectStageSql.create);
       for await (const batch of deps.scorer.scoreShard({
         windowStart: new Date(job.windowStart),
         horizonMs: job.horizonMs,
@@ -214,48 +213,40 @@ async function select(deps: ShardPhaseDeps, job: ShardJob, policy: Policy): Prom
         population: job.population ?? null,
         batchSize: job.batchSize,
       })) {
+        const staged: { userId: string; p: number; holdout: boolean }[] = [];
         const sampled: { userId: string; p: number }[] = [];
         for (let i = 0; i < batch.size; i++) {
           const userId = batch.userIds[i] as string;
           const p = batch.p[i] as number;
-          const lastLoginAt = batch.lastLoginAt[i] as number;
           result.candidates++;
-          const chosen = inCut(cut, p, userId) ?? locallySelected(policy, p, lastLoginAt, start, job.horizonMs);
+          const chosen = inCut(cut, p, userId) ?? locallySelected(policy, p, batch.lastLoginAt[i] as number, start, job.horizonMs);
           if (chosen) {
             result.selected++;
             result.selectedSum += p;
-            precompute.push({ userId, p, lastLoginAt, holdout: false });
+            staged.push({ userId, p, holdout: false });
           } else if (options.holdoutRate > 0 && deps.draw(runId, userId) < options.holdoutRate) {
             result.holdout++;
-            precompute.push({ userId, p, lastLoginAt, holdout: true });
+            staged.push({ userId, p, holdout: true });
           } else if (options.sampleRate >= 1 || sampleDraw(runId, userId) < options.sampleRate) {
             sampled.push({ userId, p });
           }
         }
+        if (staged.length > 0) await copyIn(client, selectStageSql.copy, selectStageSql.encode(staged));
         if (sampled.length > 0) {
           await copyIn(client, predictionSql.copyWeighted, predictionSql.encodeWeighted(runId, sampled, weight));
           result.written += sampled.length;
         }
       }
       // One ranking for selected and holdout users: this shard's first chunk holds its most likely logins.
-      precompute.sort(byPropensity);
-      const chunks = new Map<number, Precompute[]>();
-      const rows: { userId: string; p: number; selected: boolean; holdout: boolean; chunkNo: number }[] = [];
-      precompute.forEach((c, i) => {
-        const chunkNo = Math.floor(i / options.chunkSize) * job.shards + job.shard;
-        let chunk = chunks.get(chunkNo);
-        if (!chunk) chunks.set(chunkNo, (chunk = []));
-        chunk.push(c);
-        rows.push({ userId: c.userId, p: c.p, selected: !c.holdout, holdout: c.holdout, chunkNo });
-      });
-      if (rows.length > 0) await copyIn(client, predictionSql.copyWeighted, predictionSql.encodePlanned(runId, rows));
-      result.written += rows.length;
-      result.chunks = chunks.size;
-      const numbers = [...chunks.keys()];
-      await client.query(chunkSql.insertNumbered(runId, numbers, numbers.map((n) => (chunks.get(n) as Precompute[]).length)));
+      const precompute = result.selected + result.holdout;
+      if (precompute > 0) await client.query(selectStageSql.insertPredictions(runId, options.chunkSize, job.shards, job.shard));
+      result.written += precompute;
+      result.chunks = Math.ceil(precompute / options.chunkSize);
+      const numbers = Array.from({ length: result.chunks }, (_v, rank) => rank * job.shards + job.shard);
+      const sizes = numbers.map((_n, rank) => Math.min(options.chunkSize, precompute - rank * options.chunkSize));
+      await client.query(chunkSql.insertNumbered(runId, numbers, sizes));
       await client.query(planShardSql.finish(runId, job.step, job.shard, result, deps.now()));
       await client.query('COMMIT');
-      outcome = { result, chunks };
     }
   } catch (error) {
     failed = error instanceof Error ? error : new Error(String(error));
@@ -264,40 +255,14 @@ async function select(deps: ShardPhaseDeps, job: ShardJob, policy: Policy): Prom
   } finally {
     client.release(failed);
   }
-  if (deps.chunkQueue || deps.onChunks) {
-    const chunks = outcome.chunks ?? (await chunksOfShard(deps.pool, runId, job.shard, job.shards, outcome.result.chunks));
-    const jobs = [...chunks].map(([chunkNo, users]) =>
-      chunkJob(
-        {
-          runId,
-          chunkNo,
-          window: options.window,
-          scheduledFor: options.scheduledFor,
-          expiresAt: options.expiresAt,
-          userIds: users.map((u) => u.userId),
-          holdoutUserIds: users.filter((u) => u.holdout).map((u) => u.userId),
-          itemsPerUser: options.itemsPerUser,
-        },
-        options.priority,
-        Math.floor(chunkNo / job.shards),
-      ),
+  // After the commit, so that a worker always finds the chunk's row; a retried or duplicated
+  // select enqueues the same job ids again, which is a no-op.
+  if (deps.chunkQueue && result.chunks > 0) {
+    await enqueueRecordedChunks(
+      { pool: deps.pool, queue: deps.chunkQueue },
+      { id: runId, window: options.window, scheduledFor: new Date(options.scheduledFor), expiresAt: new Date(options.expiresAt), shards: job.shards },
+      { windowPriority: options.priority, itemsPerUser: options.itemsPerUser, shard: { index: job.shard, count: job.shards } },
     );
-    if (deps.onChunks) deps.onChunks(runId, jobs);
-    else if (deps.chunkQueue) for (let i = 0; i < jobs.length; i += 1_000) await deps.chunkQueue.addBulk(jobs.slice(i, i + 1_000));
   }
-  return outcome.result;
-}
-
-/** A finished shard's chunks, as its predictions recorded them (a retried select re-enqueues them). */
-async function chunksOfShard(pool: Pool, runId: number, shard: number, shards: number, count: number): Promise<Map<number, Precompute[]>> {
-  const numbers = Array.from({ length: count }, (_v, i) => i * shards + shard);
-  const chunks = new Map<number, Precompute[]>();
-  if (numbers.length === 0) return chunks;
-  const rows = await pool.query<{ chunk_no: number; user_id: string; p: number; holdout: boolean }>(predictionSql.chunkUsers(runId, numbers));
-  for (const row of rows.rows) {
-    let chunk = chunks.get(row.chunk_no);
-    if (!chunk) chunks.set(row.chunk_no, (chunk = []));
-    chunk.push({ userId: row.user_id, p: row.p, lastLoginAt: 0, holdout: row.holdout });
-  }
-  return chunks;
+  return result;
 }

@@ -92,11 +92,13 @@ export interface RunRow {
   expected_waste: number | null;
   compute_ms: number;
   error: string | null;
+  /** Shards the run was planned in (its chunks are numbered rank · shards + shard). */
+  shards: number;
 }
 
 const RUN_COLUMNS = `id, window_name, scheduled_for, started_at, finished_at, expires_at, horizon_ms, model_version, policy,
   candidates, selected, holdout, precomputed, failed, chunks_total, chunks_done, status, planned_at, lease_until,
-  plan_attempts, expected_coverage, expected_waste, compute_ms, error`;
+  plan_attempts, expected_coverage, expected_waste, compute_ms, error, shards`;
 
 // The status a run reaches once every chunk is done: failed only when nothing at all was computed.
 const finalStatus = (precomputed: string, failed: string) => `CASE WHEN ${precomputed} = 0 AND ${failed} > 0 THEN 'failed' ELSE 'completed' END`;
@@ -346,6 +348,60 @@ export const predictionSql = {
       values: [runId, chunkNos],
     };
   },
+};
+
+/**
+ * A shard's select stages its selected and holdout users in a temporary table (its transaction's
+ * own, dropped at commit) and lets Postgres rank them into chunks, so that the planner never holds
+ * a shard's selection in memory. p is staged as float4, as predictions records it: chunks follow
+ * the ranking by (p, user id) up to float4 precision, which is the order a re-enqueue reads back.
+ */
+export const selectStageSql = {
+  create: `CREATE TEMP TABLE plan_select (user_id text NOT NULL, p real NOT NULL, holdout boolean NOT NULL) ON COMMIT DROP`,
+  copy: `COPY plan_select (user_id, p, holdout) FROM STDIN WITH (FORMAT binary)`,
+  encode(rows: readonly { userId: string; p: number; holdout: boolean }[]): Buffer {
+    const writer = new BinaryCopyWriter(rows.length * 40);
+    for (const row of rows) writer.row(3).text(row.userId).float4(row.p).bool(row.holdout);
+    return writer.finish();
+  },
+  /**
+   * The staged users into predictions, numbered into chunks of `chunkSize` by rank (p, then user
+   * id byte-wise, as JavaScript compares ASCII ids): chunk rank · shards + shard. Inserted in
+   * user id order, the order of the primary key: 300 000 rows took 3.5 s instead of 8.9 s in
+   * rank order (random index insertions), besides ≈ 3 s of foreign-key checks either way.
+   */
+  insertPredictions(runId: number, chunkSize: number, shards: number, shard: number): Sql {
+    return {
+      text: `INSERT INTO predictions (run_id, user_id, p, selected, holdout, chunk_no, weight)
+             SELECT $1::bigint, user_id, p, NOT holdout, holdout, chunk_no, 1
+               FROM (SELECT user_id, p, holdout,
+                            ((row_number() OVER (ORDER BY p DESC, user_id COLLATE "C") - 1) / $2::int)::int * $3::int + $4::int AS chunk_no
+                       FROM plan_select) ranked
+              ORDER BY user_id`,
+      values: [runId, chunkSize, shards, shard],
+    };
+  },
+};
+
+/**
+ * A cursor over the users of a run's recorded chunks, in chunk order, read a slice at a time
+ * (inside a read-only transaction) to enqueue them: after a select, on a resume and in the sweep.
+ */
+export const chunkCursorSql = {
+  /** `chunkNos`: only these chunks; `shard` of `shards`: only that shard's; neither: every chunk. */
+  declare(runId: number, only: { chunkNos?: readonly number[]; shard?: { index: number; count: number } }): Sql {
+    return {
+      text: `DECLARE plan_chunk_users NO SCROLL CURSOR FOR
+             SELECT chunk_no, user_id, holdout FROM predictions
+              WHERE run_id = $1 AND chunk_no IS NOT NULL
+                AND ($2::int[] IS NULL OR chunk_no = ANY($2::int[]))
+                AND ($3::int IS NULL OR chunk_no % $3::int = $4::int)
+              ORDER BY chunk_no, p DESC, user_id COLLATE "C"`,
+      values: [runId, only.chunkNos ?? null, only.shard?.count ?? null, only.shard?.index ?? null],
+    };
+  },
+  /** The next slice: 10 000 users, a few MB of job data at most. */
+  fetch: `FETCH 10000 FROM plan_chunk_users`,
 };
 
 /** Results of a run's planning phases, one row per (run, step, shard): see shard-plan.ts. */
