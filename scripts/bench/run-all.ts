@@ -5,6 +5,7 @@ import { main as ingest } from './ingest.ts';
 import { main as plan } from './plan.ts';
 import { main as precompute } from './precompute.ts';
 import { main as serve } from './serve.ts';
+import { main as views } from './views.ts';
 
 const benches: [string, () => Promise<void>][] = [
   ['login path (scripts/bench/serve.ts)', () => serve([])],
@@ -25,6 +26,15 @@ const benches: [string, () => Promise<void>][] = [
       process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
       mkdirSync('reports', { recursive: true });
       writeFileSync('reports/bench-plan.json', JSON.stringify(result, null, 2));
+    },
+  ],
+  [
+    "analysts' views at 1M users (scripts/bench/views.ts)",
+    async () => {
+      const result = await views([]);
+      process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+      mkdirSync('reports', { recursive: true });
+      writeFileSync('reports/bench-views.json', JSON.stringify(result, null, 2));
     },
   ],
 ];
