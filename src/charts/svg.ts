@@ -12,12 +12,17 @@ export function coord(v: number): string {
   return (Math.round(v * 10) / 10).toString();
 }
 
-/** The smallest "round" number (1, 1.2, 1.5, 2, 2.5 … × 10^k) at or above `max`; 1 for none. */
-export function niceMax(max: number): number {
-  if (!(max > 0) || !Number.isFinite(max)) return 1;
-  const magnitude = 10 ** Math.floor(Math.log10(max));
-  for (const step of [1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10]) if (step * magnitude >= max) return step * magnitude;
+/** The smallest "round" number (1, 1.2, 1.5, 2, 2.5 … × 10^k) at or above `value`; 1 for none. */
+function roundUp(value: number): number {
+  if (!(value > 0) || !Number.isFinite(value)) return 1;
+  const magnitude = 10 ** Math.floor(Math.log10(value));
+  for (const step of [1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10]) if (step * magnitude >= value) return step * magnitude;
   return 10 * magnitude;
+}
+
+/** The top of a 0-based axis at or above `max` whose `steps` grid lines all fall on round values (6, 12, 18, 24 h). */
+export function niceMax(max: number, steps = 4): number {
+  return steps * roundUp(max / steps);
 }
 
 /** `2024-03-05` → `Mar 5`; anything that is not a date is returned as it is. */
