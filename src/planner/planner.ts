@@ -50,9 +50,9 @@ export interface PlannerDeps {
    * takes them (dry runs stay in this process). Default: every shard in this process, in turn.
    */
   shardQueue?: Queue<ShardJobData, unknown>;
-  /** Shards of a run (at least; more when a shard would exceed maxShardUsers). Default 1, or 4 with a shardQueue. */
+  /** Shards of a run (on the queue at least: more when a shard would exceed maxShardUsers). Default 1, or 4 with a shardQueue. */
   shards?: number;
-  /** Known users per shard at most (from the table statistics), which bounds a shard's memory. Default 2 000 000. */
+  /** On the queue: known users per shard job at most (from the table statistics). Default 2 000 000. */
   maxShardUsers?: number;
   /** Users scored per batch of the stream. Default 20 000. */
   batchSize?: number;
@@ -268,10 +268,15 @@ export function createPlanner(deps: PlannerDeps): Planner {
     return result;
   }
 
-  /** Shards of a new run: as configured, or enough to keep each within maxShardUsers. */
+  /**
+   * Shards of a new run. In this process: as configured, default 1 — a shard's memory no longer
+   * grows with its users, and every shard is one more scan of the state table per pass. On the
+   * queue: as configured, and enough to keep each job within maxShardUsers (a job's duration).
+   */
   async function shardCount(): Promise<number> {
+    if (!shardQueue) return Math.max(deps.shards ?? 1, 1);
     const estimate = (await pool.query<{ n: number }>(planShardSql.estimateUsers())).rows[0]?.n ?? 0;
-    return Math.max(deps.shards ?? (shardQueue ? DEFAULT_QUEUE_SHARDS : 1), Math.ceil(estimate / maxShardUsers), 1);
+    return Math.max(deps.shards ?? DEFAULT_QUEUE_SHARDS, Math.ceil(estimate / maxShardUsers), 1);
   }
 
   /**
