@@ -13,7 +13,11 @@
 --   cost_daily    a UTC day of computation, once every set computed that day has expired (its
 --                 waste is judged) — tracked as the first day holding a set not yet expired;
 --   waste_runs    a finished run whose sets have all expired;
---   coverage_runs a finished run whose window is over.
+--   coverage_runs a finished run whose window is over;
+--   calibration_snapshot  calibration_by_decile pools every run whose window has ended into one
+--                 set of deciles, so no part of it is final: maintenance stores the whole result
+--                 with the list of runs it covers, and the view returns it while that list is
+--                 still the list of ended runs (until the next window ends), else computes it.
 --
 -- Sums of compute_ms now accumulate in double precision (still returned as real): a real
 -- accumulator rounds at every step, so a sum depended on the order rows were read in, and no
@@ -197,7 +201,58 @@ SELECT b.id AS run_id, b.window_name, b.scheduled_for, b.expires_at,
   LEFT JOIN judged j ON j.run_id = b.id
  GROUP BY b.id, b.window_name, b.scheduled_for, b.expires_at;
 
+CREATE TABLE calibration_snapshot (
+  -- The runs whose window had ended (expires_at <= now()) when it was computed, by id.
+  runs bigint[] NOT NULL,
+  computed_at timestamptz NOT NULL DEFAULT now(),
+  decile integer NOT NULL,
+  predictions bigint NOT NULL,
+  mean_predicted double precision,
+  actual_rate numeric
+);
+
+CREATE OR REPLACE VIEW calibration_by_decile AS
+WITH snapshot AS (
+  SELECT s.decile, s.predictions, s.mean_predicted, s.actual_rate FROM calibration_snapshot s
+   WHERE s.runs = (SELECT coalesce(array_agg(b.id ORDER BY b.id), '{}') FROM batch_runs b WHERE b.expires_at <= now())
+), scored AS (
+  SELECT p.p, p.weight::float8 AS weight,
+         sum(p.weight::float8) OVER (ORDER BY p.p, p.run_id, p.user_id ROWS UNBOUNDED PRECEDING) - p.weight::float8 AS before,
+         sum(p.weight::float8) OVER () AS total,
+         EXISTS (SELECT 1 FROM logins l WHERE l.user_id = p.user_id AND l.at >= b.scheduled_for AND l.at < b.expires_at) AS logged_in
+    FROM predictions p
+    JOIN batch_runs b ON b.id = p.run_id
+   WHERE b.expires_at <= now()
+     AND NOT EXISTS (SELECT 1 FROM snapshot)
+), deciles AS (
+  SELECT least(10, floor(10 * before / total)::int + 1) AS decile, p, weight, logged_in FROM scored
+)
+SELECT decile, predictions, mean_predicted, actual_rate FROM snapshot
+UNION ALL
+SELECT decile, round(sum(weight))::bigint AS predictions, sum(p * weight) / sum(weight) AS mean_predicted,
+       (sum(CASE WHEN logged_in THEN weight ELSE 0 END) / sum(weight))::numeric AS actual_rate
+  FROM deciles
+ GROUP BY decile;
+
 -- Down Migration
+CREATE OR REPLACE VIEW calibration_by_decile AS
+WITH scored AS (
+  SELECT p.p, p.weight::float8 AS weight,
+         sum(p.weight::float8) OVER (ORDER BY p.p, p.run_id, p.user_id ROWS UNBOUNDED PRECEDING) - p.weight::float8 AS before,
+         sum(p.weight::float8) OVER () AS total,
+         EXISTS (SELECT 1 FROM logins l WHERE l.user_id = p.user_id AND l.at >= b.scheduled_for AND l.at < b.expires_at) AS logged_in
+    FROM predictions p
+    JOIN batch_runs b ON b.id = p.run_id
+   WHERE b.expires_at <= now()
+), deciles AS (
+  SELECT least(10, floor(10 * before / total)::int + 1) AS decile, p, weight, logged_in FROM scored
+)
+SELECT decile, round(sum(weight))::bigint AS predictions, sum(p * weight) / sum(weight) AS mean_predicted,
+       (sum(CASE WHEN logged_in THEN weight ELSE 0 END) / sum(weight))::numeric AS actual_rate
+  FROM deciles
+ GROUP BY decile;
+DROP TABLE calibration_snapshot;
+
 CREATE OR REPLACE VIEW coverage_by_run AS
 WITH active AS (
   SELECT b.id AS run_id, l.user_id, min(l.at) AS first_at

@@ -162,7 +162,7 @@ describe('migration 0008: partitions in place', () => {
     }
   }, 120_000);
 
-  it('migration 0011: the rolled-up waste, cost and coverage views read the same rows, up, after maintenance and down', async () => {
+  it('migration 0011: the rolled-up waste, cost, coverage and calibration views read the same rows, up, after maintenance and down', async () => {
     db = await createTestDb({ migrate: false });
     const schema = db.schema;
     const client = await db.pool.connect();
@@ -178,7 +178,7 @@ describe('migration 0008: partitions in place', () => {
       const maintenance = createPartitionMaintenance({ pool: db.pool, clock: systemClock, log: silentLog, retentionMs: 3_650 * 86_400_000 });
       const report = await maintenance.run();
       const rolled = new Set(report.actions.flatMap((a) => (a.kind === 'rollup' ? [a.table] : [])));
-      expect([...rolled].sort()).toEqual(['cost_daily', 'coverage_runs', 'serves_daily', 'waste_daily', 'waste_runs']);
+      expect([...rolled].sort()).toEqual(['calibration_snapshot', 'cost_daily', 'coverage_runs', 'serves_daily', 'waste_daily', 'waste_runs']);
       const sizes = await client.query(
         `SELECT (SELECT count(*)::int FROM waste_daily) wd, (SELECT count(*)::int FROM cost_daily) cd, (SELECT count(*)::int FROM waste_runs) wr, (SELECT count(*)::int FROM coverage_runs) cr`,
       );

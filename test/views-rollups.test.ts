@@ -65,6 +65,7 @@ async function figures(db: Queryable) {
                                   on_demand_compute_ms, total_compute_ms FROM compute_cost_by_day WHERE day < current_date - 30 ORDER BY day`),
     coverageByRun: await rows(`SELECT run_id::int, active_known::int, covered::int, coverage, holdout_hits::int FROM coverage_by_run WHERE run_id < 3 ORDER BY run_id`),
     coverageByDay: await rows(`SELECT day::text, window_name, active_known::int, covered::int, coverage FROM coverage_by_day WHERE day < current_date - 30 ORDER BY day`),
+    calibration: await rows(`SELECT decile, predictions::int, round(mean_predicted::numeric, 6)::float8 AS mean_predicted, actual_rate::float8 FROM calibration_by_decile ORDER BY decile`),
   };
 }
 
@@ -91,9 +92,18 @@ const EXPECTED = {
     { day: day(0), window_name: 'nightly', active_known: 2, covered: 1, coverage: 0.5 },
     { day: day(1), window_name: 'nightly', active_known: 2, covered: 1, coverage: 0.5 },
   ],
+  // Ended runs r1, r2: five scores in order c .1, b .6, b .7, a .9, a .9 (one user each) fall in
+  // deciles 1, 3, 5, 7, 9; b did not log in during r1's window.
+  calibration: [
+    { decile: 1, predictions: 1, mean_predicted: 0.1, actual_rate: 1 },
+    { decile: 3, predictions: 1, mean_predicted: 0.6, actual_rate: 0 },
+    { decile: 5, predictions: 1, mean_predicted: 0.7, actual_rate: 1 },
+    { decile: 7, predictions: 1, mean_predicted: 0.9, actual_rate: 1 },
+    { decile: 9, predictions: 1, mean_predicted: 0.9, actual_rate: 1 },
+  ],
 };
 
-describe('rolled-up waste, cost and coverage views (migration 0011)', () => {
+describe('rolled-up waste, cost, coverage and calibration views (migration 0011)', () => {
   let db: TestDb | undefined;
   afterEach(async () => db?.drop());
 
@@ -111,6 +121,7 @@ describe('rolled-up waste, cost and coverage views (migration 0011)', () => {
               (SELECT count(*)::int FROM waste_runs) wr, (SELECT count(*)::int FROM coverage_runs) cr`,
     );
     expect(rolled.rows[0]).toEqual({ wd: 2, cd: 2, wr: 2, cr: 2 });
+    expect((await db.pool.query(`SELECT runs::int[] AS runs, count(*)::int AS n FROM calibration_snapshot GROUP BY runs`)).rows).toEqual([{ runs: [1, 2], n: 5 }]);
     expect(await figures(db.pool)).toEqual(EXPECTED);
 
     // A 30-day retention drops the partitions of the history (70 days back); r3 keeps its own.

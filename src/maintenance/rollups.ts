@@ -1,16 +1,16 @@
 import { withTransaction, type Pool } from '../db/pool.ts';
 import { rollupSql as sql } from './sql.ts';
 
-/** The rolled-up tables: serves_daily (migrations/0008) and the four of migrations/0011. */
-export type RollupTable = 'serves_daily' | 'waste_daily' | 'cost_daily' | 'waste_runs' | 'coverage_runs';
+/** The rolled-up tables: serves_daily (migrations/0008) and those of migrations/0011. */
+export type RollupTable = 'serves_daily' | 'waste_daily' | 'cost_daily' | 'waste_runs' | 'coverage_runs' | 'calibration_snapshot';
 
 export interface RollupAction {
   kind: 'rollup';
   table: RollupTable;
-  /** Days [from, to) (YYYY-MM-DD); for the run tables, the first and last run's scheduled_for. */
+  /** Days [from, to) (YYYY-MM-DD); for the run tables, the first and last run's scheduled_for; for the calibration, when. */
   from: string;
   to: string;
-  /** Runs rolled up (run tables only). */
+  /** Runs rolled up (run tables), or covered (the calibration). */
   runs?: number;
 }
 
@@ -42,7 +42,7 @@ const DAY_MS = 86_400_000;
 const isoDay = (ms: number) => new Date(ms).toISOString().slice(0, 10);
 const dayMs = (day: string) => Date.parse(`${day}T00:00:00Z`);
 
-/** Fills waste_daily, cost_daily, waste_runs and coverage_runs (migrations/0011) for what is final. */
+/** Fills waste_daily, cost_daily, waste_runs, coverage_runs and calibration_snapshot (migrations/0011). */
 export function createRollups(deps: RollupDeps): Rollups {
   const { pool, graceMs, batchDays } = deps;
   const runsPerBatch = deps.runsPerBatch ?? 100;
@@ -82,6 +82,20 @@ export function createRollups(deps: RollupDeps): Rollups {
     }
   }
 
+  // The whole calibration at once (it pools every ended run), when the set of ended runs changed
+  // and the newest ended over the grace ago; until then the view computes it from raw tables.
+  async function refreshCalibration(dryRun: boolean, actions: ActionLog) {
+    const state = (await pool.query<{ stale: boolean; settled: boolean; runs: number }>(sql.calibrationState(graceMs))).rows[0]!;
+    if (!state.stale || !state.settled) return;
+    const at = new Date().toISOString();
+    actions.push({ kind: 'rollup', table: 'calibration_snapshot', from: at, to: at, runs: state.runs });
+    if (dryRun) return;
+    await withTransaction(pool, async (client) => {
+      await client.query(sql.clearCalibration);
+      await client.query(sql.fillCalibration);
+    });
+  }
+
   return {
     async run(now, dryRun, actions) {
       const { now: dbNow, migrated } = (await pool.query<{ now: Date; migrated: boolean }>(sql.dbNow)).rows[0]!;
@@ -94,6 +108,7 @@ export function createRollups(deps: RollupDeps): Rollups {
       await rollDays('cost_daily', firstOpen !== null && firstOpen < closedThrough ? firstOpen : closedThrough, dryRun, actions);
       await rollRuns('waste_runs', cutoff, dryRun, actions);
       await rollRuns('coverage_runs', cutoff, dryRun, actions);
+      await refreshCalibration(dryRun, actions);
       const horizon = (await pool.query<{ horizon_ms: number | string | null }>(sql.rawHorizon)).rows[0]?.horizon_ms ?? null;
       return horizon === null ? null : Number(horizon);
     },

@@ -247,6 +247,27 @@ export const rollupSql = {
     };
   },
   /**
+   * Whether calibration_snapshot no longer covers exactly the runs whose window has ended, and
+   * whether the newest of those ended over `graceMs` ago (its late logins are in).
+   */
+  calibrationState(graceMs: number): Sql {
+    return {
+      text: `WITH ended AS (SELECT coalesce(array_agg(id ORDER BY id), '{}') AS runs, max(expires_at) AS newest FROM batch_runs WHERE expires_at <= now())
+             SELECT NOT EXISTS (SELECT 1 FROM calibration_snapshot s, ended WHERE s.runs = ended.runs)
+                    -- none ended and none stored: the view's raw part is empty
+                    AND (cardinality((SELECT runs FROM ended)) > 0 OR EXISTS (SELECT 1 FROM calibration_snapshot)) AS stale,
+                    coalesce((SELECT newest FROM ended) <= now() - $1 * interval '1 millisecond', true) AS settled,
+                    cardinality((SELECT runs FROM ended))::int AS runs`,
+      values: [graceMs],
+    };
+  },
+  clearCalibration: 'DELETE FROM calibration_snapshot',
+  /** With the snapshot cleared, the view computes from the raw tables: store what it returns. */
+  fillCalibration: `INSERT INTO calibration_snapshot (runs, decile, predictions, mean_predicted, actual_rate)
+                    SELECT (SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM batch_runs WHERE expires_at <= now()),
+                           decile, predictions, mean_predicted, actual_rate
+                      FROM calibration_by_decile`,
+  /**
    * The earliest instant the raw parts of the waste, cost and coverage views still read:
    * partitions of logins, serves and recommendations ending after it are kept whatever the
    * retention. NULL: no bound.
