@@ -1,5 +1,6 @@
 import { formatDuration } from '../duration.ts';
 import { PrewarmError } from '../errors.ts';
+import { createController, type FeedbackSettings } from '../planner/feedback.ts';
 import { byPropensity, formatPolicy, isModelFree, selectUsers, type Candidate, type Policy } from '../planner/policy.ts';
 import { reliabilityTable, type ReliabilityBin } from './calibration.ts';
 import { FEATURE_COUNT, featureRowsAt } from './features.ts';
@@ -8,6 +9,7 @@ import { averagePrecision, coverageAtWaste, pointAtCoverage, rocAuc, thresholdCu
 import { fitPropensityModel, modelProbability, TrainingSetBuilder, type ModelMetrics, type PropensityModel } from './model.ts';
 import { S, STATE_SIZE, type StateGrid } from './state.ts';
 import { chooseTrainingUsers, DEFAULT_MAX_TRAINING_ROWS, type TrainingPeriod } from './training-sample.ts';
+import { bestRecencyRule, noteApplied, trainOrCold } from './online.ts';
 import { floorToGrid, walkWindows } from './walk.ts';
 
 /** The baseline rules every evaluation prints beside the model (docs/design.md, the offline protocol). */
@@ -34,6 +36,13 @@ export interface EvaluateOptions {
    * in this many (every user when they all fit; see training-sample.ts). Default 2 000 000.
    */
   maxTrainingRows?: number;
+  /**
+   * The protocol as production runs it (`evaluate --online`): the model retrained every
+   * `retrainEveryMs` on the windows before that instant (from the test period's start), coverage
+   * and waste targets held by the feedback controller from the outcomes of the windows before,
+   * and the best recency rule until there is enough history to train on (cold start).
+   */
+  online?: { retrainEveryMs: number; feedback?: FeedbackSettings };
 }
 
 export { DEFAULT_MAX_TRAINING_ROWS };
@@ -86,7 +95,9 @@ export interface EvaluationReport {
   policies: PolicyResult[];
   comparisons: RuleComparison[];
   testWindows: number;
-  /** The model that was trained for the evaluation (absent for a model-free --policy). */
+  /** `--online`: retraining, cold start and the targets the controller applied. */
+  online?: OnlineSummary;
+  /** The model that was trained for the evaluation (absent for a model-free --policy); online, the last one. */
   model?: {
     policy: string;
     trainFrom: string;
@@ -96,6 +107,21 @@ export interface EvaluationReport {
     /** Calibration of its probabilities over the test period, by decile. */
     testReliability: ReliabilityBin[];
   };
+}
+
+export interface OnlineSummary {
+  retrainEvery: string;
+  /** Models trained over the test period (the first at its start). */
+  retrains: number;
+  /** Test windows selected by a recency rule because no model could be trained yet. */
+  coldStartWindows: number;
+  /** The rules a cold start used, and why (the first reason). */
+  coldStartRules: string[];
+  coldStartReason?: string;
+  /** Window start the model took over from the cold start's rule (absent: never or from the start). */
+  modelFrom?: string;
+  /** The targets the controller applied to the `model` policy: first, last, lowest, highest. */
+  appliedTarget?: { first: number; last: number; min: number; max: number };
 }
 
 /**
@@ -172,6 +198,7 @@ export interface ProtocolResult {
   model?: PropensityModel;
   metrics?: ModelMetrics;
   training?: { fromMs: number; toMs: number };
+  online?: OnlineSummary;
 }
 
 /**
@@ -199,7 +226,9 @@ export function runOfflineProtocol(log: LoginLog, options: ProtocolOptions, poli
   }
   const needsModel = options.needsModel;
   const trainWindows = options.trainWindows ?? defaultTrainWindows(W);
-  const training = needsModel ? trainingPeriod(log, grid, testFromMs, trainWindows) : undefined;
+  const online = options.online;
+  // Online, the model is trained at test window starts instead (and may not be trainable yet).
+  let training = needsModel && !online ? trainingPeriod(log, grid, testFromMs, trainWindows) : undefined;
   const walkFrom = Math.min(training?.fromMs ?? testFromMs, testFromMs);
 
   const tallies: PolicyTally[] = policies.map(() => ({ selected: 0, hits: 0, maxSelected: 0 }));
@@ -220,17 +249,47 @@ export function runOfflineProtocol(log: LoginLog, options: ProtocolOptions, poli
   let scored = 0;
   let windowScoresFrom = 0;
   let trainingOrdinal = 0;
-  const inTraining = (startMs: number) => training !== undefined && startMs >= training.fromMs && startMs < training.toMs;
+  const inTraining = (startMs: number) => !online && training !== undefined && startMs >= training.fromMs && startMs < training.toMs;
+  const controllers = online ? policies.map((policy) => createController(policy, online.feedback)) : undefined;
+  const onlineSummary: OnlineSummary | undefined = online ? { retrainEvery: formatDuration(online.retrainEveryMs), retrains: 0, coldStartWindows: 0, coldStartRules: [] } : undefined;
+  let trainedAt = Number.NEGATIVE_INFINITY;
+  let coldRule: Policy | undefined;
+  const applied: Policy[] = [...policies];
+
+  /** Online: retrain when due (every window while there is no model yet, as the scheduler retries). */
+  const retrainIfDue = (startMs: number, knownCount: number) => {
+    if (!online || !onlineSummary || !needsModel) return;
+    if (model !== undefined && startMs - trainedAt < online.retrainEveryMs) return;
+    const trained = trainOrCold(log, startMs, knownCount, {
+      windowMs: W,
+      trainWindows,
+      calibrationWindows: options.calibrationWindows,
+      ageHalfLifeMs: options.ageHalfLifeMs,
+      maxTrainingRows: options.maxTrainingRows,
+    });
+    if (trained.kind === 'model') {
+      ({ model, metrics } = trained);
+      training = { fromMs: trained.trainFromMs, toMs: trained.trainToMs };
+      trainedAt = startMs;
+      onlineSummary.retrains++;
+      if (coldRule !== undefined) onlineSummary.modelFrom = new Date(startMs).toISOString();
+      coldRule = undefined;
+    } else if (model === undefined) {
+      coldRule = bestRecencyRule(log, grid, startMs, policies.find((policy) => !isModelFree(policy)) as Policy);
+      onlineSummary.coldStartReason ??= trained.reason;
+    }
+  };
 
   walkWindows(log, grid, walkFrom, testToMs, {
     windowStart: ({ startMs, knownCount, states }) => {
       const inTest = startMs >= testFromMs;
       if (!inTraining(startMs) && !inTest) return;
-      if (inTest && needsModel && model === undefined) {
+      if (inTest && online) retrainIfDue(startMs, knownCount);
+      if (inTest && needsModel && model === undefined && !online) {
         ({ model, metrics } = fitPropensityModel(set, { windowMs: W, calibrationWindows: options.calibrationWindows, ageHalfLifeMs: options.ageHalfLifeMs }));
         if (sample) metrics.sample = sample.stats;
       }
-      if (inTraining(startMs) || needsModel) ({ rows } = featureRowsAt(states, knownCount, startMs, grid, rows));
+      if (inTraining(startMs) || (needsModel && model)) ({ rows } = featureRowsAt(states, knownCount, startMs, grid, rows));
       if (!inTest) return;
       // Score every known user, then let each policy choose, exactly as the planner would.
       if (scored + knownCount > scores.length) {
@@ -254,7 +313,10 @@ export function runOfflineProtocol(log: LoginLog, options: ProtocolOptions, poli
       candidates.sort(byPropensity);
       const context = { windowStart: startMs, windowMs: W };
       policies.forEach((policy, r) => {
-        const { selected } = selectUsers(candidates, policy, context);
+        // Online: a model policy without a model yet selects by the cold start's rule; a held
+        // target is the one the controller applies now.
+        applied[r] = coldRule !== undefined && !isModelFree(policy) ? coldRule : (controllers?.[r]?.policy() ?? policy);
+        const { selected } = selectUsers(candidates, applied[r] as Policy, context);
         const users = new Int32Array(selected.length);
         for (let i = 0; i < selected.length; i++) users[i] = (selected[i] as EvalCandidate).u;
         selections[r] = users;
@@ -270,7 +332,12 @@ export function runOfflineProtocol(log: LoginLog, options: ProtocolOptions, poli
       knownUserWindows += knownCount;
       activeUserWindows += activeKnown.length;
       if (model) for (let u = 0; u < knownCount; u++) labels[windowScoresFrom + u] = activeStamp[u] === index ? 1 : 0;
-      policies.forEach((_policy, r) => {
+      if (onlineSummary && coldRule !== undefined) {
+        onlineSummary.coldStartWindows++;
+        const rule = formatPolicy(coldRule);
+        if (!onlineSummary.coldStartRules.includes(rule)) onlineSummary.coldStartRules.push(rule);
+      }
+      policies.forEach((policy, r) => {
         const users = selections[r] as Int32Array;
         let hits = 0;
         for (let i = 0; i < users.length; i++) if (activeStamp[users[i] as number] === index) hits++;
@@ -278,6 +345,11 @@ export function runOfflineProtocol(log: LoginLog, options: ProtocolOptions, poli
         tally.selected += users.length;
         tally.hits += hits;
         tally.maxSelected = Math.max(tally.maxSelected, users.length);
+        // The controller learns from the windows its target selected (not from a cold start's rule).
+        if (controllers && (coldRule === undefined || isModelFree(policy))) {
+          if (r === 0 && onlineSummary) noteApplied(onlineSummary, applied[r] as Policy);
+          (controllers[r] as ReturnType<typeof createController>).observe({ selected: users.length, hits, activeKnown: activeKnown.length });
+        }
       });
     },
   });
@@ -293,8 +365,10 @@ export function runOfflineProtocol(log: LoginLog, options: ProtocolOptions, poli
     model,
     metrics,
     training,
+    online: onlineSummary,
   };
 }
+
 
 export function ratio(a: number, b: number): number {
   return b > 0 ? a / b : 0;
@@ -336,6 +410,7 @@ export function evaluateLog(log: LoginLog, options: EvaluateOptions): Evaluation
   const policy = options.policy ?? DEFAULT_EVALUATE_POLICY;
   const rules = [{ name: 'model', policy }, ...baselinePolicies()];
   const run = runOfflineProtocol(log, { ...options, needsModel: !isModelFree(policy) }, rules.map((rule) => rule.policy));
+  // Online, the baselines stay as they are: they hold no target and need no model.
   const policies: PolicyResult[] = rules.map((rule, r) => policyResult(rule.name, rule.policy, run.tallies[r] as PolicyTally, run));
   policies.push(oracleResult(run));
 
@@ -375,6 +450,7 @@ export function evaluateLog(log: LoginLog, options: EvaluateOptions): Evaluation
     policies,
     comparisons,
     testWindows: run.testWindows,
+    ...(run.online ? { online: run.online } : {}),
     ...(run.model && run.metrics && run.training
       ? {
           model: {

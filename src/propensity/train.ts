@@ -5,6 +5,7 @@ import type { Logger } from '../log.ts';
 import { defaultTrainWindows, logExtent, trainingPeriod, trainingPeriodWithin } from './evaluate.ts';
 import { FEATURE_COUNT, featureRowsAt } from './features.ts';
 import { readLoginLog, type LoginLog } from './login-log.ts';
+import { COLD_START } from './online.ts';
 import { fitPropensityModel, TrainingSetBuilder, type ModelMetrics, type PropensityModel } from './model.ts';
 import { latestModelVersion, newModelVersion, saveModel, type StoredPropensityModel } from './model-store.ts';
 import type { StateGrid } from './state.ts';
@@ -78,6 +79,16 @@ function trainOnSample(sample: TrainingSample, grid: StateGrid, period: Training
     throw new PrewarmError(
       'PREWARM_ERR_NO_MODEL',
       `no login of a known user in the training period ${new Date(period.fromMs).toISOString()} → ${new Date(period.toMs).toISOString()}${sample.population ? ` among the ${sample.stats.sampledUsers} sampled users` : ''}: nothing to learn from`,
+    );
+  }
+  // Cold start: a model fitted on a handful of rows ends below "precompute everyone"; the planner
+  // keeps its recency scorer until there is enough to learn from (README "Cold start").
+  let positives = 0;
+  for (let i = 0; i < set.n; i++) positives += set.y[i] as number;
+  if (set.n < COLD_START.minTrainingRows || positives < COLD_START.minPositiveRows) {
+    throw new PrewarmError(
+      'PREWARM_ERR_NO_MODEL',
+      `too little history to train on: ${set.n} training rows (minimum ${COLD_START.minTrainingRows}) of which ${positives} with a login (minimum ${COLD_START.minPositiveRows}) in ${new Date(period.fromMs).toISOString()} → ${new Date(period.toMs).toISOString()}`,
     );
   }
   const { model, metrics } = fitPropensityModel(set, {

@@ -4,7 +4,7 @@ import type { ReliabilityBin } from '../../propensity/calibration.ts';
 import { evaluateLog, type EvaluationReport } from '../../propensity/evaluate.ts';
 import { readLoginLog, type LoginLogStats } from '../../propensity/login-log.ts';
 import { FEATURE_COUNT } from '../../propensity/features.ts';
-import { parsePolicyFlag, parseTestPeriodFlags } from '../flags.ts';
+import { parseDurationFlag, parsePolicyFlag, parseTestPeriodFlags } from '../flags.ts';
 import { action } from '../runtime.ts';
 
 export function parseCountFlag(text: string | undefined, flag: string, min = 1): number | undefined {
@@ -27,8 +27,13 @@ interface EvaluateFlags {
   testTo?: string;
   policy: string;
   trainWindows?: string;
+  online?: boolean;
+  retrainEvery?: string;
   json?: boolean;
 }
+
+/** `--online` retrains weekly unless told otherwise: daily (production's default) costs 7× the time. */
+const DEFAULT_ONLINE_RETRAIN = '7d';
 
 export function registerEvaluate(program: Command): void {
   program
@@ -40,6 +45,8 @@ export function registerEvaluate(program: Command): void {
     .option('--test-to <date>', 'end of the test period, exclusive (default: end of the last window with a login)')
     .option('--policy <spec>', 'the policy reported as `model` (threshold:P | budget:N | coverage:F | waste:F | cost:RATIO | recent:K | all | none)', 'coverage:0.8')
     .option('--train-windows <n>', 'windows before --test-from to train and calibrate on (default: 26 weeks of windows)')
+    .option('--online', 'as production runs: the model retrained on the clock, coverage/waste targets held by the feedback controller, a recency rule until there is enough history')
+    .option('--retrain-every <duration>', `with --online: retrain the model this often (default ${DEFAULT_ONLINE_RETRAIN})`)
     .option('--json', 'print one JSON object instead of the tables')
     .addHelpText(
       'after',
@@ -47,16 +54,19 @@ export function registerEvaluate(program: Command): void {
 Examples:
   prewarm generate --out data --gzip      # a synthetic log (60 days from 2024-01-01) to try it on
   prewarm evaluate --logins data/logins.csv.gz --window 1d --test-from 2024-02-01
-  prewarm evaluate --logins logins.csv.gz --window 6h --test-from 2004-07-15 --policy threshold:0.2 --json`,
+  prewarm evaluate --logins logins.csv.gz --window 6h --test-from 2004-07-15 --policy threshold:0.2 --json
+  prewarm evaluate --logins logins.csv.gz --test-from 2004-07-15 --online --retrain-every 1d`,
     )
     .action(
       action(async (flags: EvaluateFlags) => {
         const { windowMs, testFromMs, testToMs } = parseTestPeriodFlags(flags);
         const policy = parsePolicyFlag(flags.policy);
         const trainWindows = parseCountFlag(flags.trainWindows, '--train-windows', 2);
+        if (flags.retrainEvery !== undefined && !flags.online) throw new PrewarmError('PREWARM_ERR_BAD_INPUT', '--retrain-every needs --online (offline, the model is trained once before --test-from)');
+        const online = flags.online ? { retrainEveryMs: parseDurationFlag(flags.retrainEvery ?? DEFAULT_ONLINE_RETRAIN, '--retrain-every') } : undefined;
         const { log, stats, readMs } = await readLoginsFlag(flags.logins);
         const started = Date.now();
-        const report = evaluateLog(log, { windowMs, testFromMs, testToMs, policy, trainWindows });
+        const report = evaluateLog(log, { windowMs, testFromMs, testToMs, policy, trainWindows, online });
         const evaluateMs = Date.now() - started;
         if (flags.json) {
           process.stdout.write(`${JSON.stringify(report)}\n`);
@@ -108,6 +118,12 @@ export function formatEvaluation(report: EvaluationReport, run: { source: string
     out.push(
       `model: logistic regression on ${FEATURE_COUNT} features, trained ${report.model.trainFrom.slice(0, 10)} → ${report.model.trainTo.slice(0, 10)} (${report.model.trainWindows} windows, ${count(m.fitRows)} rows; last ${m.calibrationWindows} windows held out for calibration: AP ${num(m.calibrationAveragePrecision)}), policy ${report.model.policy}`,
     );
+  }
+  if (report.online) {
+    const o = report.online;
+    const target = o.appliedTarget ? `; target applied ${num(o.appliedTarget.first, 4)} first, ${num(o.appliedTarget.last, 4)} last (${num(o.appliedTarget.min, 4)}–${num(o.appliedTarget.max, 4)})` : '';
+    const cold = o.coldStartWindows > 0 ? `; cold start: ${o.coldStartWindows} windows by ${o.coldStartRules.join(', ')} (${o.coldStartReason ?? ''})${o.modelFrom ? `, the model from ${o.modelFrom.slice(0, 10)}` : ''}` : '';
+    out.push(`online: retrained every ${o.retrainEvery} (${o.retrains} models)${cold}${target}`);
   }
   out.push('');
   out.push(
