@@ -1,8 +1,10 @@
 // `prewarm models list|show|promote|reject` as an operator runs them (child processes).
 import { execFile } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { recordLogins } from '../src/activity/user-activity.ts';
 import { systemClock } from '../src/clock.ts';
 import { markChallenger } from '../src/propensity/champion.ts';
+import { generateActivity } from '../src/replay/generate.ts';
 import type { ModelMetrics } from '../src/propensity/model.ts';
 import { saveModel, type StoredPropensityModel } from '../src/propensity/model-store.ts';
 import { TEST_DATABASE_URL, createTestDb, silentLog, type TestDb } from './helpers.ts';
@@ -106,5 +108,17 @@ describe('prewarm models', () => {
     expect(last.stderr).toBe('prewarm: PREWARM_ERR_BAD_INPUT: propensity-a is the only model that can serve: promote another one first\n');
     // A rejected model can be brought back by an operator.
     expect((await prewarm(['models', 'promote', 'propensity-b', '--json'])).stdout).toBe('{"version":"propensity-b","role":"champion","serving":"propensity-b"}\n');
+  }, 120_000);
+
+  it('train-propensity --challenger stores the new model in shadow beside the serving one', async () => {
+    const { logins } = generateActivity({ seed: 3, users: 200, days: 40, start: new Date('2024-01-01T00:00:00Z') });
+    await recordLogins(db.pool, logins);
+    const trained = await prewarm(['train-propensity', '--challenger', '--train-windows', '21', '--json']);
+    expect(trained.stderr).toBe('');
+    expect(trained.code).toBe(0);
+    const { version, role } = JSON.parse(trained.stdout);
+    expect(role).toBe('challenger');
+    const json = JSON.parse((await prewarm(['models', 'list', '--json', '--limit', '1'])).stdout);
+    expect(json).toMatchObject([{ version, status: 'challenger', serving: false }]);
   }, 120_000);
 });

@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 import { systemClock } from '../../clock.ts';
 import { formatDuration } from '../../duration.ts';
+import { markChallenger } from '../../propensity/champion.ts';
+import { latestModelVersion } from '../../propensity/model-store.ts';
 import { trainPropensity } from '../../propensity/train.ts';
 import { action, createCliContext, openPool } from '../runtime.ts';
 import { parseWindowFlag } from '../flags.ts';
@@ -12,6 +14,7 @@ interface TrainFlags {
   trainWindows?: string;
   maxTrainingRows?: string;
   json?: boolean;
+  challenger?: boolean;
 }
 
 export function registerTrainPropensity(program: Command): void {
@@ -25,7 +28,8 @@ export function registerTrainPropensity(program: Command): void {
       '--max-training-rows <n>',
       'train on the users (smallest hash of user_id first) whose rows, one per known user and window, fit in this many; every user when they all fit (default: 2000000)',
     )
-    .option('--json', 'print one JSON object: version, training period and metrics (metrics.sample: users and rows sampled)')
+    .option('--challenger', 'store it as a challenger: it scores in shadow beside the serving model until the outcomes promote or reject it (it serves at once when no model serves yet)')
+    .option('--json', 'print one JSON object: version, training period, metrics (metrics.sample: users and rows sampled) and role')
     .action(
       action(async (flags: TrainFlags) => {
         const windowMs = parseWindowFlag(flags.window);
@@ -34,7 +38,11 @@ export function registerTrainPropensity(program: Command): void {
         const context = createCliContext();
         const pool = openPool(context, 'prewarm-train-propensity');
         try {
+          const servingBefore = flags.challenger ? (await latestModelVersion(pool))?.version : undefined;
           const stored = await trainPropensity({ pool, log: context.log, clock: systemClock, windowMs, trainWindows, maxTrainingRows, loginsFile: flags.logins });
+          // Marked right after it is stored: a planner scoring in between would still take it (README, "Champion and challenger").
+          if (servingBefore !== undefined) await markChallenger(pool, stored.version, systemClock, context.log);
+          const role = servingBefore !== undefined ? 'challenger' : 'serving';
           if (flags.json) {
             process.stdout.write(
               `${JSON.stringify({
@@ -43,6 +51,7 @@ export function registerTrainPropensity(program: Command): void {
                 trainFrom: stored.trainFrom.toISOString(),
                 trainTo: stored.trainTo.toISOString(),
                 metrics: stored.metrics,
+                role,
               })}\n`,
             );
             return;
@@ -51,7 +60,7 @@ export function registerTrainPropensity(program: Command): void {
           const sample = m.sample;
           process.stdout.write(
             [
-              `propensity model ${stored.version}`,
+              `propensity model ${stored.version}${role === 'challenger' ? ` (challenger: scores in shadow beside ${servingBefore} until the outcomes decide)` : ''}`,
               `window ${formatDuration(windowMs)}, trained ${stored.trainFrom.toISOString().slice(0, 10)} → ${stored.trainTo.toISOString().slice(0, 10)}: ${count(m.fitRows)} rows over ${m.fitWindows} windows (base rate ${(100 * m.fitBaseRate).toFixed(1)}%)`,
               ...(sample && sample.sampledUsers < sample.users
                 ? [`sampled ${count(sample.sampledUsers)} of ${count(sample.users)} users (${count(sample.sampledRows)} of ${count(sample.rows)} rows, ${count(sample.sampledLogins)} of ${count(sample.logins)} logins held)`]
