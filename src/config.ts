@@ -74,6 +74,7 @@ const envSchema = z.object({
   PREWARM_RETENTION: duration.default(90 * 86_400_000),
   PREWARM_SWEEP_INTERVAL: duration.default(60_000),
   PREWARM_PLAN_PREDICTION_SAMPLE: z.coerce.number().int().min(0).default(100_000),
+  PREWARM_PLAN_SHARDS: z.coerce.number().int().min(0).max(10_000).default(0),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -126,6 +127,8 @@ const configSchema = envSchema.transform((e) => ({
   sweepIntervalMs: e.PREWARM_SWEEP_INTERVAL,
   /** Predictions rows a run keeps for unselected, non-holdout users (a weighted uniform sample). */
   planPredictionSample: e.PREWARM_PLAN_PREDICTION_SAMPLE,
+  /** 0: the scheduler scores a run in its own process; K: in at least K shards on the plan-shard queue, which `prewarm worker` processes take. */
+  planShards: e.PREWARM_PLAN_SHARDS,
 }));
 
 export type Config = z.output<typeof configSchema>;

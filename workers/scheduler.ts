@@ -17,7 +17,7 @@ import { createRunStore } from '../src/planner/runs.ts';
 import { createScheduler } from '../src/planner/scheduler.ts';
 import type { PropensityScorer } from '../src/planner/scorer.ts';
 import { createWindowStore } from '../src/planner/windows.ts';
-import { createPrecomputeQueue } from '../src/precompute/queue.ts';
+import { createPlanShardQueue, createPrecomputeQueue } from '../src/precompute/queue.ts';
 import { createDefaultScorer } from '../src/propensity/default-scorer.ts';
 import { latestModelVersion } from '../src/propensity/model-store.ts';
 import { startRetrainSchedule } from '../src/propensity/retrain-schedule.ts';
@@ -53,6 +53,8 @@ export async function startSchedulerProcess(options: SchedulerProcessOptions): P
   const pool = createPool({ databaseUrl: config.databaseUrl, schema: config.dbSchema, max: config.dbPoolSize, applicationName: 'prewarm-scheduler', log });
   const redis = createQueueRedis(config.redisUrl, log);
   const queue = createPrecomputeQueue({ connection: redis, prefix: config.queuePrefix, log });
+  // PREWARM_PLAN_SHARDS > 0: runs are scored by `prewarm worker` processes, this one only merges.
+  const shardQueue = config.planShards > 0 ? createPlanShardQueue({ connection: redis, prefix: config.queuePrefix, log }) : undefined;
   const windows = createWindowStore({ pool, clock });
   const metrics = createSchedulerMetrics({ clock, log, queue, latestModel: () => latestModelVersion(pool), lastRuns: () => createRunStore({ pool }).lastOutcomes() });
   registerModelQualityGauges(metrics.registry, { read: () => latestQualityByWindow(pool), log });
@@ -65,6 +67,8 @@ export async function startSchedulerProcess(options: SchedulerProcessOptions): P
       clock,
       log,
       itemsPerUser: config.maxLimit,
+      unselectedSample: config.planPredictionSample,
+      ...(shardQueue ? { shardQueue, shards: config.planShards } : {}),
     }),
   );
   const scheduler = createScheduler({ windows, planner, runs: createRunStore({ pool }), clock, log });
@@ -88,6 +92,7 @@ export async function startSchedulerProcess(options: SchedulerProcessOptions): P
         ['propensity retraining', () => stopRetraining?.()],
         ['partition maintenance', () => stopMaintenance?.()],
         ['metrics server', () => metricsServer?.close()],
+        ['plan-shard queue', () => shardQueue?.close()],
         ['queue', () => queue.close()],
         ['redis', () => closeRedis(redis)],
         ['postgres', () => pool.end()],
@@ -109,7 +114,10 @@ export async function startSchedulerProcess(options: SchedulerProcessOptions): P
     await close();
     throw error;
   }
-  log.info({ redis: redactUrl(config.redisUrl), prefix: config.queuePrefix, windows: driver.scheduled(), metrics: metricsServer?.url }, 'scheduler started');
+  log.info(
+    { redis: redactUrl(config.redisUrl), prefix: config.queuePrefix, windows: driver.scheduled(), metrics: metricsServer?.url, planShards: config.planShards || 'in process' },
+    'scheduler started',
+  );
   return { driver, metricsUrl: metricsServer?.url, close };
 }
 

@@ -41,14 +41,16 @@ export function registerPlan(program: Command): void {
     .argument('<window>', 'window name')
     .option('--dry-run', 'print candidates, selected, expected coverage and waste beside the last runs\' expected and measured figures; write and enqueue nothing')
     .option('--json', 'print JSON: { window, candidates, selected, expectedCoverage, expectedWaste, … }')
-    .option('--shards <n>', 'score the run in N shards taken by `prewarm worker` processes (default: every shard in this process)')
+    .option('--shards <n>', 'score the run in N shards taken by `prewarm worker` processes (default: PREWARM_PLAN_SHARDS; 0 or unset: in this process)')
     .action(
       action(async (name: string, flags: { dryRun?: boolean; json?: boolean; shards?: string }) => {
-        const shards = flags.shards === undefined ? undefined : Number(flags.shards);
-        if (shards !== undefined && !(Number.isInteger(shards) && shards >= 1 && shards <= 10_000)) {
-          throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `--shards must be a whole number from 1 to 10000, got "${flags.shards}"`);
+        const asked = flags.shards === undefined ? undefined : Number(flags.shards);
+        if (asked !== undefined && !(Number.isInteger(asked) && asked >= 0 && asked <= 10_000)) {
+          throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `--shards must be a whole number from 0 to 10000, got "${flags.shards}"`);
         }
         const context = createCliContext();
+        // As the scheduler plans: on the workers when PREWARM_PLAN_SHARDS is set, unless --shards says otherwise.
+        const shards = (asked ?? context.config.planShards) || undefined;
         const pool = openPool(context, 'prewarm-plan');
         try {
           const window = await createWindowStore({ pool, clock: systemClock }).require(name);
