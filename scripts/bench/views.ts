@@ -191,6 +191,7 @@ export async function main(args: string[] = process.argv.slice(2)) {
       ...periodQueries(7).map((q) => ({ ...q, kind: 'last 7 days' })),
       ...periodQueries(30).map((q) => ({ ...q, kind: 'last 30 days' })),
       { view: 'recommendation_life', kind: 'whole history', sql: `SELECT source, holdout, count(*) FILTER (WHERE wasted) AS wasted, count(*) FILTER (WHERE ended) AS ended FROM recommendation_life GROUP BY 1, 2` },
+      { view: 'recommendation_items', kind: 'one run', sql: `SELECT item_id, count(*) AS sets FROM recommendation_items WHERE rank <= 10 AND run_id = (SELECT max(id) FROM batch_runs) GROUP BY item_id ORDER BY sets DESC LIMIT 20` },
     ];
     const timings = [];
     for (const query of queries) {
