@@ -5,6 +5,7 @@ import { withTransaction, type Pool } from '../db/pool.ts';
 import { toError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { chunkJobId, enqueueRecordedChunks, type PrecomputeJobData, type PrecomputeJobResult } from './chunk-jobs.ts';
+import { resolveHeldPolicy } from './feedback.ts';
 import { formatPolicy } from './policy.ts';
 import { createRunStore, type BatchRun } from './runs.ts';
 import { streamingScorer, type PropensityScorer } from './scorer.ts';
@@ -366,7 +367,9 @@ export function createPlanner(deps: PlannerDeps): Planner {
   }
 
   return {
-    async planRun(window, scheduledFor) {
+    async planRun(configured, scheduledFor) {
+      // A coverage or waste target is held from the window's finished runs; the run applies and records the held one.
+      const window = { ...configured, policy: await resolveHeldPolicy(pool, configured, scheduledFor) };
       const run = await claim(window, scheduledFor);
       if (!run) return undefined;
       const started = performance.now();
