@@ -106,6 +106,10 @@ export const championSql = {
       values: [version, now],
     };
   },
+  /** A decided challenger's shadow scores: its figures are kept with the decision, the rows are not. */
+  dropShadow(version: string): Sql {
+    return { text: 'DELETE FROM challenger_predictions WHERE version = $1', values: [version] };
+  },
   roles(): Sql {
     return { text: 'SELECT version, role, decided_at, decided_by, figures, reason FROM propensity_model_roles' };
   },
@@ -129,6 +133,7 @@ export async function markChallenger(pool: Queryable, version: string, clock: Cl
     if (row.version === version) continue;
     const sql = championSql.setRole(row.version, 'rejected', clock.now(), 'scheduler', null, `superseded by ${version} before a decision`);
     await pool.query(sql.text, sql.values);
+    await dropShadow(pool, row.version);
     log.info({ version: row.version, by: version }, 'propensity challenger superseded before a decision');
   }
   const sql = championSql.setRole(version, 'challenger', clock.now(), 'scheduler', null, null);
@@ -225,8 +230,14 @@ export async function decideChallenger(options: { pool: Queryable; log: Logger; 
   const reason = role === 'champion' ? 'at least as good as the serving model on the same users' : 'worse than the serving model on the same users';
   const sql = championSql.setRole(challenger.version, role, now, 'scheduler', figures, reason);
   await pool.query(sql.text, sql.values);
+  await dropShadow(pool, challenger.version);
   log.info({ version: challenger.version, role, figures }, role === 'champion' ? 'propensity challenger promoted' : 'propensity challenger rejected');
   return { version: challenger.version, role, figures };
+}
+
+async function dropShadow(pool: Queryable, version: string): Promise<void> {
+  const sql = championSql.dropShadow(version);
+  await pool.query(sql.text, sql.values);
 }
 
 async function assertModelExists(pool: Queryable, version: string): Promise<void> {
@@ -241,6 +252,7 @@ export async function promoteModel(pool: Queryable, version: string, clock: Cloc
   await assertModelExists(pool, version);
   const sql = championSql.setRole(version, 'champion', clock.now(), 'operator', null, 'promoted by an operator');
   await pool.query(sql.text, sql.values);
+  await dropShadow(pool, version);
 }
 
 /**
@@ -259,6 +271,7 @@ export async function rejectModel(pool: Queryable, version: string, clock: Clock
   }
   const sql = championSql.setRole(version, 'rejected', clock.now(), 'operator', null, 'rejected by an operator');
   await pool.query(sql.text, sql.values);
+  await dropShadow(pool, version);
 }
 
 export async function loadRoles(pool: Queryable): Promise<Map<string, RoleRow>> {
