@@ -184,6 +184,7 @@ describe('prewarm report', () => {
     [['--to', 'yesterday', '--format', 'html'], 2, /PREWARM_ERR_BAD_INPUT: --to: expected an ISO 8601 date/],
     [['--from', '2024-03-02', '--to', '2024-03-01'], 2, /--from 2024-03-02 is not before --to 2024-03-01/],
     [['--format', 'html', '--from', '2024-03-01T06:00:00Z'], 2, /--from 2024-03-01T06:00:00Z: --format html reports whole UTC days/],
+    [['--format', 'html', '--from', '2999-01-01'], 2, /--from 2999-01-01 is after today, where the period ends without --to/],
     [['--window', 'weekly'], 1, /PREWARM_ERR_UNKNOWN_WINDOW: --window: no window named "weekly"/],
     [['--format', 'html', '--window', 'weekly'], 1, /no window named "weekly"/],
   ])('refuses %j: a clear error, a nonzero exit, nothing written', async (flags, exitCode, message) => {

@@ -52,7 +52,7 @@ const DAY_MS = 86_400_000;
 const isReportFormat = (text: string): text is ReportFormat => (REPORT_FORMATS as readonly string[]).includes(text);
 
 /** Every flag checked before the database is opened or a file written; a bad one is bad input (exit 2). */
-export function parseReportFlags(flags: ReportFlags): ReportRequest {
+export function parseReportFlags(flags: ReportFlags, now = new Date()): ReportRequest {
   const format = flags.format ?? (flags.json ? 'json' : 'table');
   if (!isReportFormat(format)) {
     throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `--format: expected one of ${REPORT_FORMATS.join(', ')}, got "${format}"`);
@@ -69,6 +69,7 @@ export function parseReportFlags(flags: ReportFlags): ReportRequest {
     for (const [flag, at, text] of [['--from', from, flags.from], ['--to', to, flags.to]] as const) {
       if (at && at.getTime() % DAY_MS !== 0) throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `${flag} ${text}: --format html reports whole UTC days; give a date (2024-03-01) or a UTC midnight`);
     }
+    if (from && !to && from.getTime() > now.getTime()) throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `--from ${flags.from} is after today, where the period ends without --to`);
   }
   if (flags.window !== undefined && flags.window.trim() === '') throw new PrewarmError('PREWARM_ERR_BAD_INPUT', '--window: expected a window name, got an empty string');
   if (flags.out !== undefined && flags.out.trim() === '') throw new PrewarmError('PREWARM_ERR_BAD_INPUT', '--out: expected a file name, got an empty string');
