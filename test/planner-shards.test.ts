@@ -1,9 +1,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Worker } from 'bullmq';
+import { chunkJobId, chunkPriority } from '../src/planner/chunk-jobs.ts';
 import { createPlanner, type PlannerDeps } from '../src/planner/planner.ts';
 import { parsePolicy, selectUsers } from '../src/planner/policy.ts';
 import { streamingScorer } from '../src/planner/scorer.ts';
 import { executeShardPhase, type ShardJobData } from '../src/planner/shard-plan.ts';
+import { MAX_PRIORITY } from '../src/planner/windows.ts';
 import { createPlanShardWorker } from '../src/precompute/plan-shard-worker.ts';
 import { createPlanShardQueue } from '../src/precompute/queue.ts';
 import { silentLog } from './helpers.ts';
@@ -156,6 +158,29 @@ describe('sharded, streaming planning', () => {
       );
       expect(again).toEqual(job.returnvalue);
       expect((await h.pool.query('SELECT count(*)::int AS n FROM predictions WHERE run_id = $1', [many.run.id])).rows[0].n).toBe(before);
+    }
+  });
+
+  it('sweep: a lost chunk of a sharded run comes back with its users and the priority of its rank in its shard', async () => {
+    const h = await setup();
+    const { window } = await h.windows.set('lost', { cron: '0 0 * * *', policy: 'budget:200', chunkSize: 20, holdoutRate: 0 });
+    const run = (await planner(h, { shards: 3 }).planRun(window, new Date(START)))!.run;
+    // Chunks are numbered rank · 3 + shard: chunk 2 is shard 2's first, chunk 7 shard 1's third.
+    const lost = [2, 7];
+    const original = new Map<number, { userIds: string[]; priority: number | undefined }>();
+    for (const chunkNo of lost) {
+      const job = (await h.queue.getJob(chunkJobId(run.id, chunkNo)))!;
+      original.set(chunkNo, { userIds: job.data.userIds, priority: job.opts.priority });
+      await job.remove();
+    }
+    expect(original.get(2)!.priority).toBe(chunkPriority(window.priority, 0));
+    expect(original.get(7)!.priority).toBe(chunkPriority(window.priority, 2));
+    expect(await planner(h).sweep()).toEqual({ requeued: 2, failed: 0 });
+    for (const [chunkNo, rank] of [[2, 0], [7, 2]] as const) {
+      const job = (await h.queue.getJob(chunkJobId(run.id, chunkNo)))!;
+      expect(job.data.userIds).toEqual(original.get(chunkNo)!.userIds);
+      // Ahead of new work, and in the order of its rank, not of its number.
+      expect(job.opts.priority).toBe(chunkPriority(MAX_PRIORITY, rank));
     }
   });
 
