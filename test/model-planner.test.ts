@@ -61,8 +61,9 @@ describe('live quality of a planned run', () => {
     expect(exact.averagePrecision).toBeCloseTo(averagePrecision(curve), 9);
     expect(exact.rocAuc).toBeCloseTo(rocAuc(curve), 9);
     // The sample's estimate: ~150 rows of weight ≈ 5 stand for ≈ 800 users, so a few low-ranked
-    // users who logged in move AUC by points (this seed's draw: AP 0.779 for 0.801, AUC 0.859 for
-    // 0.907); the bounds allow for that noise, the exact run above checks the arithmetic.
+    // users who logged in move AUC by points (this test's draw: AP 0.800 for 0.801, AUC 0.916 for
+    // 0.907; another draw gave AUC 0.859); the bounds allow for that noise, the exact run above
+    // checks the arithmetic.
     expect(Math.abs(estimate.scoredUsers / sampled.candidates - 1)).toBeLessThan(0.1);
     expect(Math.abs(estimate.loggedIn / curve.positives - 1)).toBeLessThan(0.1);
     expect(Math.abs(estimate.averagePrecision - averagePrecision(curve))).toBeLessThan(0.05);
