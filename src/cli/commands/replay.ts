@@ -42,7 +42,7 @@ export function registerReplay(program: Command): void {
     .option('--retrain-every <duration>', 'retrain the recommender on the interactions so far this often', '7d')
     .option(
       '--retrain-propensity-every <duration>',
-      'retrain the propensity model on the logins so far this often, as the scheduler does (default: never, trained once before --from, as evaluate does)',
+      'retrain the propensity model on the logins so far this often, as the scheduler does (default: every window; `never`: trained once before --from, as evaluate does offline)',
     )
     .option('--keep-schemas', 'keep the Postgres schemas of the replay for inspection')
     .option('--json', 'print one JSON object (fields in docs/design.md) instead of the table')
@@ -53,7 +53,13 @@ export function registerReplay(program: Command): void {
         const items = Number(flags.items);
         if (!Number.isInteger(items) || items < 1 || items > 100) throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `--items must be a whole number from 1 to 100, not "${flags.items}"`);
         const retrainEveryMs = parseDurationFlag(flags.retrainEvery, '--retrain-every');
-        const retrainPropensityEveryMs = flags.retrainPropensityEvery === undefined ? undefined : parseDurationFlag(flags.retrainPropensityEvery, '--retrain-propensity-every');
+        // As production (PREWARM_PROPENSITY_RETRAIN_EVERY, 24h for daily windows): every window.
+        const retrainPropensityEveryMs =
+          flags.retrainPropensityEvery === 'never'
+            ? undefined
+            : flags.retrainPropensityEvery === undefined
+              ? WINDOW_SPECS[window].ms
+              : parseDurationFlag(flags.retrainPropensityEvery, '--retrain-propensity-every');
         const context = createCliContext();
         const data = await loadReplayData(flags.logins as string, flags.interactions as string);
         const result = await replayWithProgress(data, { ...flags, window, retrainPropensityEveryMs }, policy, items, retrainEveryMs, context);
