@@ -179,13 +179,14 @@ WITH open_runs AS (
     JOIN user_activity ua ON ua.user_id = l.user_id AND ua.first_login_at < b.scheduled_for
    GROUP BY b.id, l.user_id
 ), judged AS (
-  SELECT a.run_id, a.user_id, r.holdout
+  -- The open runs' sets in one pass (an index range per partition), not a probe of every
+  -- partition per active user; a policy set counts over a holdout one, as a run has one set per user.
+  SELECT DISTINCT ON (a.run_id, a.user_id) a.run_id, a.user_id, r.holdout
     FROM active a
-    LEFT JOIN LATERAL (
-      SELECT r.holdout FROM recommendations r
-       WHERE r.run_id = a.run_id AND r.user_id = a.user_id AND r.computed_at <= a.first_at
-       LIMIT 1
-    ) r ON true
+    LEFT JOIN (SELECT r.run_id, r.user_id, r.computed_at, r.holdout FROM recommendations r
+                WHERE r.run_id IN (SELECT id FROM open_runs)) r
+      ON r.run_id = a.run_id AND r.user_id = a.user_id AND r.computed_at <= a.first_at
+   ORDER BY a.run_id, a.user_id, r.holdout
 )
 SELECT b.id AS run_id, b.window_name, b.scheduled_for, b.expires_at, c.active_known, c.covered,
        c.covered::double precision / nullif(c.active_known, 0) AS coverage, c.holdout_hits

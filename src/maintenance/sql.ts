@@ -13,8 +13,10 @@ export function quoteTimestamp(at: Date): string {
 }
 
 export const maintenanceSql = {
-  tryLock: 'SELECT pg_try_advisory_lock($1) AS ok',
-  unlock: 'SELECT pg_advisory_unlock($1)',
+  // One lock per schema: deployments (and test files) sharing a database do not skip each
+  // other's passes, which take minutes on a large history.
+  tryLock: `SELECT pg_try_advisory_lock(hashtextextended(current_schema() || ':' || $1::text, 0)) AS ok`,
+  unlock: `SELECT pg_advisory_unlock(hashtextextended(current_schema() || ':' || $1::text, 0))`,
   lockTimeout: (ms: number) => `SET LOCAL lock_timeout = ${Math.max(1, Math.floor(ms))}`,
   /** The partitions of a table in the session's schema: name and bounds (NULL from: MINVALUE). */
   partitions(table: string): Sql {
@@ -219,7 +221,7 @@ export const rollupSql = {
       values: [cutoff.toISOString(), limit],
     };
   },
-  /** coverage_by_run's raw computation for the given runs. */
+  /** coverage_by_run's raw computation (its raw part in migrations/0011) for the given runs. */
   fillCoverageRuns(runIds: number[]): Sql {
     return {
       text: `WITH runs AS (SELECT b.* FROM batch_runs b WHERE b.id = ANY($1::bigint[])),
@@ -230,13 +232,12 @@ export const rollupSql = {
                  JOIN user_activity ua ON ua.user_id = l.user_id AND ua.first_login_at < b.scheduled_for
                 GROUP BY b.id, l.user_id
              ), judged AS (
-               SELECT a.run_id, a.user_id, r.holdout
+               SELECT DISTINCT ON (a.run_id, a.user_id) a.run_id, a.user_id, r.holdout
                  FROM active a
-                 LEFT JOIN LATERAL (
-                   SELECT r.holdout FROM recommendations r
-                    WHERE r.run_id = a.run_id AND r.user_id = a.user_id AND r.computed_at <= a.first_at
-                    LIMIT 1
-                 ) r ON true
+                 LEFT JOIN (SELECT r.run_id, r.user_id, r.computed_at, r.holdout FROM recommendations r
+                             WHERE r.run_id = ANY($1::bigint[])) r
+                   ON r.run_id = a.run_id AND r.user_id = a.user_id AND r.computed_at <= a.first_at
+                ORDER BY a.run_id, a.user_id, r.holdout
              )
              INSERT INTO coverage_runs (run_id, active_known, covered, holdout_hits)
              SELECT b.id, count(j.user_id), count(j.user_id) FILTER (WHERE j.holdout = false), count(j.user_id) FILTER (WHERE j.holdout)
