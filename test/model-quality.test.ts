@@ -3,6 +3,7 @@
 import { spawnSync } from 'node:child_process';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config.ts';
 import { averagePrecision, rocAuc, thresholdCurve, weightedThresholdCurve } from '../src/propensity/metrics.ts';
 import { isDrift, weightedQuality, weightedReliability, type RunQuality } from '../src/propensity/quality.ts';
 import { registerModelQualityGauges } from '../src/propensity/quality-metrics.ts';
@@ -108,6 +109,16 @@ describe('drift', () => {
     expect(retrainMaxAgeMs(pass({ newestModelAgeMs: 3_600_000 }), 86_400_000)).toBe(Number.POSITIVE_INFINITY);
     expect(retrainMaxAgeMs(pass({ newestModelAgeMs: 2 * 86_400_000 }), 86_400_000)).toBe(86_400_000);
     expect(retrainMaxAgeMs(pass({}), 86_400_000)).toBe(86_400_000);
+  });
+});
+
+describe('settings', () => {
+  it('PREWARM_PROPENSITY_DRIFT_MARGIN and PREWARM_PROPENSITY_CHALLENGER: defaults, values, clear errors', () => {
+    expect(loadConfig({})).toMatchObject({ propensityDriftMargin: 0.05, propensityChallenger: true });
+    expect(loadConfig({ PREWARM_PROPENSITY_DRIFT_MARGIN: '0.1', PREWARM_PROPENSITY_CHALLENGER: 'off' })).toMatchObject({ propensityDriftMargin: 0.1, propensityChallenger: false });
+    expect(() => loadConfig({ PREWARM_PROPENSITY_DRIFT_MARGIN: '2' })).toThrow(/PREWARM_PROPENSITY_DRIFT_MARGIN/);
+    expect(() => loadConfig({ PREWARM_PROPENSITY_DRIFT_MARGIN: 'lots' })).toThrow(/PREWARM_PROPENSITY_DRIFT_MARGIN/);
+    expect(() => loadConfig({ PREWARM_PROPENSITY_CHALLENGER: 'yes' })).toThrow(/PREWARM_PROPENSITY_CHALLENGER/);
   });
 });
 

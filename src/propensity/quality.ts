@@ -125,12 +125,15 @@ const QUALITY_COLUMNS = `q.run_id, b.window_name, b.scheduled_for, b.expires_at,
 
 /** The SQL of this module, parameterised. */
 export const qualitySql = {
-  /** Runs whose horizon ended by `now`, with recorded predictions and no quality row yet, oldest first. */
+  /**
+   * Runs whose horizon ended by `now`, planned (a run still 'planning' may hold only some shards'
+   * predictions), with recorded predictions and no quality row yet, oldest first.
+   */
   pendingRuns(now: Date, limit: number): Sql {
     return {
       text: `SELECT b.id, b.window_name, b.scheduled_for, b.expires_at, b.model_version
                FROM batch_runs b
-              WHERE b.expires_at <= $1
+              WHERE b.expires_at <= $1 AND b.status <> 'planning'
                 AND NOT EXISTS (SELECT 1 FROM model_quality_runs q WHERE q.run_id = b.id)
                 AND EXISTS (SELECT 1 FROM predictions p WHERE p.run_id = b.id)
               ORDER BY b.expires_at, b.id
