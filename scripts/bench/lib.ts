@@ -45,12 +45,20 @@ export async function startServerProcess(command: string[], env: Record<string, 
 }
 
 /** Drives `url` with autocannon (c connections for `seconds`), each request for a user drawn from `userIds`. */
-export async function load(name: string, baseUrl: string, userIds: readonly string[], options: { connections?: number; seconds?: number; token?: string } = {}): Promise<LoadResult> {
+export async function load(
+  name: string,
+  baseUrl: string,
+  userIds: readonly string[],
+  options: { connections?: number; seconds?: number; token?: string; rate?: number } = {},
+): Promise<LoadResult> {
   let next = 0;
   const result = await autocannon({
     url: baseUrl,
     connections: options.connections ?? 50,
     duration: options.seconds ?? 10,
+    // A fixed request rate instead of as fast as the server answers: the CPU each request costs,
+    // without the queueing of a saturated machine.
+    ...(options.rate === undefined ? {} : { overallRate: options.rate }),
     headers: options.token ? { authorization: `Bearer ${options.token}` } : {},
     requests: [
       {

@@ -1,8 +1,11 @@
 // Login-path benchmark: the precomputed (hit) path and the on-demand path of `prewarm serve`,
 // each next to a bare Fastify + one Redis GET baseline measured in the same run.
 //   npx tsx scripts/bench/serve.ts [--seconds 10] [--connections 50] [--paths baseline,precomputed,on_demand]
-//                                  [--profile DIR]
-// --profile runs prewarm's server under `node --cpu-prof` and prints its self time per function.
+//                                  [--profile DIR] [--rate N] [--data DIR]
+// --data DIR serves the logs in DIR (logins.csv.gz and interactions.csv.gz, e.g.
+// /work/shared/data/oulad-2013) instead of 3 000 generated users;
+// --profile runs prewarm's server under `node --cpu-prof` and prints its self time per function;
+// --rate N sends N requests/s instead of as many as answered (to cost a request on a busy machine).
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
@@ -15,6 +18,7 @@ import { createRecommendationCache } from '../../src/sets/cache.ts';
 import { createRecommendationStore } from '../../src/sets/store.ts';
 import { storedItems, type RecommendationSet } from '../../src/sets/set.ts';
 import { createRecommender } from '../../src/recommender/index.ts';
+import { historiesBefore } from '../../src/recommender/sql.ts';
 import { deleteKeysWithPrefix } from '../../src/redis.ts';
 import { cpuMeter, load, postgresBackendsOf, printProfile, printTable, startServerProcess, uniqueName, type LoadResult } from './lib.ts';
 
@@ -31,11 +35,15 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
       connections: { type: 'string', default: '50' },
       paths: { type: 'string', default: PATHS.join(',') },
       profile: { type: 'string' },
+      rate: { type: 'string' },
+      data: { type: 'string' },
     },
   });
   const seconds = Number(values.seconds);
   const connections = Number(values.connections);
   const paths = values.paths.split(',');
+  const rate = values.rate === undefined ? undefined : Number(values.rate);
+  if (rate !== undefined && !(rate > 0)) throw new Error(`--rate must be a positive number of requests per second, not ${values.rate}`);
   const unknown = paths.filter((p) => !(PATHS as readonly string[]).includes(p));
   if (unknown.length > 0 || !(seconds > 0) || !(connections > 0)) {
     throw new Error(`usage: --seconds N (> 0) --connections N (> 0) --paths ${PATHS.join(',')} (unknown: ${unknown.join(',') || 'none'})`);
@@ -51,9 +59,13 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   const servers: { stop(): Promise<void> }[] = [];
   try {
     process.stderr.write('bench serve: preparing data (generate, migrate, import, train)…\n');
-    cli('generate', '--out', dataDir, '--seed', '7', '--users', '3000', '--days', '60');
     cli('migrate');
-    cli('import', '--logins', join(dataDir, 'logins.csv'), '--interactions', join(dataDir, 'interactions.csv'));
+    if (values.data === undefined) {
+      cli('generate', '--out', dataDir, '--seed', '7', '--users', '3000', '--days', '60');
+      cli('import', '--logins', join(dataDir, 'logins.csv'), '--interactions', join(dataDir, 'interactions.csv'));
+    } else {
+      cli('import', '--logins', join(values.data, 'logins.csv.gz'), '--interactions', join(values.data, 'interactions.csv.gz'));
+    }
     cli('train-recommender');
 
     const users = (await pool.query<{ user_id: string }>('SELECT DISTINCT user_id FROM interactions ORDER BY user_id')).rows.map((r) => r.user_id);
@@ -87,12 +99,13 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
       const server = name === 'baseline' ? baseline : prewarm;
       const meter = cpuMeter(() => ({ server: [server.child.pid as number], postgres: postgresBackendsOf(server.child.pid as number) }));
       meter.start();
-      const result = await load(name, url, userIds, { connections, seconds: name === 'warm-up' ? 2 : seconds, token });
+      const result = await load(name, url, userIds, { connections, seconds: name === 'warm-up' ? 2 : seconds, token, rate });
       const cpu = meter.stop();
       const cpuUsPerRequest = Object.fromEntries(Object.entries(cpu).filter(([, ms]) => !Number.isNaN(ms)).map(([who, ms]) => [who, Math.round((1000 * ms) / result.requests)]));
       if (name !== 'warm-up') results.push({ ...result, cpuUsPerRequest });
     }
     await prewarm.stop();
+    const onDemandCost = await costOnDemand(pool, onDemandUsers.slice(0, 300), log);
     const sources = (
       await pool.query<{ source: string; reason: string | null; n: number }>(
         'SELECT source, reason, count(*)::int AS n FROM serves GROUP BY source, reason ORDER BY n DESC',
@@ -112,6 +125,9 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
         'CPU µs/request': Object.entries(r.cpuUsPerRequest).map(([who, us]) => `${who} ${us}`).join(', '),
       })),
     );
+    process.stdout.write(
+      `one on-demand computation (${onDemandCost.users} users, 100 items, one at a time, in this process): history read p50 ${onDemandCost.historyReadMs.p50} ms, p99 ${onDemandCost.historyReadMs.p99} ms; whole computation p50 ${onDemandCost.computeMs.p50} ms, p99 ${onDemandCost.computeMs.p99} ms; scoring and top-k ≈ ${onDemandCost.scoringShare} of it\n`,
+    );
     process.stdout.write(`serves recorded by source: ${sources.map((s) => `${s.source}${s.reason ? `/${s.reason}` : ''}=${s.n}`).join(', ')}\n`);
     // The on-demand phase's answers that fell back (budget, overload) instead of computing.
     const onDemandServes = sources.filter((s) => s.source === 'on_demand' || s.source === 'fallback').reduce((sum, s) => sum + s.n, 0);
@@ -121,6 +137,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
       machine: machine(),
       seconds,
       connections,
+      ...(rate === undefined ? {} : { rate }),
       paths: results.map((r) => ({
         name: r.name,
         rps: Math.round(r.requestsPerSecond),
@@ -131,6 +148,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
         errors: r.errors + r.non2xx,
         cpuUsPerRequest: r.cpuUsPerRequest,
       })),
+      onDemandCost,
       onDemandFallbackShare: onDemandServes === 0 ? 0 : Number((fallbackServes / onDemandServes).toFixed(4)),
       sources,
     };
@@ -148,6 +166,39 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
 
 function machine(): string {
   return `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.version}`;
+}
+
+/**
+ * What one on-demand computation costs, split: the history read (the recommender's query,
+ * rows decoded) and the rest (scoring, top-k, popular filler), user by user on a quiet server.
+ */
+async function costOnDemand(pool: ReturnType<typeof createPool>, userIds: string[], log: pino.Logger) {
+  const recommender = await createRecommender({ config: { recommender: 'item-cf', recommenderUrl: undefined, recommenderTimeoutMs: 1_000 }, pool, log });
+  const history: number[] = [];
+  const compute: number[] = [];
+  const now = new Date();
+  try {
+    await recommender.recommend(userIds.slice(0, 10), now, 100);
+    for (const userId of userIds) {
+      let started = performance.now();
+      await pool.query({ ...historiesBefore([userId], now), rowMode: 'array' });
+      history.push(performance.now() - started);
+      started = performance.now();
+      await recommender.recommend([userId], now, 100);
+      compute.push(performance.now() - started);
+    }
+  } finally {
+    await recommender.close();
+  }
+  const quantiles = (values: number[]) => {
+    const sorted = [...values].sort((a, b) => a - b);
+    const at = (q: number) => Number((sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0).toFixed(2));
+    return { p50: at(0.5), p99: at(0.99), mean: Number((values.reduce((a, b) => a + b, 0) / Math.max(1, values.length)).toFixed(2)) };
+  };
+  const historyReadMs = quantiles(history);
+  const computeMs = quantiles(compute);
+  const scoringShare = computeMs.mean === 0 ? 0 : Number(Math.max(0, 1 - historyReadMs.mean / computeMs.mean).toFixed(2));
+  return { users: userIds.length, historyReadMs, computeMs, scoringShare };
 }
 
 async function precompute(pool: ReturnType<typeof createPool>, redis: Redis, prefix: string, userIds: string[], log: pino.Logger): Promise<void> {
