@@ -2,6 +2,7 @@ import type { Clock } from '../clock.ts';
 import type { Pool, Queryable, Sql } from '../db/pool.ts';
 import { PrewarmError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { streamingScorer } from '../planner/scorer.ts';
 import { createModelScorer } from './model-scorer.ts';
 import { latestModelVersion } from './model-store.ts';
 import { weightedQuality } from './quality.ts';
@@ -152,24 +153,39 @@ export async function shadowScore(options: { pool: Pool; log: Logger; limit?: nu
   const runs = championSql.runsToShadow(challenger.version, challenger.train_to, challenger.decided_at, options.limit ?? 10);
   const pending = (await pool.query<{ id: string; scheduled_for: Date; expires_at: Date }>(runs.text, runs.values)).rows;
   if (pending.length === 0) return 0;
-  const scorer = await createModelScorer({ pool, log, version: challenger.version });
+  // The planner's own streaming path (known users only, states rewound, batches of bounded size).
+  const streaming = streamingScorer(await createModelScorer({ pool, log, version: challenger.version }));
+  const shard = { index: 0, count: 1 };
+  const batchSize = 20_000;
   for (const run of pending) {
     const runId = Number(run.id);
     const recordedSql = championSql.recordedUsers(runId);
     const recorded = new Set((await pool.query<{ user_id: string }>(recordedSql.text, recordedSql.values)).rows.map((row) => row.user_id));
-    const candidates = await scorer.scoreKnownUsers(run.scheduled_for, run.expires_at.getTime() - run.scheduled_for.getTime());
-    const userIds: string[] = [];
-    const p: number[] = [];
-    for (const candidate of candidates) {
-      if (!recorded.has(candidate.userId)) continue;
-      userIds.push(candidate.userId);
-      p.push(candidate.p);
-    }
-    for (let from = 0; from < userIds.length; from += 10_000) {
-      const insert = championSql.insertShadow(runId, challenger.version, userIds.slice(from, from + 10_000), p.slice(from, from + 10_000));
+    const windowStart = run.scheduled_for;
+    const horizonMs = run.expires_at.getTime() - windowStart.getTime();
+    const { version } = await streaming.prepare(windowStart, horizonMs);
+    const population = streaming.mergePopulation([await streaming.population({ windowStart, horizonMs, shard, version, batchSize })]);
+    let userIds: string[] = [];
+    let p: number[] = [];
+    let written = 0;
+    const flush = async () => {
+      const insert = championSql.insertShadow(runId, version, userIds, p);
       await pool.query(insert.text, insert.values);
+      written += userIds.length;
+      userIds = [];
+      p = [];
+    };
+    for await (const batch of streaming.scoreShard({ windowStart, horizonMs, shard, version, population, batchSize })) {
+      for (let i = 0; i < batch.size; i++) {
+        const userId = batch.userIds[i] as string;
+        if (!recorded.has(userId)) continue;
+        userIds.push(userId);
+        p.push(batch.p[i] as number);
+      }
+      if (userIds.length >= 10_000) await flush();
     }
-    log.info({ runId, version: challenger.version, users: userIds.length, recorded: recorded.size }, 'propensity challenger scored a run in shadow');
+    if (userIds.length > 0) await flush();
+    log.info({ runId, version, users: written, recorded: recorded.size }, 'propensity challenger scored a run in shadow');
   }
   return pending.length;
 }
