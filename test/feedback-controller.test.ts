@@ -129,11 +129,12 @@ describe('the feedback controller (src/planner/feedback.ts)', () => {
     expect(coverage.policy()).toEqual({ kind: 'coverage', target: 0.8 });
     coverage.observe({ selected: 100, hits: 60, activeKnown: 100 });
     const raised = coverage.policy();
-    expect(raised.kind === 'coverage' && raised.target).toBeCloseTo(0.8 + 0.05, 4);
+    const { gain, evidenceHalf } = DEFAULT_FEEDBACK;
+    expect(raised.kind === 'coverage' && raised.target).toBeCloseTo(0.8 + Math.min(0.05, gain * (100 / (100 + evidenceHalf)) * 0.2), 4);
     const waste = createController(parsePolicy('waste:0.5'));
     waste.observe({ selected: 100, hits: 60, activeKnown: 1_000 });
     const relaxed = waste.policy();
     // Waste 40% < 50%: the bound may rise by gain·w·0.1.
-    expect(relaxed.kind === 'waste' && relaxed.max).toBeCloseTo(0.5 + 0.5 * (100 / 130) * 0.1, 3);
+    expect(relaxed.kind === 'waste' && relaxed.max).toBeCloseTo(0.5 + gain * (100 / (100 + evidenceHalf)) * 0.1, 3);
   });
 });

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { resolveHeldPolicy } from '../src/planner/feedback.ts';
+import { DEFAULT_FEEDBACK, resolveHeldPolicy } from '../src/planner/feedback.ts';
 import { parsePolicy } from '../src/planner/policy.ts';
 import { createRecommendationStore } from '../src/sets/store.ts';
 import { batchSetId, type RecommendationSet } from '../src/sets/set.ts';
@@ -71,10 +71,14 @@ describe('resolveHeldPolicy reads the last finished run of the window', () => {
       { d: 1, policy: 'coverage:0.85', covered: 6, idle: 2 },
     ]);
     const window = { name: 'nightly', policy: parsePolicy('coverage:0.8') };
-    // At day 2 the last finished run is day 1's: 0.85 + min(0.05, 0.5 · 10/40 · (0.8 − 0.6)) = 0.875.
-    expect(await resolveHeldPolicy(pool, window, day(2))).toEqual({ kind: 'coverage', target: 0.875 });
+    const { gain, evidenceHalf } = DEFAULT_FEEDBACK;
+    const step = (measured: number) => gain * (10 / (10 + evidenceHalf)) * (0.8 - measured);
+    // At day 2 the last finished run is day 1's: 0.85 moved by its error (0.8 − 0.6).
+    const atDay2 = await resolveHeldPolicy(pool, window, day(2));
+    expect(atDay2.kind === 'coverage' && atDay2.target).toBeCloseTo(0.85 + step(0.6), 4);
     // Mid-day 1, day 1's horizon is not over: day 0's outcome counts, from what day 0 applied.
-    expect(await resolveHeldPolicy(pool, window, day(1, 12))).toEqual({ kind: 'coverage', target: 0.8 + 0.0375 });
+    const midDay1 = await resolveHeldPolicy(pool, window, day(1, 12));
+    expect(midDay1.kind === 'coverage' && midDay1.target).toBeCloseTo(0.8 + step(0.5), 4);
     // Before any run is over: the goal.
     expect(await resolveHeldPolicy(pool, window, day(0, 12))).toEqual({ kind: 'coverage', target: 0.8 });
     // Another window's runs do not count.
@@ -86,7 +90,7 @@ describe('resolveHeldPolicy reads the last finished run of the window', () => {
     const pool = await seed([{ d: 0, policy: 'waste:0.3', covered: 4, idle: 4 }]);
     const next = await resolveHeldPolicy(pool, { name: 'nightly', policy: parsePolicy('waste:0.3') }, day(1));
     expect(next.kind).toBe('waste');
-    expect(next.kind === 'waste' && next.max).toBeCloseTo(0.3 - 0.5 * (8 / 38) * 0.2, 4);
+    expect(next.kind === 'waste' && next.max).toBeCloseTo(0.3 - DEFAULT_FEEDBACK.gain * (8 / (8 + DEFAULT_FEEDBACK.evidenceHalf)) * 0.2, 4);
   });
 
   it('fixed and model-free policies are left as they are; a switched policy starts from its goal', async () => {

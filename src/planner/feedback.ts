@@ -31,7 +31,7 @@ export interface FeedbackSettings {
   maxOffset: number;
 }
 
-export const DEFAULT_FEEDBACK: FeedbackSettings = { gain: 0.5, evidenceHalf: 30, maxStep: 0.05, maxOffset: 0.3 };
+export const DEFAULT_FEEDBACK: FeedbackSettings = { gain: 0.5, evidenceHalf: 150, maxStep: 0.05, maxOffset: 0.3 };
 
 /** Applied targets are recorded with four decimals, so that a plan and its re-plan agree. */
 const RESOLUTION = 1e4;
