@@ -75,10 +75,12 @@ CREATE FUNCTION rollup_start(rollup text) RETURNS timestamptz LANGUAGE sql STABL
 $$;
 
 -- The life of every set whose life ended at or after `since` (recommendation_life's columns, ended
--- and wasted judged at now()), computed over a suffix of `recommendations` only: from the earliest
--- set that had not expired at `since`. Each user's sets from that instant on are all there, so
--- each one's next set (the lead) is the same as over the whole table.
-CREATE FUNCTION recommendation_life_since(since timestamptz)
+-- and wasted judged at now(); `served` of batch sets only, false for the others: no view asks),
+-- computed over a suffix of `recommendations` only: from the earliest set that had not expired
+-- at `since`. Each user's sets from that instant on are all there, so each one's next set (the
+-- lead) is the same as over the whole table. With `only_runs`, the sets of those runs only, and
+-- the lives computed over their users' sets only.
+CREATE FUNCTION recommendation_life_since(since timestamptz, only_runs bigint[] DEFAULT NULL)
 RETURNS TABLE (id uuid, user_id text, source text, run_id bigint, window_name text, holdout boolean,
                computed_at timestamptz, expires_at timestamptz, life_ended_at timestamptz, compute_ms real,
                served boolean, ended boolean, wasted boolean)
@@ -88,8 +90,10 @@ LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
            lead(r.computed_at) OVER (PARTITION BY r.user_id ORDER BY r.computed_at, r.id) AS next_computed_at
       FROM recommendations r
      WHERE r.computed_at >= least(since, (SELECT min(e.computed_at) FROM recommendations e WHERE e.expires_at >= since))
+       AND (only_runs IS NULL OR r.user_id IN (SELECT u.user_id FROM recommendations u WHERE u.run_id = ANY (only_runs)))
   ), life AS (
     SELECT o.*, least(o.expires_at, o.next_computed_at) AS life_ended_at FROM ordered o
+     WHERE least(o.expires_at, o.next_computed_at) >= since AND (only_runs IS NULL OR o.run_id = ANY (only_runs))
   )
   SELECT l.id, l.user_id, l.source, l.run_id, b.window_name, l.holdout, l.computed_at, l.expires_at, l.life_ended_at,
          l.compute_ms, served.served, l.life_ended_at <= now(),
@@ -97,10 +101,10 @@ LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
     FROM life l
     LEFT JOIN batch_runs b ON b.id = l.run_id
     CROSS JOIN LATERAL (
-      SELECT (l.first_served_at IS NOT NULL AND l.first_served_at < l.life_ended_at)
-          OR EXISTS (SELECT 1 FROM serves s WHERE s.recommendation_id = l.id AND s.at < l.life_ended_at) AS served
+      SELECT CASE WHEN l.source <> 'batch' THEN false
+                  ELSE (l.first_served_at IS NOT NULL AND l.first_served_at < l.life_ended_at)
+                    OR EXISTS (SELECT 1 FROM serves s WHERE s.recommendation_id = l.id AND s.at < l.life_ended_at) END AS served
     ) served
-   WHERE l.life_ended_at >= since
 $$;
 
 CREATE OR REPLACE VIEW waste_by_day AS
@@ -164,7 +168,8 @@ SELECT b.id AS run_id, b.window_name, b.scheduled_for, b.status, b.selected, b.p
          / nullif(count(l.id) FILTER (WHERE l.holdout AND l.ended), 0) AS holdout_waste_rate
   FROM batch_runs b
   LEFT JOIN recommendation_life_since(
-              (SELECT min(least(o.scheduled_for, o.started_at)) FROM batch_runs o WHERE NOT EXISTS (SELECT 1 FROM waste_runs w WHERE w.run_id = o.id))
+              (SELECT min(least(o.scheduled_for, o.started_at)) FROM batch_runs o WHERE NOT EXISTS (SELECT 1 FROM waste_runs w WHERE w.run_id = o.id)),
+              (SELECT array_agg(o.id) FROM batch_runs o WHERE NOT EXISTS (SELECT 1 FROM waste_runs w WHERE w.run_id = o.id))
             ) l ON l.run_id = b.id AND l.source = 'batch'
  WHERE NOT EXISTS (SELECT 1 FROM waste_runs w WHERE w.run_id = b.id)
  GROUP BY b.id;
@@ -322,7 +327,7 @@ SELECT (l.life_ended_at AT TIME ZONE 'UTC')::date AS day, l.window_name,
  WHERE l.source = 'batch' AND l.ended
  GROUP BY 1, 2;
 
-DROP FUNCTION recommendation_life_since(timestamptz);
+DROP FUNCTION recommendation_life_since(timestamptz, bigint[]);
 DROP FUNCTION rollup_start(text);
 DROP TABLE coverage_runs;
 DROP TABLE waste_runs;

@@ -190,8 +190,8 @@ export const rollupSql = {
     return {
       text: `WITH runs AS (SELECT b.id, least(b.scheduled_for, b.started_at) AS start FROM batch_runs b WHERE b.id = ANY($1::bigint[])),
              life AS (
-               SELECT l.* FROM recommendation_life_since((SELECT min(start) FROM runs)) l
-                WHERE l.source = 'batch' AND l.run_id = ANY($1::bigint[])
+               SELECT l.* FROM recommendation_life_since((SELECT min(start) FROM runs), $1::bigint[]) l
+                WHERE l.source = 'batch'
              )
              INSERT INTO waste_runs (run_id, precomputes, ended, served, wasted, compute_ms, wasted_compute_ms,
                                      holdout_precomputes, holdout_ended, holdout_wasted)
