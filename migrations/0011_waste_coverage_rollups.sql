@@ -78,22 +78,25 @@ $$;
 -- and wasted judged at now(); `served` of batch sets only, false for the others: no view asks),
 -- computed over a suffix of `recommendations` only: from the earliest set that had not expired
 -- at `since`. Each user's sets from that instant on are all there, so each one's next set (the
--- lead) is the same as over the whole table. With `only_runs`, the sets of those runs only, and
--- the lives computed over their users' sets only.
+-- lead) is the same as over the whole table. With `only_runs`, the sets of those runs only (their
+-- serves looked up only).
 CREATE FUNCTION recommendation_life_since(since timestamptz, only_runs bigint[] DEFAULT NULL)
 RETURNS TABLE (id uuid, user_id text, source text, run_id bigint, window_name text, holdout boolean,
                computed_at timestamptz, expires_at timestamptz, life_ended_at timestamptz, compute_ms real,
                served boolean, ended boolean, wasted boolean)
-LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $fn$
+BEGIN
+  -- A one-shot plan for the given instant: a generic plan of this query prunes no partition
+  -- (at 1M users, 60 s instead of 5 on a loaded machine).
+  RETURN QUERY EXECUTE $q$
   WITH ordered AS (
     SELECT r.id, r.user_id, r.source, r.run_id, r.holdout, r.computed_at, r.expires_at, r.compute_ms, r.first_served_at,
            lead(r.computed_at) OVER (PARTITION BY r.user_id ORDER BY r.computed_at, r.id) AS next_computed_at
       FROM recommendations r
-     WHERE r.computed_at >= least(since, (SELECT min(e.computed_at) FROM recommendations e WHERE e.expires_at >= since))
-       AND (only_runs IS NULL OR r.user_id IN (SELECT u.user_id FROM recommendations u WHERE u.run_id = ANY (only_runs)))
+     WHERE r.computed_at >= least($1, (SELECT min(e.computed_at) FROM recommendations e WHERE e.expires_at >= $1))
   ), life AS (
     SELECT o.*, least(o.expires_at, o.next_computed_at) AS life_ended_at FROM ordered o
-     WHERE least(o.expires_at, o.next_computed_at) >= since AND (only_runs IS NULL OR o.run_id = ANY (only_runs))
+     WHERE least(o.expires_at, o.next_computed_at) >= $1 AND ($2 IS NULL OR o.run_id = ANY ($2))
   )
   SELECT l.id, l.user_id, l.source, l.run_id, b.window_name, l.holdout, l.computed_at, l.expires_at, l.life_ended_at,
          l.compute_ms, served.served, l.life_ended_at <= now(),
@@ -105,7 +108,9 @@ LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
                   ELSE (l.first_served_at IS NOT NULL AND l.first_served_at < l.life_ended_at)
                     OR EXISTS (SELECT 1 FROM serves s WHERE s.recommendation_id = l.id AND s.at < l.life_ended_at) END AS served
     ) served
-$$;
+  $q$ USING since, only_runs;
+END
+$fn$;
 
 CREATE OR REPLACE VIEW waste_by_day AS
 SELECT d.day, d.window_name, d.ended, d.wasted, d.wasted::double precision / nullif(d.ended, 0) AS waste_rate,
