@@ -55,26 +55,13 @@ export function createApiMetrics(options: { defaultMetrics?: boolean; pendingEve
     help: 'On-demand computations admitted and not finished (running or waiting for a slot)',
     registers: [registry],
   });
-  // Each answer updates three labelled series; prom-client hashes a label object on every call,
-  // so the children are looked up once per source (and reason) and kept.
-  const children = new Map<string, { serves: Counter.Internal; latency: Histogram.Internal<'source'>; age: Histogram.Internal<'source'> }>();
-  const childrenOf = (source: string, reason: string) => {
-    const key = `${source}\u0000${reason}`;
-    let found = children.get(key);
-    if (found === undefined) {
-      found = { serves: serves.labels({ source, reason }), latency: latency.labels({ source }), age: servedSetAge.labels({ source }) };
-      children.set(key, found);
-    }
-    return found;
-  };
   return {
     registry,
     observeServe(source: string, latencyMs: number, reason: string | undefined, details?: { stalenessMs: number | null; coalesced: boolean }) {
-      const series = childrenOf(source, reason ?? '');
-      series.serves.inc();
-      series.latency.observe(latencyMs / 1000);
+      serves.inc({ source, reason: reason ?? '' });
+      latency.observe({ source }, latencyMs / 1000);
       if (details?.coalesced) coalesced.inc();
-      if (details?.stalenessMs != null) series.age.observe(details.stalenessMs / 1000);
+      if (details?.stalenessMs != null) servedSetAge.observe({ source }, details.stalenessMs / 1000);
     },
     pendingEvents,
     refusedForFullBuffer,
