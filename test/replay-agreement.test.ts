@@ -122,11 +122,39 @@ for (const source of SOURCES.filter((candidate) => candidate.load !== undefined)
       expect(replayed.report.coverage).toBeCloseTo(evaluated?.coverage ?? NaN, 10);
     }, 300_000);
 
-    it('the propensity model policy agrees within one percentage point', async () => {
-      const { evaluated, replayed } = await agreement(await slice(), 'coverage:0.8');
+    it('the propensity model policy (open loop, trained once) agrees within one percentage point', async () => {
+      const { evaluated, replayed } = await agreement(await slice(), 'coverage:0.8,fixed');
       expect(evaluated?.precomputes).toBeGreaterThan(0);
       expect(Math.abs((replayed.report.waste ?? NaN) - (evaluated?.waste ?? NaN))).toBeLessThanOrEqual(0.01);
       expect(Math.abs((replayed.report.coverage ?? NaN) - (evaluated?.coverage ?? NaN))).toBeLessThanOrEqual(0.01);
+    }, 300_000);
+
+    it('online: weekly retraining and the held coverage:0.8 agree with evaluate --online within one percentage point', async () => {
+      const data = await slice();
+      const policy = parsePolicy('coverage:0.8');
+      const offline = evaluateLog(loginLogFrom(data.logins), { windowMs: DAY_MS, testFromMs: from.getTime(), testToMs: to.getTime(), policy, online: { retrainEveryMs: 7 * DAY_MS } });
+      const evaluated = offline.policies.find((p) => p.name === 'model');
+      const replayed = await replayPolicy(data, 'model', policy, { ...sliceReplay, retrainScorer: { every: 7 * DAY_MS, retrain: retrainModelScorer }, keepSchemas: true });
+      const client = new pg.Client({ connectionString: TEST_DATABASE_URL });
+      await client.connect();
+      try {
+        expect(offline.online).toMatchObject({ retrains: 2, coldStartWindows: 0 });
+        expect(evaluated?.precomputes).toBeGreaterThan(0);
+        expect(Math.abs((replayed.report.waste ?? NaN) - (evaluated?.waste ?? NaN))).toBeLessThanOrEqual(0.01);
+        expect(Math.abs((replayed.report.coverage ?? NaN) - (evaluated?.coverage ?? NaN))).toBeLessThanOrEqual(0.01);
+        // The planner held the target as evaluate did: the first run applies the goal, the later
+        // ones what the controller made of the runs before (recorded as each run's policy).
+        const runs = await client.query<{ policy: string }>(`SELECT policy FROM ${quoteIdent(replayed.schema)}.batch_runs ORDER BY scheduled_for`);
+        const targets = runs.rows.map((row) => Number(row.policy.replace('coverage:', '')));
+        expect(targets[0]).toBe(0.8);
+        expect(targets.length).toBe(offline.testWindows);
+        expect(Math.abs((targets.at(-1) as number) - (offline.online?.appliedTarget?.last ?? NaN))).toBeLessThanOrEqual(0.02);
+        expect(Math.abs(Math.min(...targets) - (offline.online?.appliedTarget?.min ?? NaN))).toBeLessThanOrEqual(0.02);
+        expect(Math.abs(Math.max(...targets) - (offline.online?.appliedTarget?.max ?? NaN))).toBeLessThanOrEqual(0.02);
+      } finally {
+        await client.query(`DROP SCHEMA IF EXISTS ${quoteIdent(replayed.schema)} CASCADE`);
+        await client.end();
+      }
     }, 300_000);
 
     it('retrains the propensity model on the virtual clock when asked, and plans with the new model', async () => {
