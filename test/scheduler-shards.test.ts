@@ -79,9 +79,12 @@ describe('scheduler with PREWARM_PLAN_SHARDS: runs scored by worker processes', 
     const [run] = await runCounts(pool);
     expect(run).toMatchObject({ status: 'planning' });
 
-    // Two worker processes: the stalled-job check at start-up hands the abandoned select to one.
+    // Two worker processes: their stalled-job check hands the abandoned select to one (BullMQ
+    // marks an active job without a lock at one check and moves it at the next, 30 s later).
     for (let i = 0; i < 2; i++) processes.push(spawnWorker(env, { delayMs: 10, lockMs: 5_000, concurrency: 2 }));
-    const runs = await waitForRuns(pool, (all) => all.length === 1 && all.every(finished), 60_000);
+    const runs = await waitForRuns(pool, (all) => all.length === 1 && all.every(finished), 120_000).catch(async (error: unknown) => {
+      throw new Error(`${String(error)}; the abandoned select is ${await shardQueue.getJobState(abandoned.id!)}`);
+    });
     console.info(`scheduler-shards:\n${describeRuns(runs)}`);
     const done = runs[0]!;
     expect(done.status).toBe('completed');
@@ -113,5 +116,5 @@ describe('scheduler with PREWARM_PLAN_SHARDS: runs scored by worker processes', 
     const after = await pool.query('SELECT (SELECT count(*)::int FROM predictions) AS predictions, (SELECT count(*)::int FROM batch_chunks) AS chunks, (SELECT count(*)::int FROM recommendations) AS sets');
     expect(after.rows[0]).toEqual(before.rows[0]);
     expect((await runCounts(pool))[0]).toMatchObject({ precomputed: done.planned, chunksDone: done.chunksTotal, sets: done.planned });
-  }, 150_000);
+  }, 240_000);
 });
