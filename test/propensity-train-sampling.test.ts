@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { to as copyTo } from 'pg-copy-streams';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { trainingPeriod } from '../src/propensity/evaluate.ts';
+import { trainingPeriod } from '../src/propensity/periods.ts';
 import { FEATURE_COUNT, featureRowsAt, populationContext } from '../src/propensity/features.ts';
 import { loginLogFrom, type LoginLog } from '../src/propensity/login-log.ts';
 import { loadLatestModel } from '../src/propensity/model-store.ts';

@@ -1,7 +1,8 @@
 import { formatDuration } from '../duration.ts';
 import { PrewarmError } from '../errors.ts';
 import type { Policy } from '../planner/policy.ts';
-import { baselinePolicies, knownUsersAt, logExtent, oracleResult, policyResult, ratio, runOfflineProtocol, type EvaluateOptions, type PolicyResult, type PolicyTally } from './evaluate.ts';
+import { baselinePolicies, knownUsersAt, oracleResult, policyResult, ratio, runOfflineProtocol, type EvaluateOptions, type PolicyResult, type PolicyTally } from './evaluate.ts';
+import { logExtent } from './periods.ts';
 import type { LoginLog } from './login-log.ts';
 import type { ModelMetrics } from './model.ts';
 

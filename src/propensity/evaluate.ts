@@ -8,8 +8,10 @@ import { readLoginLog, type LoginLog, type LoginLogStats } from './login-log.ts'
 import { averagePrecision, coverageAtWaste, pointAtCoverage, rocAuc, thresholdCurve, wasteAtCoverage } from './metrics.ts';
 import { fitPropensityModel, modelProbability, TrainingSetBuilder, type ModelMetrics, type PropensityModel } from './model.ts';
 import { S, STATE_SIZE, type StateGrid } from './state.ts';
-import { chooseTrainingUsers, DEFAULT_MAX_TRAINING_ROWS, type TrainingPeriod } from './training-sample.ts';
-import { bestRecencyRule, noteApplied, trainOrCold } from './online.ts';
+import { chooseTrainingUsers, DEFAULT_MAX_TRAINING_ROWS } from './training-sample.ts';
+import { chooseRule, noteApplied, trainOrCold } from './online.ts';
+import { defaultTrainWindows, logExtent, trainingPeriod } from './periods.ts';
+import { COLD_START, COLD_START_RULES } from './train.ts';
 import { floorToGrid, walkWindows } from './walk.ts';
 
 /** The baseline rules every evaluation prints beside the model (docs/design.md, the offline protocol). */
@@ -124,15 +126,6 @@ export interface OnlineSummary {
   appliedTarget?: { first: number; last: number; min: number; max: number };
 }
 
-/**
- * Training windows by default: 26 weeks of windows. Rows are weighted by age (half-life 28 days),
- * so the long period adds stability (rare behaviours, every weekday many times) while recent
- * windows still dominate.
- */
-export function defaultTrainWindows(windowMs: number): number {
-  return Math.max(2, Math.round((182 * 86_400_000) / windowMs));
-}
-
 /** Users known at `ms` (first login before it): users are numbered by first login. */
 export function knownUsersAt(log: LoginLog, ms: number): number {
   let known = 0;
@@ -151,33 +144,6 @@ export interface PolicyTally {
 
 interface EvalCandidate extends Candidate {
   u: number;
-}
-
-/** Extent of the log on the grid: first window start and end of the last window with a login. */
-export function logExtent(log: LoginLog, grid: StateGrid): { fromMs: number; toMs: number } {
-  if (log.at.length === 0) throw new PrewarmError('PREWARM_ERR_BAD_INPUT', 'the login log is empty');
-  return { fromMs: floorToGrid(log.at[0] as number, grid), toMs: floorToGrid(log.at[log.at.length - 1] as number, grid) + grid.windowMs };
-}
-
-/**
- * The training period for a model used from `endMs` on: the `trainWindows` windows before it,
- * cut to the log's start (the first window with a known user is the second of the log).
- */
-export function trainingPeriod(log: LoginLog, grid: StateGrid, endMs: number, trainWindows: number, flag = '--test-from'): TrainingPeriod {
-  return trainingPeriodWithin(logExtent(log, grid), grid, endMs, trainWindows, flag);
-}
-
-/** `trainingPeriod` for a log known only by its extent on the grid (a table read in a sample). */
-export function trainingPeriodWithin(extent: { fromMs: number; toMs: number }, grid: StateGrid, endMs: number, trainWindows: number, flag = '--test-from'): TrainingPeriod {
-  const earliest = extent.fromMs + grid.windowMs;
-  const fromMs = Math.max(earliest, endMs - trainWindows * grid.windowMs);
-  if (endMs - fromMs < 2 * grid.windowMs) {
-    throw new PrewarmError(
-      'PREWARM_ERR_BAD_INPUT',
-      `${flag} ${new Date(endMs).toISOString()} leaves fewer than 2 training windows in the log (it starts ${new Date(extent.fromMs).toISOString()})`,
-    );
-  }
-  return { fromMs, toMs: endMs };
 }
 
 export interface ProtocolOptions extends Omit<EvaluateOptions, 'policy'> {
@@ -470,4 +436,19 @@ export function evaluateLog(log: LoginLog, options: EvaluateOptions): Evaluation
 export async function evaluateFile(path: string, options: EvaluateOptions): Promise<{ report: EvaluationReport; stats: LoginLogStats }> {
   const { log, stats } = await readLoginLog(path);
   return { report: evaluateLog(log, options), stats };
+}
+
+/**
+ * Cold start: the recency rule that meets the policy's goal best on the latest windows of history
+ * before `atMs` (at most COLD_START.backtestWindows; `recent:28` when there is none).
+ */
+export function bestRecencyRule(log: LoginLog, grid: StateGrid, atMs: number, goal: Policy): Policy {
+  const fromMs = Math.max(logExtent(log, grid).fromMs + grid.windowMs, atMs - COLD_START.backtestWindows * grid.windowMs);
+  const widest: Policy = { kind: 'recent', k: COLD_START_RULES[COLD_START_RULES.length - 1] as number };
+  if (fromMs >= atMs) return widest;
+  const rules: Policy[] = COLD_START_RULES.map((k) => ({ kind: 'recent', k }));
+  const run = runOfflineProtocol(log, { windowMs: grid.windowMs, testFromMs: fromMs, testToMs: atMs, needsModel: false }, rules);
+  const figures = run.tallies.map((tally, i) => ({ k: COLD_START_RULES[i] as number, coverage: ratio(tally.hits, run.activeUserWindows), waste: ratio(tally.selected - tally.hits, tally.selected) }));
+  const best = chooseRule(goal, figures);
+  return best ? { kind: 'recent', k: best.k } : widest;
 }

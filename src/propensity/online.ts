@@ -1,31 +1,11 @@
 import { isPrewarmError } from '../errors.ts';
 import type { Policy } from '../planner/policy.ts';
-// evaluate.ts and train.ts import this module too: only functions are used across the cycle, and
-// nothing at this module's top level reads an import.
-import { logExtent, ratio, runOfflineProtocol, type OnlineSummary } from './evaluate.ts';
+import type { OnlineSummary } from './evaluate.ts';
 import type { LoginLog } from './login-log.ts';
 import type { ModelMetrics, PropensityModel } from './model.ts';
-import type { StateGrid } from './state.ts';
-import { trainOnLog, type TrainOnLogOptions } from './train.ts';
+import { COLD_START, trainOnLog, type TrainOnLogOptions } from './train.ts';
 
-/**
- * Cold start (README "Cold start"): below these, no model is fitted — a logistic regression on a
- * few dozen rows ends below "precompute everyone" — and the recency rule that backtests best on
- * the history available selects instead. The same minimums guard `train-propensity`.
- */
-export const COLD_START = {
-  /** Users with a login before the training period's end. */
-  minKnownUsers: 50,
-  /** (known user, window) training rows: train-propensity refuses fewer too. */
-  minTrainingRows: 1_000,
-  /** Of those, rows with a login (the positives the model learns from). */
-  minPositiveRows: 100,
-  /** Windows of history the recency rules are backtested on (the latest ones). */
-  backtestWindows: 28,
-} as const;
-
-/** The recency rules a cold start chooses from (the baselines of `evaluate`). */
-export const COLD_START_RULES = [1, 3, 7, 28] as const;
+export { COLD_START, COLD_START_RULES } from './train.ts';
 
 export interface RuleFigures {
   k: number;
@@ -72,19 +52,4 @@ export function noteApplied(summary: OnlineSummary, policy: Policy): void {
   if (value === undefined) return;
   const seen = summary.appliedTarget;
   summary.appliedTarget = seen ? { first: seen.first, last: value, min: Math.min(seen.min, value), max: Math.max(seen.max, value) } : { first: value, last: value, min: value, max: value };
-}
-
-/**
- * Cold start: the recency rule that meets the policy's goal best on the latest windows of history
- * before `atMs` (at most COLD_START.backtestWindows; `recent:28` when there is none).
- */
-export function bestRecencyRule(log: LoginLog, grid: StateGrid, atMs: number, goal: Policy): Policy {
-  const fromMs = Math.max(logExtent(log, grid).fromMs + grid.windowMs, atMs - COLD_START.backtestWindows * grid.windowMs);
-  const widest: Policy = { kind: 'recent', k: COLD_START_RULES[COLD_START_RULES.length - 1] as number };
-  if (fromMs >= atMs) return widest;
-  const rules: Policy[] = COLD_START_RULES.map((k) => ({ kind: 'recent', k }));
-  const run = runOfflineProtocol(log, { windowMs: grid.windowMs, testFromMs: fromMs, testToMs: atMs, needsModel: false }, rules);
-  const figures = run.tallies.map((tally, i) => ({ k: COLD_START_RULES[i] as number, coverage: ratio(tally.hits, run.activeUserWindows), waste: ratio(tally.selected - tally.hits, tally.selected) }));
-  const best = chooseRule(goal, figures);
-  return best ? { kind: 'recent', k: best.k } : widest;
 }

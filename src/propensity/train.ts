@@ -2,16 +2,35 @@ import type { Clock } from '../clock.ts';
 import type { Pool } from '../db/pool.ts';
 import { PrewarmError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { defaultTrainWindows, logExtent, trainingPeriod, trainingPeriodWithin } from './evaluate.ts';
+
 import { FEATURE_COUNT, featureRowsAt } from './features.ts';
 import { readLoginLog, type LoginLog } from './login-log.ts';
-import { COLD_START } from './online.ts';
 import { fitPropensityModel, TrainingSetBuilder, type ModelMetrics, type PropensityModel } from './model.ts';
+import { defaultTrainWindows, logExtent, trainingPeriod, trainingPeriodWithin } from './periods.ts';
 import { latestModelVersion, newModelVersion, saveModel, type StoredPropensityModel } from './model-store.ts';
 import type { StateGrid } from './state.ts';
 import { rebuildGrid, readLoginExtentFromDb, readTrainingSampleFromDb, stateSql } from './state-store.ts';
 import { DEFAULT_MAX_TRAINING_ROWS, sampleLoginLog, type TrainingPeriod, type TrainingSample } from './training-sample.ts';
 import { floorToGrid, walkWindows } from './walk.ts';
+
+/**
+ * Cold start (README "Cold start"): below these, no model is fitted — a logistic regression on a
+ * few dozen rows ends below "precompute everyone" — and the recency rule that backtests best on
+ * the history available selects instead. The same minimums guard `train-propensity`.
+ */
+export const COLD_START = {
+  /** Users with a login before the training period's end. */
+  minKnownUsers: 50,
+  /** (known user, window) training rows: train-propensity refuses fewer too. */
+  minTrainingRows: 1_000,
+  /** Of those, rows with a login (the positives the model learns from). */
+  minPositiveRows: 100,
+  /** Windows of history the recency rules are backtested on (the latest ones). */
+  backtestWindows: 28,
+} as const;
+
+/** The recency rules a cold start chooses from (the baselines of `evaluate`). */
+export const COLD_START_RULES = [1, 3, 7, 28] as const;
 
 export interface TrainOnLogOptions {
   windowMs: number;
