@@ -93,14 +93,14 @@ describe('POST /v1/interactions', () => {
 
   it('an on-demand computation sees the interactions acknowledged just before it, though not yet flushed', async () => {
     // A recommender that recommends what the user interacted with before `at`, read from Postgres.
-    let pool: Pool | undefined;
+    const history: { pool?: Pool } = {};
     const fromHistory: Recommender = {
       kind: 'history',
       modelVersion: () => 'history-v1',
       async recommend(userIds, at, k) {
         const result = new Map<string, UserRecommendations>();
         for (const userId of userIds) {
-          const rows = await pool!.query<{ item_id: string }>('SELECT item_id FROM interactions WHERE user_id = $1 AND at <= $2 ORDER BY at DESC LIMIT $3', [userId, at, k]);
+          const rows = await history.pool!.query<{ item_id: string }>('SELECT item_id FROM interactions WHERE user_id = $1 AND at <= $2 ORDER BY at DESC LIMIT $3', [userId, at, k]);
           result.set(userId, { personalised: rows.rows.length > 0, items: rows.rows.map((row, i) => ({ itemId: row.item_id, score: 1 - i / 100 })) });
         }
         return result;
@@ -109,7 +109,7 @@ describe('POST /v1/interactions', () => {
       close: async () => undefined,
     };
     h = await createServingHarness(fromHistory);
-    pool = h.db.pool;
+    history.pool = h.db.pool;
     expect((await post({ interactions: [{ userId: 'carol', itemId: 'ramen', at: '2024-03-01T11:59:00Z' }] })).statusCode).toBe(202);
     expect(h.interactions.hasPending('carol')).toBe(true);
     const response = await h.app.inject({ method: 'GET', url: '/v1/users/carol/recommendations', headers: auth });

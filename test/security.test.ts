@@ -237,6 +237,8 @@ describe('no SQL built from input', () => {
     "shardFilter('user_id', shard)": 'src/propensity/copy-rows.ts: a literal column and two integers it checks',
     'activityBeforeText(at)': 'src/propensity/recency-scorer.ts: its argument is a quoted literal',
     'Math.max(1, Math.floor(ms))': 'src/maintenance/sql.ts: an integer',
+    "dayStart('$1')": 'src/maintenance/sql.ts: a fixed cast of the $1 parameter',
+    "dayStart('$2')": 'src/maintenance/sql.ts: a fixed cast of the $2 parameter',
   };
   const isSafe = (expression: string) => expression in ALLOWED || SAFE_SHAPES.some((shape) => shape.test(expression));
   // Upper case: the project writes SQL keywords in capitals, and messages like `create ${name}` are not SQL.
