@@ -16,6 +16,11 @@ export interface BatchBufferOptions<T> {
 
 export interface BatchBuffer<T> {
   /**
+   * Takes one item whatever the bound: for an item that belongs to something already accepted
+   * (the serve of a login whose request was admitted), which must not be refused halfway.
+   */
+  add(item: T): void;
+  /**
    * Takes all of `items` or none: false (nothing taken) when they would put the buffer over
    * `maxPending`, so a caller can refuse a request whole rather than acknowledge part of it.
    */
@@ -24,7 +29,7 @@ export interface BatchBuffer<T> {
   flush(): Promise<void>;
   /** Items acknowledged but not yet written. */
   pending(): number;
-  /** True when the buffer is at `maxPending`. */
+  /** True when the buffer is at `maxPending`: stop accepting what would add to it. */
   isFull(): boolean;
   /** Stops the timer and flushes; retries until written or `deadlineMs` passes. Idempotent. */
   close(deadlineMs?: number): Promise<void>;
@@ -91,14 +96,22 @@ export function createBatchBuffer<T>(options: BatchBufferOptions<T>): BatchBuffe
     return now;
   }
 
+  function flushEarly(): void {
+    if (items.length >= maxBatch && inFlight === 0) void flush().catch(() => undefined);
+  }
+
   return {
+    add(item) {
+      items.push(item);
+      flushEarly();
+    },
     offer(offered) {
       if (closePromise || items.length + offered.length > maxPending) {
         reportFullness();
         return false;
       }
       for (const item of offered) items.push(item);
-      if (items.length >= maxBatch && inFlight === 0) void flush().catch(() => undefined);
+      flushEarly();
       return true;
     },
     flush,

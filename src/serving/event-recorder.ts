@@ -1,4 +1,5 @@
 import type { Logger } from '../log.ts';
+import { createBatchBuffer } from '../db/batch-buffer.ts';
 import { withTransaction, type Pool, type PoolClient, type Sql } from '../db/pool.ts';
 import type { RecommendationSet } from '../sets/set.ts';
 import type { RecommendationStore } from '../sets/store.ts';
@@ -33,7 +34,7 @@ export interface EventRecorderOptions {
   log: Logger;
   /** Flush at least this often. Default 200 ms. */
   flushIntervalMs?: number;
-  /** Flush as soon as this many events wait. Default 2,000. */
+  /** Flush as soon as this many events wait; also the most one transaction writes. Default 2,000. */
   maxBatch?: number;
   /**
    * Above this many unflushed events (Postgres down for a while) the recorder reports itself
@@ -105,118 +106,49 @@ export interface EventRecorder {
   close(deadlineMs?: number): Promise<void>;
 }
 
+/** One buffered write of the login path, in arrival order (a set before the serves that name it). */
+type LoginPathEvent = { kind: 'set'; set: RecommendationSet } | { kind: 'login'; login: LoginEvent } | { kind: 'serve'; serve: ServeEvent };
+
 /**
  * Buffers the login path's writes and flushes them in one transaction per batch: a login
- * request never waits on a Postgres fsync, and a failed flush keeps its events for the next.
+ * request never waits on a Postgres fsync, and a failed flush keeps its events for the next
+ * (src/db/batch-buffer.ts).
  */
 export function createEventRecorder(options: EventRecorderOptions): EventRecorder {
   const { pool, store, recordLogins, log } = options;
-  const flushIntervalMs = options.flushIntervalMs ?? 200;
-  const maxBatch = options.maxBatch ?? 2_000;
-  const maxPending = options.maxPending ?? 200_000;
 
-  let sets: RecommendationSet[] = [];
-  let logins: LoginEvent[] = [];
-  let serves: ServeEvent[] = [];
-  let chain: Promise<void> = Promise.resolve();
-  let inFlight = 0;
-  let consecutiveFailures = 0;
-  let closePromise: Promise<void> | undefined;
-  let full = false;
-
-  const pending = () => sets.length + logins.length + serves.length;
-
-  const timer = setInterval(() => {
-    if (pending() > 0) void flush().catch(() => undefined);
-  }, flushIntervalMs);
-  timer.unref();
-
-  async function writeBatch(batchSets: RecommendationSet[], batchLogins: LoginEvent[], batchServes: ServeEvent[]): Promise<void> {
+  async function writeBatch(batch: LoginPathEvent[]): Promise<void> {
+    const sets: RecommendationSet[] = [];
+    const logins: LoginEvent[] = [];
+    const serves: ServeEvent[] = [];
+    for (const event of batch) {
+      if (event.kind === 'set') sets.push(event.set);
+      else if (event.kind === 'login') logins.push(event.login);
+      else serves.push(event.serve);
+    }
     await withTransaction(pool, async (client) => {
-      if (batchSets.length > 0) await store.insertMany(client, batchSets);
-      if (batchLogins.length > 0) await recordLogins(client, batchLogins);
-      if (batchServes.length > 0) await client.query(sql.insertServesAndCount(batchServes));
+      if (sets.length > 0) await store.insertMany(client, sets);
+      if (logins.length > 0) await recordLogins(client, logins);
+      if (serves.length > 0) await client.query(sql.insertServesAndCount(serves));
     });
   }
 
-  async function flushOnce(): Promise<void> {
-    // Take what is buffered now; whatever arrives meanwhile goes in the next flush.
-    const batchSets = sets.splice(0, sets.length);
-    const batchLogins = logins.splice(0, logins.length);
-    const batchServes = serves.splice(0, serves.length);
-    if (batchSets.length + batchLogins.length + batchServes.length === 0) return;
-    try {
-      await writeBatch(batchSets, batchLogins, batchServes);
-      consecutiveFailures = 0;
-    } catch (error) {
-      // Put the batch back in front, in order, so nothing acknowledged is lost.
-      sets = batchSets.concat(sets);
-      logins = batchLogins.concat(logins);
-      serves = batchServes.concat(serves);
-      consecutiveFailures++;
-      if (consecutiveFailures === 1 || consecutiveFailures % 50 === 0) {
-        log.error({ err: error, pending: pending(), consecutiveFailures }, 'flushing serves to Postgres failed; will retry');
-      }
-      throw error;
-    }
-  }
-
-  function flush(): Promise<void> {
-    // Flushes run one after another: a caller arriving during a flush waits for it, then
-    // writes whatever arrived meanwhile.
-    const run = chain.catch(() => undefined).then(flushOnce);
-    chain = run;
-    inFlight++;
-    run.finally(() => inFlight--).catch(() => undefined);
-    return run;
-  }
-
-  function maybeFlushEarly(): void {
-    if (pending() >= maxBatch && inFlight === 0) void flush().catch(() => undefined);
-  }
+  const buffer = createBatchBuffer<LoginPathEvent>({
+    name: 'logins and serves',
+    write: writeBatch,
+    log,
+    flushIntervalMs: options.flushIntervalMs ?? 200,
+    maxBatch: options.maxBatch ?? 2_000,
+    maxPending: options.maxPending ?? 200_000,
+  });
 
   return {
-    addSet(set) {
-      sets.push(set);
-      maybeFlushEarly();
-    },
-    addLogin(login) {
-      logins.push(login);
-      maybeFlushEarly();
-    },
-    addServe(serve) {
-      serves.push(serve);
-      maybeFlushEarly();
-    },
-    flush,
-    pending,
-    isFull() {
-      const now = pending() >= maxPending;
-      if (now !== full) {
-        full = now;
-        if (full) log.error({ pending: pending(), maxPending }, 'event buffer full: answering 503 until Postgres takes the backlog');
-        else log.info({ pending: pending(), maxPending }, 'event buffer below its bound again: answering logins');
-      }
-      return now;
-    },
-    close(deadlineMs = 10_000) {
-      closePromise ??= (async () => {
-        clearInterval(timer);
-        const giveUpAt = Date.now() + deadlineMs;
-        for (;;) {
-          try {
-            await flush();
-            if (pending() === 0) return;
-          } catch (error) {
-            if (Date.now() >= giveUpAt) {
-              log.error({ err: error, lost: pending() }, 'could not flush serves before shutdown');
-              throw error;
-            }
-            await new Promise((resolve) => setTimeout(resolve, 250));
-          }
-        }
-      })();
-      return closePromise;
-    },
+    addSet: (set) => buffer.add({ kind: 'set', set }),
+    addLogin: (login) => buffer.add({ kind: 'login', login }),
+    addServe: (serve) => buffer.add({ kind: 'serve', serve }),
+    flush: buffer.flush,
+    pending: buffer.pending,
+    isFull: buffer.isFull,
+    close: buffer.close,
   };
 }
