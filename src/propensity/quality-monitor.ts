@@ -46,8 +46,11 @@ export interface ModelMonitor {
    * Never throws: a failure is logged, and the retraining check that follows still runs.
    */
   check(): Promise<MonitorPass>;
-  /** After a retraining: the new model shadows the serving one when one served before it. */
-  trained(model: StoredPropensityModel, servingBefore: string | undefined): Promise<void>;
+  /**
+   * While a retrained model is stored (in that transaction, `db`): it becomes the serving one's
+   * challenger when one served before it.
+   */
+  trained(db: Queryable, model: StoredPropensityModel, servingBefore: string | undefined): Promise<void>;
 }
 
 export const monitorSql = {
@@ -108,9 +111,9 @@ export function createModelMonitor(options: ModelMonitorOptions): ModelMonitor {
       }
       return pass;
     },
-    async trained(model, servingBefore) {
+    async trained(db, model, servingBefore) {
       if (!(options.challenger ?? true) || servingBefore === undefined || servingBefore === model.version) return;
-      await markChallenger(pool, model.version, clock, log);
+      await markChallenger(db, model.version, clock, log);
       log.info({ version: model.version, serving: servingBefore }, 'propensity model trained as a challenger: it scores in shadow until the outcomes decide');
     },
   };

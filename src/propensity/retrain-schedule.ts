@@ -38,8 +38,15 @@ export function startRetrainSchedule(options: RetrainScheduleOptions): () => Pro
       if (!locked.rows[0]?.ok) return;
       try {
         const pass = await options.monitor?.check();
-        const trained = await retrainIfDue({ pool, log, clock: options.clock, windowMs: options.windowMs, maxAgeMs: pass ? retrainMaxAgeMs(pass, options.maxAgeMs) : options.maxAgeMs });
-        if (trained && pass) await options.monitor?.trained(trained, pass.serving);
+        const monitor = options.monitor;
+        const trained = await retrainIfDue({
+          pool,
+          log,
+          clock: options.clock,
+          windowMs: options.windowMs,
+          maxAgeMs: pass ? retrainMaxAgeMs(pass, options.maxAgeMs) : options.maxAgeMs,
+          onSave: monitor && pass ? (db, stored) => monitor.trained(db, stored, pass.serving) : undefined,
+        });
         if (trained) log.info({ version: trained.version, early: pass?.retrainNow ?? false }, 'propensity model retrained on schedule');
       } finally {
         await client.query('SELECT pg_advisory_unlock($1)', [ADVISORY_LOCKS.propensityRetrain]);

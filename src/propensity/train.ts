@@ -1,5 +1,5 @@
 import type { Clock } from '../clock.ts';
-import type { Pool } from '../db/pool.ts';
+import { withTransaction, type Pool, type PoolClient } from '../db/pool.ts';
 import { PrewarmError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 
@@ -125,6 +125,11 @@ export interface TrainPropensityOptions extends Omit<TrainOnLogOptions, 'trainTo
   clock: Clock;
   /** Train from this logins CSV instead of the `logins` table. */
   loginsFile?: string;
+  /**
+   * Runs in the transaction that stores the model (marking it a challenger), so that no planner
+   * ever reads the new model without its role.
+   */
+  onSave?: (client: PoolClient, stored: StoredPropensityModel) => Promise<void>;
 }
 
 /**
@@ -165,7 +170,10 @@ export async function trainPropensity(options: TrainPropensityOptions): Promise<
     model: trained.model,
     metrics: trained.metrics,
   };
-  await saveModel(pool, stored);
+  await withTransaction(pool, async (client) => {
+    await saveModel(client, stored);
+    await options.onSave?.(client, stored);
+  });
   log.info({ version: stored.version, ms: Date.now() - started, readMs, rows: trained.metrics.fitRows, sample: sample.stats }, 'propensity model trained');
   if (!options.loginsFile) {
     const grids = await pool.query<{ window_ms: number; phase_ms: number }>(stateSql.grids().text);

@@ -39,9 +39,16 @@ export function registerTrainPropensity(program: Command): void {
         const pool = openPool(context, 'prewarm-train-propensity');
         try {
           const servingBefore = flags.challenger ? (await latestModelVersion(pool))?.version : undefined;
-          const stored = await trainPropensity({ pool, log: context.log, clock: systemClock, windowMs, trainWindows, maxTrainingRows, loginsFile: flags.logins });
-          // Marked right after it is stored: a planner scoring in between would still take it (README, "Champion and challenger").
-          if (servingBefore !== undefined) await markChallenger(pool, stored.version, systemClock, context.log);
+          const stored = await trainPropensity({
+            pool,
+            log: context.log,
+            clock: systemClock,
+            windowMs,
+            trainWindows,
+            maxTrainingRows,
+            loginsFile: flags.logins,
+            onSave: servingBefore !== undefined ? (db, model) => markChallenger(db, model.version, systemClock, context.log) : undefined,
+          });
           const role = servingBefore !== undefined ? 'challenger' : 'serving';
           if (flags.json) {
             process.stdout.write(
