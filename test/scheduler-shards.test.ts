@@ -1,7 +1,8 @@
 // The scheduler planning through the plan-shard queue (PREWARM_PLAN_SHARDS): a real `prewarm
 // scheduler` process merges, real worker processes score the shards and compute the chunks. A
 // shard job abandoned by a killed process and a duplicated select still give one run, each
-// planned user computed exactly once, and the selection a single-process plan makes.
+// planned user computed exactly once, and the selection a single-process plan makes with the same
+// propensity model.
 import { randomUUID } from 'node:crypto';
 import { Worker, type Job } from 'bullmq';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -10,7 +11,10 @@ import { holdoutDraw } from '../src/planner/planner.ts';
 import { parsePolicy, selectUsers } from '../src/planner/policy.ts';
 import { streamingScorer } from '../src/planner/scorer.ts';
 import { executeShardPhase, PLAN_SHARD_QUEUE, type ShardJobData } from '../src/planner/shard-plan.ts';
-import { createRecencyScorer } from '../src/propensity/recency-scorer.ts';
+import { systemClock } from '../src/clock.ts';
+import { createDefaultScorer } from '../src/propensity/default-scorer.ts';
+import { createModelScorer } from '../src/propensity/model-scorer.ts';
+import { trainPropensity } from '../src/propensity/train.ts';
 import { createTestDb, createTestRedis, silentLog, TEST_DATABASE_URL, TEST_REDIS_URL, type TestDb, type TestRedis } from './helpers.ts';
 import { DAY } from './fixtures/precompute-harness.ts';
 import { describeRuns, finished, runCounts, seedBatch, spawnScheduler, spawnWorker, waitForRuns } from './support/batch-fault.ts';
@@ -38,6 +42,9 @@ describe('scheduler with PREWARM_PLAN_SHARDS: runs scored by worker processes', 
     redis = await createTestRedis();
     const { pool } = db;
     await seedBatch(pool, { users: USERS, window: 'sharded', settings: { cron: '0 0 * * *', ttl: '1d', horizon: '1d', policy: 'coverage:0.8', chunkSize: 20, holdoutRate: 0.05 } });
+    // A fresh propensity model, so the scheduler does not train one while it plans: a model
+    // appearing mid-test would make the run's scorer depend on which came first.
+    const model = await trainPropensity({ pool, log: silentLog, clock: systemClock, windowMs: DAY });
     const env = {
       DATABASE_URL: TEST_DATABASE_URL,
       REDIS_URL: TEST_REDIS_URL,
@@ -57,7 +64,8 @@ describe('scheduler with PREWARM_PLAN_SHARDS: runs scored by worker processes', 
     processes.push(spawnScheduler({ ...env, PREWARM_SWEEP_INTERVAL: '2s' }));
     const rogue = new Worker<ShardJobData>(PLAN_SHARD_QUEUE, null, { connection: redis.redis, prefix: redis.prefix, lockDuration: 1_000 });
     closers.push(() => rogue.close(true));
-    const deps = { pool, scorer: streamingScorer(createRecencyScorer({ pool })), chunkQueue, log: silentLog, draw: holdoutDraw, now: () => new Date() };
+    // Scores as a real worker does: with the scorer of the version the run pinned.
+    const deps = { pool, scorer: streamingScorer(createDefaultScorer({ pool, log: silentLog })), chunkQueue, log: silentLog, draw: holdoutDraw, now: () => new Date() };
     const token = randomUUID();
     const selects = new Set<number>();
     let abandoned: Job<ShardJobData> | undefined;
@@ -83,7 +91,8 @@ describe('scheduler with PREWARM_PLAN_SHARDS: runs scored by worker processes', 
     // marks an active job without a lock at one check and moves it at the next, 30 s later).
     for (let i = 0; i < 2; i++) processes.push(spawnWorker(env, { delayMs: 10, lockMs: 5_000, concurrency: 2 }));
     const runs = await waitForRuns(pool, (all) => all.length === 1 && all.every(finished), 120_000).catch(async (error: unknown) => {
-      throw new Error(`${String(error)}; the abandoned select is ${await shardQueue.getJobState(abandoned.id!)}`);
+      const logs = processes.map((p) => p.stderr().split('\n').filter((line) => /"level":(?:40|50|60)/.test(line)).slice(-5).join('\n')).join('\n');
+      throw new Error(`${String(error)}; the abandoned select is ${await shardQueue.getJobState(abandoned.id!)}; warnings and errors of the processes:\n${logs}`);
     });
     console.info(`scheduler-shards:\n${describeRuns(runs)}`);
     const done = runs[0]!;
@@ -97,8 +106,9 @@ describe('scheduler with PREWARM_PLAN_SHARDS: runs scored by worker processes', 
     expect(steps.rows.map((r) => r.step)).toContain('select');
     for (const row of steps.rows) expect(row.n).toBe(SHARDS);
 
-    // The selection a single-process plan makes of the same occurrence.
-    const candidates = await createRecencyScorer({ pool }).scoreKnownUsers(planned.scheduled_for, DAY);
+    // The selection a single-process plan makes of the same occurrence, with the same model.
+    expect((await pool.query('SELECT model_version FROM batch_runs WHERE id = $1', [done.id])).rows[0].model_version).toBe(model.version);
+    const candidates = await (await createModelScorer({ pool, log: silentLog })).scoreKnownUsers(planned.scheduled_for, DAY);
     const expected = selectUsers(candidates, parsePolicy('coverage:0.8'), { windowStart: planned.scheduled_for.getTime(), windowMs: DAY }).selected.map((c) => c.userId).sort();
     const selected = (await pool.query<{ user_id: string }>('SELECT user_id FROM predictions WHERE run_id = $1 AND selected ORDER BY user_id', [done.id])).rows.map((r) => r.user_id);
     expect(selected).toEqual(expected);
