@@ -5,6 +5,7 @@ import type { Logger } from '../log.ts';
 import type { PartitionMaintenance } from '../maintenance/partitions.ts';
 import { registerDefaultMetrics } from '../metrics/default-metrics.ts';
 import { registerQueueJobsGauge, type CountableQueue } from '../metrics/queue-jobs.ts';
+import { createScrapeCache } from '../metrics/scrape-cache.ts';
 import type { Planner } from './planner.ts';
 import type { LastRunOutcome } from './runs.ts';
 
@@ -164,24 +165,7 @@ export type SchedulerMetrics = ReturnType<typeof createSchedulerMetrics>;
  * figure comes from a view over the run's sets; a failed read keeps the previous figures.
  */
 function registerLastRunGauges(registry: Registry, read: () => Promise<readonly LastRunOutcome[]>, maxAgeMs: number, log: Logger): void {
-  let cached: { at: number; runs: readonly LastRunOutcome[] } | undefined;
-  let pending: Promise<readonly LastRunOutcome[] | undefined> | undefined;
-  let warned = false;
-  const runs = () =>
-    (pending ??= (async () => {
-      if (cached && Date.now() - cached.at < maxAgeMs) return cached.runs;
-      try {
-        cached = { at: Date.now(), runs: await read() };
-        warned = false;
-        return cached.runs;
-      } catch (error) {
-        if (!warned) log.warn({ err: error }, 'reading the last runs for /metrics failed');
-        warned = true;
-        return undefined;
-      }
-    })().finally(() => {
-      pending = undefined;
-    }));
+  const runs = createScrapeCache(read, { maxAgeMs, log, what: 'the last runs' });
   const gauge = (name: string, help: string, value: (run: LastRunOutcome) => number | null, labels: readonly ('window' | 'status')[] = ['window']) =>
     new Gauge({
       name,

@@ -1,5 +1,6 @@
 import { Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../log.ts';
+import { createScrapeCache } from '../metrics/scrape-cache.ts';
 import type { RunQuality } from './quality.ts';
 
 export interface ModelQualityGaugeOptions {
@@ -17,25 +18,7 @@ export interface ModelQualityGaugeOptions {
  * it drifted. A failed read keeps the previous figures; an undefined figure has no series.
  */
 export function registerModelQualityGauges(registry: Registry, options: ModelQualityGaugeOptions): void {
-  const maxAgeMs = options.maxAgeMs ?? 60_000;
-  let cached: { at: number; runs: readonly RunQuality[] } | undefined;
-  let pending: Promise<readonly RunQuality[] | undefined> | undefined;
-  let warned = false;
-  const runs = () =>
-    (pending ??= (async () => {
-      if (cached && Date.now() - cached.at < maxAgeMs) return cached.runs;
-      try {
-        cached = { at: Date.now(), runs: await options.read() };
-        warned = false;
-        return cached.runs;
-      } catch (error) {
-        if (!warned) options.log.warn({ err: error }, 'reading live model quality for /metrics failed');
-        warned = true;
-        return undefined;
-      }
-    })().finally(() => {
-      pending = undefined;
-    }));
+  const runs = createScrapeCache(options.read, { maxAgeMs: options.maxAgeMs ?? 60_000, log: options.log, what: 'live model quality' });
   const gauge = (name: string, help: string, value: (run: RunQuality) => number | null) =>
     new Gauge({
       name,
