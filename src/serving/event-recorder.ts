@@ -15,6 +15,11 @@ export interface ServeEvent {
   stalenessMs: number | null;
   latencyMs: number;
   reason: string | null;
+  /**
+   * The user's interactions at or after the served set's computedAt, up to the login (0: up to
+   * date); null or absent for fallback answers, or when it could not be counted.
+   */
+  missedInteractions?: number | null;
 }
 
 export interface LoginEvent {
@@ -58,6 +63,7 @@ const sql = {
     const staleness: (number | null)[] = [];
     const latency: number[] = [];
     const reasons: (string | null)[] = [];
+    const missed: (number | null)[] = [];
     for (const s of serves) {
       ids.push(s.id);
       userIds.push(s.userId);
@@ -67,12 +73,13 @@ const sql = {
       staleness.push(s.stalenessMs);
       latency.push(s.latencyMs);
       reasons.push(s.reason);
+      missed.push(s.missedInteractions ?? null);
     }
     return {
       text: `WITH inserted AS (
-               INSERT INTO serves (id, user_id, at, source, recommendation_id, staleness_ms, latency_ms, reason)
+               INSERT INTO serves (id, user_id, at, source, recommendation_id, staleness_ms, latency_ms, reason, missed_interactions)
                SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::uuid[],
-                                    $6::bigint[], $7::real[], $8::text[])
+                                    $6::bigint[], $7::real[], $8::text[], $9::integer[])
                ON CONFLICT (id, at) DO NOTHING
                RETURNING at, recommendation_id
              ), counted AS (
@@ -86,7 +93,7 @@ const sql = {
                     serve_count = r.serve_count + c.n
                FROM counted c
               WHERE r.id = c.recommendation_id`,
-      values: [ids, userIds, ats, sources, setIds, staleness, latency, reasons],
+      values: [ids, userIds, ats, sources, setIds, staleness, latency, reasons, missed],
     };
   },
 };
