@@ -162,6 +162,7 @@ describe('event recorder: a retried flush never counts a serve twice', () => {
                 at: new Date(base + s.minute * 60_000),
                 source: 'reused',
                 recommendationId: set.id,
+                recommendationComputedAt: set.computedAt,
                 stalenessMs: 0,
                 latencyMs: 1,
                 reason: null,

@@ -265,7 +265,7 @@ describe('login path', () => {
     h = await createServingHarness(recommender);
     const set = batchSet('jo', new Date(h.clock.now().getTime() - HOUR));
     await h.store.insertMany(h.db.pool, [set]);
-    const serve = { id: '00000000-0000-4000-8000-000000000001', userId: 'jo', at: h.clock.now(), source: 'precomputed' as const, recommendationId: set.id, stalenessMs: HOUR, latencyMs: 1, reason: null };
+    const serve = { id: '00000000-0000-4000-8000-000000000001', userId: 'jo', at: h.clock.now(), source: 'precomputed' as const, recommendationId: set.id, recommendationComputedAt: set.computedAt, stalenessMs: HOUR, latencyMs: 1, reason: null };
     h.recorder.addServe(serve);
     await h.recorder.flush();
     // The same event again, as after a flush whose commit succeeded but whose reply was lost.

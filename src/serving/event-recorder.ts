@@ -12,6 +12,13 @@ export interface ServeEvent {
   at: Date;
   source: ServeSource;
   recommendationId: string | null;
+  /**
+   * The served set's computedAt (null with recommendationId): `recommendations` is partitioned
+   * by it, so the serve count's update finds the set in one partition's index instead of
+   * probing every partition's (at 66 daily partitions: 4 400 against 22 000 buffers per 200
+   * serves, 25 against 255 ms).
+   */
+  recommendationComputedAt: Date | null;
   stalenessMs: number | null;
   latencyMs: number;
   reason: string | null;
@@ -60,6 +67,7 @@ const sql = {
     const ats: string[] = [];
     const sources: string[] = [];
     const setIds: (string | null)[] = [];
+    const setComputedAts: (string | null)[] = [];
     const staleness: (number | null)[] = [];
     const latency: number[] = [];
     const reasons: (string | null)[] = [];
@@ -70,30 +78,34 @@ const sql = {
       ats.push(s.at.toISOString());
       sources.push(s.source);
       setIds.push(s.recommendationId);
+      setComputedAts.push(s.recommendationComputedAt?.toISOString() ?? null);
       staleness.push(s.stalenessMs);
       latency.push(s.latencyMs);
       reasons.push(s.reason);
       missed.push(s.missedInteractions ?? null);
     }
     return {
-      text: `WITH inserted AS (
-               INSERT INTO serves (id, user_id, at, source, recommendation_id, staleness_ms, latency_ms, reason, missed_interactions)
+      text: `WITH input AS (
                SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::uuid[],
-                                    $6::bigint[], $7::real[], $8::text[], $9::integer[])
+                                    $6::bigint[], $7::real[], $8::text[], $9::integer[], $10::timestamptz[])
+                 AS t(id, user_id, at, source, recommendation_id, staleness_ms, latency_ms, reason, missed_interactions, set_computed_at)
+             ), inserted AS (
+               INSERT INTO serves (id, user_id, at, source, recommendation_id, staleness_ms, latency_ms, reason, missed_interactions)
+               SELECT id, user_id, at, source, recommendation_id, staleness_ms, latency_ms, reason, missed_interactions FROM input
                ON CONFLICT (id, at) DO NOTHING
-               RETURNING at, recommendation_id
+               RETURNING id, at, recommendation_id
              ), counted AS (
-               SELECT recommendation_id, min(at) AS first_at, count(*)::int AS n
-                 FROM inserted
-                WHERE recommendation_id IS NOT NULL
-                GROUP BY recommendation_id
+               SELECT i.recommendation_id, input.set_computed_at, min(i.at) AS first_at, count(*)::int AS n
+                 FROM inserted i JOIN input USING (id)
+                WHERE i.recommendation_id IS NOT NULL
+                GROUP BY i.recommendation_id, input.set_computed_at
              )
              UPDATE recommendations r
                 SET first_served_at = LEAST(COALESCE(r.first_served_at, c.first_at), c.first_at),
                     serve_count = r.serve_count + c.n
                FROM counted c
-              WHERE r.id = c.recommendation_id`,
-      values: [ids, userIds, ats, sources, setIds, staleness, latency, reasons, missed],
+              WHERE r.id = c.recommendation_id AND r.computed_at = c.set_computed_at`,
+      values: [ids, userIds, ats, sources, setIds, staleness, latency, reasons, missed, setComputedAts],
     };
   },
 };

@@ -346,6 +346,7 @@ export function createRecommendationService(deps: RecommendationServiceDeps): Re
         at,
         source: result.source,
         recommendationId: setId,
+        recommendationComputedAt: setId === null ? null : result.computedAt,
         stalenessMs: result.stalenessMs,
         latencyMs,
         reason: result.reason ?? null,
