@@ -1,6 +1,7 @@
 import type { JobsOptions, Queue } from 'bullmq';
 import type { Pool } from '../db/pool.ts';
 import { chunkCursorSql } from './sql.ts';
+import { timedRunSql, type RunGateRow } from './timing-sql.ts';
 import { MAX_PRIORITY } from './windows.ts';
 
 // The precompute job format: what the planner puts on the queue and a worker takes off it. It
@@ -86,6 +87,10 @@ const ENQUEUE_USERS = 20_000;
  * time, so memory holds one slice of users whatever the size of the run. Each job gets the
  * priority of its rank in its shard. Idempotent: job ids derive from (run, chunk), and a worker
  * skips a chunk already done. Returns the jobs added.
+ *
+ * A timed run's chunks (timing.ts) are enqueued only once a dispatcher released them at their
+ * compute time, and none before the run is cut by compute time: whoever calls this (a shard's
+ * select, a resume, the sweep) cannot enqueue a set early.
  */
 export async function enqueueRecordedChunks(
   deps: { pool: Pool; queue: Queue<PrecomputeJobData, PrecomputeJobResult> },
@@ -93,6 +98,9 @@ export async function enqueueRecordedChunks(
   options: { windowPriority: number; itemsPerUser: number; chunkNos?: readonly number[]; shard?: { index: number; count: number } },
 ): Promise<number> {
   if (options.chunkNos?.length === 0) return 0;
+  const gate = (await deps.pool.query<RunGateRow>(timedRunSql.gate(run.id, options.chunkNos ?? null))).rows[0];
+  if (gate?.timed && (!gate.prepared || !gate.released || gate.released.length === 0)) return 0;
+  const only = gate?.timed ? { ...options, chunkNos: gate.released as number[] } : options;
   const shards = Math.max(1, run.shards);
   let jobs: ReturnType<typeof chunkJob>[] = [];
   let pendingUsers = 0;
@@ -116,7 +124,7 @@ export async function enqueueRecordedChunks(
   let broken: Error | undefined;
   try {
     await client.query('BEGIN READ ONLY');
-    await client.query(chunkCursorSql.declare(run.id, options));
+    await client.query(chunkCursorSql.declare(run.id, only));
     for (;;) {
       const slice = await client.query<{ chunk_no: number; user_id: string; holdout: boolean }>(chunkCursorSql.fetch);
       for (const row of slice.rows) {

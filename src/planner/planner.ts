@@ -5,12 +5,14 @@ import { withTransaction, type Pool } from '../db/pool.ts';
 import { toError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { chunkJobId, enqueueRecordedChunks, type PrecomputeJobData, type PrecomputeJobResult } from './chunk-jobs.ts';
+import { coldStartPolicy } from '../propensity/cold-start.ts';
 import { resolveHeldPolicy } from './feedback.ts';
 import { formatPolicy } from './policy.ts';
 import { createRunStore, type BatchRun } from './runs.ts';
 import { streamingScorer, type PropensityScorer } from './scorer.ts';
 import { executeShardPhase, type SelectResult, type ShardJobData, type ShardPhaseDeps } from './shard-plan.ts';
 import { chunkSql, planShardSql, runSql, type RunRow } from './sql.ts';
+import { createTiming, heldChunks } from './timing.ts';
 import {
   BOUNDARY_LIMIT,
   isGlobalPolicy,
@@ -108,6 +110,8 @@ export interface Planner {
    * run terminates. Safe in every replica at once.
    */
   sweep(): Promise<SweepResult>;
+  /** Enqueues the chunks of timed runs (timing.ts) that are due by `now`; returns the jobs added. */
+  dispatch?(now: Date): Promise<number>;
 }
 
 /**
@@ -143,6 +147,7 @@ export function createPlanner(deps: PlannerDeps): Planner {
   const maxShardUsers = deps.maxShardUsers ?? 2_000_000;
   const unselectedSample = deps.unselectedSample ?? 100_000;
   const streaming = streamingScorer(scorer);
+  const timing = createTiming({ pool, queue, log, itemsPerUser });
   // No chunk queue: in this process, a run's chunks are enqueued once it is recorded as planned.
   const phaseDeps: ShardPhaseDeps = { pool, scorer: streaming, log, draw, now: () => clock.now() };
 
@@ -186,13 +191,18 @@ export function createPlanner(deps: PlannerDeps): Planner {
 
   async function plan(run: RunRow, window: Window, started: number): Promise<PlanResult> {
     const scheduledFor = run.scheduled_for;
+    // Before any shard selects: a timed run's chunks wait for their compute time.
+    if (window.timing.mode === 'predicted') await timing.markRun(run.id, window.timing);
     const prepared = await streaming.prepare(scheduledFor, window.horizonMs);
     // A re-plan (a replica taking over) scores with the version and shards the first attempt fixed.
     const pinned = (await pool.query<{ model_version: string; shards: number }>(planShardSql.pinPlan(run.id, prepared.version, await shardCount()))).rows[0];
     if (!pinned) throw new Error(`run ${run.id} vanished while planning`);
     const shards = pinned.shards;
-    const staged = await stages({ runId: run.id, window, windowStart: scheduledFor, version: pinned.model_version, shards });
-    return select({ ...run, shards }, window, started, staged, pinned.model_version, shards);
+    // Cold start (no model yet): a coverage or waste goal selects by the recency rule that backtests best.
+    const coldStart = { id: run.id, window: window.name, at: scheduledFor, horizonMs: window.horizonMs, version: pinned.model_version };
+    const applied = { ...window, policy: await coldStartPolicy({ pool, log }, coldStart, window.policy) };
+    const staged = await stages({ runId: run.id, window: applied, windowStart: scheduledFor, version: pinned.model_version, shards });
+    return select({ ...run, shards }, applied, started, staged, pinned.model_version, shards);
   }
 
   async function select(
@@ -226,6 +236,7 @@ export function createPlanner(deps: PlannerDeps): Planner {
       totals.chunks += r.chunks;
       totals.written += r.written;
     }
+    if (window.timing.mode === 'predicted') totals.chunks = await timing.cut(run.id, window.chunkSize, clock.now());
     const expectedCoverage = staged.total.sum > 0 ? staged.selected.sum / staged.total.sum : 0;
     const expectedWaste = staged.selected.count > 0 ? 1 - staged.selected.sum / staged.selected.count : 0;
     const marked = await withTransaction(pool, async (client) => {
@@ -247,7 +258,8 @@ export function createPlanner(deps: PlannerDeps): Planner {
     });
     if (!marked) return resume(run, window, started);
     // On the queue, each shard enqueued its chunks once recorded; here they are read back now.
-    const enqueued = shardQueue ? totals.chunks : await enqueueChunks(run, window.priority);
+    const enqueued =
+      window.timing.mode === 'predicted' ? await timing.dispatch(clock.now(), run.id) : shardQueue ? totals.chunks : await enqueueChunks(run, window.priority);
     const result = await finish(run, enqueued, started);
     log.info(
       {
@@ -409,17 +421,20 @@ export function createPlanner(deps: PlannerDeps): Planner {
       const now = clock.now();
       const open = (await pool.query<RunRow>(runSql.running(100))).rows;
       for (const run of open) {
-        const undone = (await pool.query<{ chunk_no: number; users: number }>(chunkSql.undone(run.id))).rows;
-        if (undone.length === 0) continue;
+        const recorded = (await pool.query<{ chunk_no: number; users: number }>(chunkSql.undone(run.id))).rows;
+        if (recorded.length === 0) continue;
         const failChunk = async (chunk: { chunk_no: number; users: number }, error: string) => {
           const recorded = await runs.completeChunk(pool, { runId: run.id, chunkNo: chunk.chunk_no, at: now, precomputed: 0, failed: chunk.users, computeMs: 0, error });
           if (recorded) result.failed++;
         };
         if (run.expires_at.getTime() <= now.getTime()) {
           // Computing now would only produce sets that are already stale.
-          for (const chunk of undone) await failChunk(chunk, 'run expired before the chunk was computed');
+          for (const chunk of recorded) await failChunk(chunk, 'run expired before the chunk was computed');
           continue;
         }
+        // A timed run's chunks held for a later compute time have no job yet, on purpose.
+        const held = await heldChunks(pool, run.id);
+        const undone = held.size === 0 ? recorded : recorded.filter((chunk) => !held.has(chunk.chunk_no));
         const states = await Promise.all(undone.map((chunk) => queue.getJobState(chunkJobId(run.id, chunk.chunk_no))));
         const lost: number[] = [];
         for (let i = 0; i < undone.length; i++) {
@@ -438,6 +453,8 @@ export function createPlanner(deps: PlannerDeps): Planner {
       }
       return result;
     },
+
+    dispatch: (now) => timing.dispatch(now),
   };
 }
 

@@ -24,6 +24,12 @@ export interface Scheduler {
   tick(now?: Date): Promise<TickOutcome[]>;
   /** The same for one window (a cron task firing). */
   tickWindow(name: string, now?: Date): Promise<TickOutcome>;
+  /**
+   * Enqueues the chunks of timed runs whose compute time has come (timing.ts). `tick` and
+   * `tickWindow` do it after planning; returns the jobs added (0 on failure, which is logged: the
+   * next tick retries, the chunks stay recorded as held).
+   */
+  dispatch(now?: Date): Promise<number>;
 }
 
 export interface SchedulerDeps {
@@ -87,6 +93,16 @@ export function createScheduler({ windows, planner, runs, clock, log }: Schedule
     }
   }
 
+  async function dispatchDue(at: Date): Promise<number> {
+    if (!planner.dispatch) return 0;
+    try {
+      return await planner.dispatch(at);
+    } catch (thrown) {
+      log.error({ err: toError(thrown), at }, 'dispatching due timed chunks failed; the next tick retries');
+      return 0;
+    }
+  }
+
   return {
     tick(now) {
       return serial(async () => {
@@ -94,15 +110,23 @@ export function createScheduler({ windows, planner, runs, clock, log }: Schedule
         const enabled = await windows.listEnabled();
         const outcomes: TickOutcome[] = [];
         for (const window of enabled) outcomes.push(await tickOne(window, at));
+        // Timed runs' chunks whose compute time has come, of every window (even one disabled since).
+        await dispatchDue(at);
         return outcomes;
       });
     },
     tickWindow(name, now) {
       return serial(async () => {
+        const at = now ?? clock.now();
         const window = await windows.get(name);
         if (!window || !window.enabled) return { window: name, action: 'no-occurrence' } as const;
-        return tickOne(window, now ?? clock.now());
+        const outcome = await tickOne(window, at);
+        await dispatchDue(at);
+        return outcome;
       });
+    },
+    dispatch(now) {
+      return serial(() => dispatchDue(now ?? clock.now()));
     },
   };
 }

@@ -5,6 +5,8 @@ import { PrewarmError } from '../errors.ts';
 import { validateSchedule } from './cron.ts';
 import { formatPolicy, parsePolicy, type Policy } from './policy.ts';
 import { windowSql, type WindowRow } from './sql.ts';
+import { DEFAULT_TIMING, type TimingMode, type WindowTiming } from './timing-settings.ts';
+import { windowTimingSql, type WindowTimingRow } from './timing-sql.ts';
 
 /** A batch window (docs/design.md, "window"), as stored in `windows`. */
 export interface Window {
@@ -24,6 +26,8 @@ export interface Window {
   priority: number;
   /** Share of the unselected users precomputed anyway, flagged as holdout. */
   holdoutRate: number;
+  /** When the selected users are computed: all at the occurrence, or each before their likely login (timing.ts). */
+  timing: WindowTiming;
   enabled: boolean;
   createdAt: Date;
   updatedAt: Date;
@@ -42,6 +46,12 @@ export interface WindowSettings {
   chunkSize?: number;
   priority?: number;
   holdoutRate?: number;
+  /** `midnight` (all at the occurrence) or `predicted` (each user before their likely login). */
+  timing?: TimingMode;
+  /** Slot length of predicted compute times: milliseconds or a duration such as `1h`. */
+  timingSlot?: number | string;
+  /** Accepted chance that a user's first login comes before their set, [0, 0.5]. */
+  timingRisk?: number;
   enabled?: boolean;
 }
 
@@ -58,6 +68,7 @@ export const WINDOW_DEFAULTS = Object.freeze({
 export const MAX_CHUNK_SIZE = 10_000;
 export const MAX_PRIORITY = 100;
 export const MAX_HOLDOUT_RATE = 0.5;
+export const MAX_TIMING_RISK = 0.5;
 const NAME_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
 
 export type WindowDefinition = Omit<Window, 'createdAt' | 'updatedAt'>;
@@ -113,6 +124,7 @@ export function resolveWindow(name: string, settings: WindowSettings, existing?:
   if (!Number.isFinite(holdoutRate) || holdoutRate < 0 || holdoutRate > MAX_HOLDOUT_RATE) {
     throw bad(`holdout rate must be a fraction from 0 to ${MAX_HOLDOUT_RATE}, not ${holdoutRate}`);
   }
+  const timing = resolveTiming(settings, existing?.timing, resolvedHorizon);
   return {
     name,
     cron: cron.trim(),
@@ -123,11 +135,22 @@ export function resolveWindow(name: string, settings: WindowSettings, existing?:
     chunkSize: integerIn('chunk size', settings.chunkSize ?? existing?.chunkSize ?? WINDOW_DEFAULTS.chunkSize, 1, MAX_CHUNK_SIZE),
     priority: integerIn('priority', settings.priority ?? existing?.priority ?? WINDOW_DEFAULTS.priority, 0, MAX_PRIORITY),
     holdoutRate,
+    timing,
     enabled: settings.enabled ?? existing?.enabled ?? WINDOW_DEFAULTS.enabled,
   };
 }
 
-export function toWindow(row: WindowRow): Window {
+function resolveTiming(settings: WindowSettings, existing: WindowTiming | undefined, horizonMs: number): WindowTiming {
+  const mode = settings.timing ?? existing?.mode ?? DEFAULT_TIMING.mode;
+  if (mode !== 'midnight' && mode !== 'predicted') throw bad(`timing must be "midnight" or "predicted", not "${String(mode)}"`);
+  const slotMs = settings.timingSlot !== undefined ? durationMs('timing slot', settings.timingSlot) : (existing?.slotMs ?? DEFAULT_TIMING.slotMs);
+  if (mode === 'predicted' && slotMs >= horizonMs) throw bad(`timing slot (${formatDuration(slotMs)}) must be shorter than the horizon (${formatDuration(horizonMs)}) to time anything`);
+  const risk = settings.timingRisk ?? existing?.risk ?? DEFAULT_TIMING.risk;
+  if (!Number.isFinite(risk) || risk < 0 || risk > MAX_TIMING_RISK) throw bad(`timing risk must be a fraction from 0 to ${MAX_TIMING_RISK}, not ${risk}`);
+  return { mode, slotMs, risk };
+}
+
+export function toWindow(row: WindowRow, timingRow?: WindowTimingRow): Window {
   return {
     name: row.name,
     cron: row.cron,
@@ -138,6 +161,7 @@ export function toWindow(row: WindowRow): Window {
     chunkSize: row.chunk_size,
     priority: row.priority,
     holdoutRate: row.holdout_rate,
+    timing: timingRow ? { mode: timingRow.timing, slotMs: Number(timingRow.timing_slot_ms), risk: Number(timingRow.timing_risk) } : { ...DEFAULT_TIMING },
     enabled: row.enabled,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
@@ -156,6 +180,9 @@ export function describeWindow(window: Window): Record<string, unknown> {
     chunkSize: window.chunkSize,
     priority: window.priority,
     holdoutRate: window.holdoutRate,
+    timing: window.timing.mode,
+    timingSlot: formatDuration(window.timing.slotMs),
+    timingRisk: window.timing.risk,
     enabled: window.enabled,
     updatedAt: window.updatedAt.toISOString(),
   };
@@ -185,19 +212,25 @@ export interface WindowStoreDeps {
  * next tick of every replica without a restart.
  */
 export function createWindowStore({ pool, clock }: WindowStoreDeps): WindowStore {
+  // The timing settings (migration 0016) are read beside the window's row, by name.
+  async function withTiming(db: Queryable, rows: readonly WindowRow[]): Promise<Window[]> {
+    if (rows.length === 0) return [];
+    const timings = new Map((await db.query<WindowTimingRow>(windowTimingSql.of(rows.map((row) => row.name)))).rows.map((row) => [row.name, row]));
+    return rows.map((row) => toWindow(row, timings.get(row.name)));
+  }
   async function fetch(db: Queryable, name: string, forUpdate = false): Promise<Window | undefined> {
     const result = await db.query<WindowRow>(windowSql.get(name, forUpdate));
-    return result.rows[0] ? toWindow(result.rows[0]) : undefined;
+    return (await withTiming(db, result.rows))[0];
   }
   function unknown(name: string): PrewarmError {
     return new PrewarmError('PREWARM_ERR_UNKNOWN_WINDOW', `no window named "${name}" (see prewarm windows list)`);
   }
   return {
     async list() {
-      return (await pool.query<WindowRow>(windowSql.list(false))).rows.map(toWindow);
+      return withTiming(pool, (await pool.query<WindowRow>(windowSql.list(false))).rows);
     },
     async listEnabled() {
-      return (await pool.query<WindowRow>(windowSql.list(true))).rows.map(toWindow);
+      return withTiming(pool, (await pool.query<WindowRow>(windowSql.list(true))).rows);
     },
     get: (name) => fetch(pool, name),
     async require(name) {
@@ -226,13 +259,15 @@ export function createWindowStore({ pool, clock }: WindowStoreDeps): WindowStore
           }),
         );
         const row = result.rows[0] as WindowRow & { created: boolean };
-        return { window: toWindow(row), created: row.created };
+        const { mode, slotMs, risk } = definition.timing;
+        await client.query(windowTimingSql.set(definition.name, mode, slotMs, risk));
+        return { window: toWindow(row, { name: row.name, timing: mode, timing_slot_ms: slotMs, timing_risk: risk }), created: row.created };
       });
     },
     async setEnabled(name, enabled) {
       const result = await pool.query<WindowRow>(windowSql.setEnabled(name, enabled, clock.now()));
       if (!result.rows[0]) throw unknown(name);
-      return toWindow(result.rows[0]);
+      return (await withTiming(pool, result.rows))[0] as Window;
     },
     async delete(name) {
       const result = await pool.query(windowSql.delete(name));

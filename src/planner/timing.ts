@@ -1,0 +1,215 @@
+import type { Queue } from 'bullmq';
+import { withTransaction, type Pool, type Queryable } from '../db/pool.ts';
+import type { Logger } from '../log.ts';
+import { DAY_MS, HOUR_MS, S, STATE_SIZE, stateFromBytes, utcHour } from '../propensity/state.ts';
+import { gridFor, gridKey, rewindStates, syncGrid } from '../propensity/state-store.ts';
+import { enqueueRecordedChunks, type PrecomputeJobData, type PrecomputeJobResult } from './chunk-jobs.ts';
+import type { WindowTiming } from './timing-settings.ts';
+import { cutSql, dispatchSql, timedRunSql, type DispatchRunRow, type DueChunkRow } from './timing-sql.ts';
+
+/**
+ * Precompute timed to the login. A window with timing `predicted` decides once per occurrence who
+ * is precomputed (its policy, exactly as an untimed window), then gives each of those users a
+ * compute time: the start of the latest slot (slotMs long, counted from the occurrence) before
+ * which the user's estimated chance of a first login in the horizon is at most `risk`. The
+ * estimate is the hour-of-day histogram of the user's activity state (decayed, recent habits
+ * count more), smoothed towards the population's hours by PRIOR_WEIGHT logins' worth, so a user
+ * with little history is computed when the population starts logging in, not at their one login's
+ * hour. Sets still expire at the occurrence's end (scheduled_for + ttl).
+ *
+ * The compute times are recorded in Postgres: the run's chunks are cut by compute time
+ * (`batch_chunks.due_at`), and a chunk is enqueued only once a dispatcher released it
+ * (`dispatched_at`). Every scheduler tick dispatches (real time: every cron firing and every
+ * 15 s cycle; a replay: at every slot start of its virtual clock), so a scheduler restart loses
+ * nobody, and a dispatcher that dies between release and enqueue is covered by the sweep.
+ */
+
+export { DEFAULT_TIMING, type TimingMode, type WindowTiming } from './timing-settings.ts';
+
+/** The population's hours count as this many logins of a user's own: little history, mostly prior. */
+export const PRIOR_WEIGHT = 4;
+/** The population's hours are read from this many days of logins before the occurrence. */
+const PRIOR_DAYS = 28;
+const PAGE = 10_000;
+
+/**
+ * Offset from the window start of a user's compute time: the latest slot start b (a multiple of
+ * slotMs below the horizon, and within its first day) with F(b) ≤ risk, where F is the chance
+ * that the user's first login in the horizon falls before b. Logins are spread over the hours of
+ * the day as `hours` (the user's own, any scale; all zero when unknown) smoothed towards `prior`
+ * (the population's, summing to 1). 0 means "at the occurrence", as an untimed window.
+ */
+export function computeOffset(hours: ArrayLike<number>, prior: ArrayLike<number>, startMs: number, horizonMs: number, slotMs: number, risk: number): number {
+  let own = 0;
+  for (let h = 0; h < 24; h++) own += hours[h] as number;
+  const span = Math.min(horizonMs, DAY_MS);
+  // Weight of each hour of the span: the smoothed share of the day's logins in that UTC hour.
+  const weightAt = (offset: number): number => {
+    const h = utcHour(startMs + offset);
+    const mine = own > 0 ? (hours[h] as number) / own : 0;
+    return (own * mine + PRIOR_WEIGHT * (prior[h] as number)) / (own + PRIOR_WEIGHT);
+  };
+  let total = 0;
+  for (let offset = 0; offset < span; offset += HOUR_MS) total += weightAt(offset) * (Math.min(HOUR_MS, span - offset) / HOUR_MS);
+  if (!(total > 0)) return 0;
+  let best = 0;
+  let before = 0;
+  let hourStart = 0;
+  for (let slot = slotMs; slot < span; slot += slotMs) {
+    // Mass of the span before `slot`, counting a partial hour in proportion.
+    while (hourStart + HOUR_MS <= slot) {
+      before += weightAt(hourStart);
+      hourStart += HOUR_MS;
+    }
+    const partial = slot > hourStart ? (weightAt(hourStart) * (slot - hourStart)) / HOUR_MS : 0;
+    if ((before + partial) / total > risk) break;
+    best = slot;
+  }
+  return best;
+}
+
+/** The population's login share by UTC hour over the PRIOR_DAYS days before `startMs` (uniform when none). */
+export async function populationHours(db: Queryable, startMs: number): Promise<Float64Array> {
+  const sql = cutSql.hourCounts(new Date(startMs - PRIOR_DAYS * DAY_MS), new Date(startMs));
+  const rows = (await db.query<{ hour: number; n: number }>(sql.text, sql.values)).rows;
+  const prior = new Float64Array(24);
+  let sum = 0;
+  for (const row of rows) {
+    prior[row.hour] = Number(row.n);
+    sum += Number(row.n);
+  }
+  for (let h = 0; h < 24; h++) prior[h] = sum > 0 ? (prior[h] as number) / sum : 1 / 24;
+  return prior;
+}
+
+export interface TimingDeps {
+  pool: Pool;
+  queue: Queue<PrecomputeJobData, PrecomputeJobResult>;
+  log: Logger;
+  itemsPerUser: number;
+}
+
+export interface Timing {
+  /** Marks a claimed run as timed, before its shards select: none of its chunks is enqueued until released. */
+  markRun(runId: number, timing: WindowTiming): Promise<void>;
+  /**
+   * Cuts a timed run's chunks by compute time (once: a re-plan finds it cut) and returns the
+   * number of chunks. `now` is recorded as the cut's time.
+   */
+  cut(runId: number, chunkSize: number, now: Date): Promise<number>;
+  /** Releases and enqueues the chunks due by `now` (of one run, or of every open run); returns the jobs added. */
+  dispatch(now: Date, runId?: number): Promise<number>;
+}
+
+export function createTiming(deps: TimingDeps): Timing {
+  const { pool, queue, log, itemsPerUser } = deps;
+
+  /** The grid to read hour histograms from: the freshest, caught up; one on a 1-day grid when none exists. */
+  async function grid(startMs: number) {
+    const row = (await pool.query<{ window_ms: string | number; phase_ms: string | number }>(cutSql.freshestGrid)).rows[0];
+    const chosen = row ? { windowMs: Number(row.window_ms), phaseMs: Number(row.phase_ms) } : gridFor(DAY_MS, startMs);
+    await syncGrid(pool, chosen, log);
+    return chosen;
+  }
+
+  /** Compute offsets of every user the run precomputes, a page at a time, staged in the transaction's temp table. */
+  async function stageOffsets(client: Queryable, runId: number, startMs: number, horizonMs: number, slotMs: number, risk: number): Promise<Map<number, number>> {
+    const chosen = await grid(startMs);
+    const key = gridKey(chosen);
+    const prior = await populationHours(client, startMs);
+    const hours = new Float64Array(24);
+    const slots = new Map<number, number>();
+    await client.query(cutSql.createStage);
+    let after: string | null = null;
+    for (;;) {
+      const page = await client.query<{ user_id: string }>(cutSql.usersPage(runId, after, PAGE));
+      if (page.rows.length === 0) break;
+      const userIds = page.rows.map((row) => row.user_id);
+      after = userIds[userIds.length - 1] as string;
+      const index = new Map(userIds.map((id, i) => [id, i]));
+      const states = new Float64Array(userIds.length * STATE_SIZE);
+      // Users without a stored state keep COUNT 0: the population's hours alone place them.
+      const statesSql = cutSql.states(key, userIds);
+      for (const row of (await client.query<{ user_id: string; state: Buffer }>(statesSql.text, statesSql.values)).rows) {
+        stateFromBytes(row.state, states, (index.get(row.user_id) as number) * STATE_SIZE);
+      }
+      // Logins at or after the occurrence (a late plan, a replay) are not the habit it predicts from.
+      await rewindStates(client, { userIds, states }, chosen, startMs);
+      const offsets = userIds.map((_id, i) => {
+        const base = i * STATE_SIZE;
+        // The histogram is valued at the user's last login; its shape is what matters, so no decay to startMs.
+        for (let h = 0; h < 24; h++) hours[h] = (states[base + S.COUNT] as number) > 0 ? (states[base + S.HOUR + h] as number) : 0;
+        const offset = computeOffset(hours, prior, startMs, horizonMs, slotMs, risk);
+        slots.set(offset, (slots.get(offset) ?? 0) + 1);
+        return startMs + offset;
+      });
+      await client.query(cutSql.stage(userIds, offsets));
+      if (page.rows.length < PAGE) break;
+    }
+    return slots;
+  }
+
+  async function chunkCount(db: Queryable, runId: number): Promise<number> {
+    return (await db.query<{ n: number }>(timedRunSql.chunkCount(runId))).rows[0]?.n ?? 0;
+  }
+
+  return {
+    async markRun(runId, timing) {
+      await pool.query(timedRunSql.mark(runId, timing.slotMs, timing.risk));
+    },
+
+    async cut(runId, chunkSize, now) {
+      return withTransaction(pool, async (client) => {
+        const run = (await client.query<{ scheduled_for: Date; horizon_ms: string | number; timing_slot_ms: string | number; timing_risk: number }>(timedRunSql.lockUncut(runId))).rows[0];
+        if (!run) return chunkCount(client, runId);
+        const startMs = run.scheduled_for.getTime();
+        const slots = await stageOffsets(client, runId, startMs, Number(run.horizon_ms), Number(run.timing_slot_ms), Number(run.timing_risk));
+        await client.query(cutSql.renumber(runId, chunkSize));
+        await client.query(cutSql.dropChunks(runId));
+        await client.query(cutSql.insertChunks(runId));
+        await client.query(cutSql.markCut(runId, now));
+        const chunks = await chunkCount(client, runId);
+        log.info({ runId, chunks, usersBySlotHour: Object.fromEntries([...slots].sort((a, b) => a[0] - b[0]).map(([offset, n]) => [offset / HOUR_MS, n])) }, 'timed run cut by compute time');
+        return chunks;
+      });
+    },
+
+    async dispatch(now, runId) {
+      const released = (await pool.query<DueChunkRow>(dispatchSql.release(now, runId ?? null))).rows;
+      if (released.length === 0) return 0;
+      const byRun = new Map<number, number[]>();
+      for (const row of released) byRun.set(Number(row.run_id), [...(byRun.get(Number(row.run_id)) ?? []), row.chunk_no]);
+      const runs = (await pool.query<DispatchRunRow>(dispatchSql.runs([...byRun.keys()]))).rows;
+      let added = 0;
+      for (const run of runs) {
+        const chunkNos = byRun.get(Number(run.id)) ?? [];
+        added += await enqueueRecordedChunks(
+          { pool, queue },
+          { id: Number(run.id), window: run.window_name, scheduledFor: run.scheduled_for, expiresAt: run.expires_at, shards: run.shards },
+          { windowPriority: run.priority, itemsPerUser, chunkNos },
+        );
+      }
+      log.info({ at: now, chunks: released.length, jobs: added, runs: runs.length }, 'timed chunks dispatched');
+      return added;
+    },
+  };
+}
+
+/** Chunks of a run that are held for a later compute time: no job is expected for them yet. */
+export async function heldChunks(db: Queryable, runId: number): Promise<Set<number>> {
+  return new Set((await db.query<{ chunk_no: number }>(timedRunSql.held(runId))).rows.map((row) => row.chunk_no));
+}
+
+/**
+ * Waits until every chunk due by `now` of the open runs is computed: a replay's step before the
+ * logins of the next slot, as a run's completion is for untimed windows.
+ */
+export async function waitForDueChunks(db: Queryable, now: Date, timeoutMs = 600_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (let delay = 2; ; delay = Math.min(delay * 2, 50)) {
+    const pending = (await db.query<{ n: number }>(dispatchSql.pending(now))).rows[0]?.n ?? 0;
+    if (pending === 0) return;
+    if (Date.now() > deadline) throw new Error(`${pending} due chunks still not computed after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, delay));
+  }
+}
