@@ -56,6 +56,7 @@ const envSchema = z.object({
   PREWARM_ON_DEMAND_TTL: duration.default(3_600_000),
   PREWARM_ON_DEMAND_CONCURRENCY: positiveInt.default(4),
   PREWARM_ON_DEMAND_QUEUE: z.coerce.number().int().min(0).default(64),
+  PREWARM_REFRESH_BEHIND: z.enum(['login', 'never']).default('login'),
   PREWARM_RECOMMENDER: z.enum(['item-cf', 'http']).default('item-cf'),
   PREWARM_RECOMMENDER_URL: url(['http:', 'https:']).optional(),
   PREWARM_RECOMMENDER_TIMEOUT_MS: positiveInt.default(2_000),
@@ -102,6 +103,8 @@ const configSchema = envSchema.transform((e) => ({
   onDemandTtlMs: e.PREWARM_ON_DEMAND_TTL,
   onDemandConcurrency: e.PREWARM_ON_DEMAND_CONCURRENCY,
   onDemandQueue: e.PREWARM_ON_DEMAND_QUEUE,
+  /** A set behind its user's interactions: computed again at login within the budget (`login`), or served marked behind (`never`). */
+  refreshBehind: e.PREWARM_REFRESH_BEHIND,
   recommender: e.PREWARM_RECOMMENDER,
   recommenderUrl: e.PREWARM_RECOMMENDER_URL,
   recommenderTimeoutMs: e.PREWARM_RECOMMENDER_TIMEOUT_MS,

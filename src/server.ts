@@ -71,6 +71,7 @@ export async function startServer(config: Readonly<Config>, log: Logger, clock: 
           onDemandTtlMs: config.onDemandTtlMs,
           onDemandConcurrency: config.onDemandConcurrency,
           onDemandQueue: config.onDemandQueue,
+          refreshBehind: config.refreshBehind,
           setSize: config.maxLimit,
         },
         events: { flushIntervalMs: config.flushIntervalMs, maxBatch: config.flushMaxBatch, maxPending: config.eventBufferMax },

@@ -26,6 +26,8 @@ describe('HTTP API', () => {
       computedAt: '2024-03-01T12:00:00.000Z',
       expiresAt: '2024-03-01T13:00:00.000Z',
       stalenessMs: 0,
+      behind: false,
+      missedInteractions: 0,
       modelVersion: 'scripted-v1',
     });
   });
@@ -39,7 +41,7 @@ describe('HTTP API', () => {
   it('says why it served popular items', async () => {
     const response = await h.app.inject({ method: 'GET', url: '/v1/users/newcomer/recommendations?limit=5', headers: auth });
     expect(response.statusCode).toBe(200);
-    expect(response.json()).toMatchObject({ source: 'fallback', reason: 'unknown_user', computedAt: null, expiresAt: null, stalenessMs: null });
+    expect(response.json()).toMatchObject({ source: 'fallback', reason: 'unknown_user', computedAt: null, expiresAt: null, stalenessMs: null, behind: false, missedInteractions: null });
   });
 
   it.each([

@@ -36,6 +36,13 @@ export function createApiMetrics(options: { defaultMetrics?: boolean; pendingEve
     buckets: [1, 10, 60, 300, 900, 1_800, 3_600, 7_200, 14_400, 28_800, 86_400],
     registers: [registry],
   });
+  const missedInteractions = new Histogram({
+    name: 'prewarm_served_set_missed_interactions',
+    help: "Interactions of the user at or after the served set's computation and up to the login (0: up to date; above 0: the set was behind), by source; fallback answers and uncounted serves are not observed",
+    labelNames: ['source'] as const,
+    buckets: [0, 1, 2, 5, 10, 20, 50, 100],
+    registers: [registry],
+  });
   const readPending = options.pendingEvents;
   const pendingEvents = new Gauge({
     name: 'prewarm_pending_events',
@@ -57,11 +64,12 @@ export function createApiMetrics(options: { defaultMetrics?: boolean; pendingEve
   });
   return {
     registry,
-    observeServe(source: string, latencyMs: number, reason: string | undefined, details?: { stalenessMs: number | null; coalesced: boolean }) {
+    observeServe(source: string, latencyMs: number, reason: string | undefined, details?: { stalenessMs: number | null; coalesced: boolean; missedInteractions?: number | null }) {
       serves.inc({ source, reason: reason ?? '' });
       latency.observe({ source }, latencyMs / 1000);
       if (details?.coalesced) coalesced.inc();
       if (details?.stalenessMs != null) servedSetAge.observe({ source }, details.stalenessMs / 1000);
+      if (details?.missedInteractions != null) missedInteractions.observe({ source }, details.missedInteractions);
     },
     pendingEvents,
     refusedForFullBuffer,

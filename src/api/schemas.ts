@@ -34,7 +34,7 @@ export function recommendationsQuery(defaultLimit: number, maxLimit: number) {
 
 export const recommendationsResponse = {
   type: 'object',
-  required: ['userId', 'items', 'source', 'computedAt', 'expiresAt', 'stalenessMs', 'modelVersion'],
+  required: ['userId', 'items', 'source', 'computedAt', 'expiresAt', 'stalenessMs', 'behind', 'missedInteractions', 'modelVersion'],
   properties: {
     userId: { type: 'string' },
     items: {
@@ -49,6 +49,14 @@ export const recommendationsResponse = {
     computedAt: { type: ['string', 'null'], format: 'date-time', description: 'When the served set was computed; null for fallback' },
     expiresAt: { type: ['string', 'null'], format: 'date-time', description: 'End of the set’s freshness; null for fallback' },
     stalenessMs: { type: ['integer', 'null'], description: 'Age of the served set at the login; null for fallback' },
+    behind: {
+      type: 'boolean',
+      description: 'True when the served set missed interactions of the user (missedInteractions > 0): it was computed before them and could not be computed again within the latency budget (or PREWARM_REFRESH_BEHIND=never)',
+    },
+    missedInteractions: {
+      type: ['integer', 'null'],
+      description: "The user's interactions at or after the served set's computedAt, up to the login; 0 for an up-to-date set, null for fallback or when they could not be counted",
+    },
     modelVersion: { type: 'string' },
     reason: {
       type: 'string',

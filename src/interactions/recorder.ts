@@ -1,6 +1,7 @@
 import { applyInsertedInteractions, type InteractionInput } from '../activity/user-activity.ts';
 import { createBatchBuffer, type BatchBufferOptions } from '../db/batch-buffer.ts';
 import type { Pool } from '../db/pool.ts';
+import type { Freshness } from '../freshness/freshness.ts';
 import type { Logger } from '../log.ts';
 
 export type { InteractionInput } from '../activity/user-activity.ts';
@@ -8,6 +9,11 @@ export type { InteractionInput } from '../activity/user-activity.ts';
 export interface InteractionRecorderOptions extends Pick<BatchBufferOptions<InteractionInput>, 'flushIntervalMs' | 'maxBatch' | 'maxPending'> {
   pool: Pool;
   log: Logger;
+  /**
+   * Told every acknowledged interaction's time, so that a login can tell whether its set is
+   * behind (src/freshness/freshness.ts). Default: none.
+   */
+  freshness?: Pick<Freshness, 'record'>;
 }
 
 export interface InteractionRecorder {
@@ -52,6 +58,9 @@ export function createInteractionRecorder(options: InteractionRecorderOptions): 
     offer(rows) {
       if (!buffer.offer(rows)) return false;
       for (const row of rows) unwrittenByUser.set(row.userId, (unwrittenByUser.get(row.userId) ?? 0) + 1);
+      // In Redis at once (it never rejects): the next login of the user knows its set is behind,
+      // before the batch reaches Postgres.
+      void options.freshness?.record(rows);
       return true;
     },
     hasPending: (userId) => unwrittenByUser.has(userId),

@@ -5,6 +5,7 @@ import type { Clock } from '../clock.ts';
 import { PrewarmError } from '../errors.ts';
 import { throttledErrorLog, type Logger } from '../log.ts';
 import type { Recommender, ScoredItem } from '../recommender/types.ts';
+import type { Freshness } from '../freshness/freshness.ts';
 import type { InteractionRecorder } from '../interactions/recorder.ts';
 import type { RecommendationCache } from '../sets/cache.ts';
 import { isFresh, scoredItems, storedItems, type RecommendationSet } from '../sets/set.ts';
@@ -21,9 +22,19 @@ export interface ServeResult {
   computedAt: Date | null;
   expiresAt: Date | null;
   stalenessMs: number | null;
+  /** True when the served set missed interactions of its user (`missedInteractions` > 0). */
+  behind: boolean;
+  /**
+   * The user's interactions at or after the served set's `computedAt`, up to the login: 0 for
+   * an up-to-date set, null for fallback answers or when they could not be counted.
+   */
+  missedInteractions: number | null;
   modelVersion: string;
   reason?: FallbackReason;
 }
+
+/** PREWARM_REFRESH_BEHIND: recompute a behind set at login (within the budget), or serve it as it is. */
+export type RefreshBehind = 'login' | 'never';
 
 export interface ServingOptions {
   /** Longest a login waits for an on-demand computation before popular items are served. */
@@ -47,6 +58,12 @@ export interface ServingOptions {
    * their logins (each waits for Redis and a Postgres connection). Default 1,000.
    */
   maxLookups?: number;
+  /**
+   * What a login does with a set that is behind (its user interacted since it was computed):
+   * `login` computes it again on demand, and serves the old one, marked behind, only if the new
+   * one is not ready within the budget; `never` serves it marked behind. Default `login`.
+   */
+  refreshBehind?: RefreshBehind;
 }
 
 /** When a login was received, for the latency budget and the recorded latency. */
@@ -79,13 +96,23 @@ export interface RecommendationServiceDeps {
    * Observes every answer (metrics): `stalenessMs` of the served set (null for `fallback`), and
    * `coalesced` when the login joined a lookup or computation already in flight for its user.
    */
-  onServe?: (source: ServeSource, latencyMs: number, reason: FallbackReason | undefined, details: { stalenessMs: number | null; coalesced: boolean }) => void;
+  onServe?: (
+    source: ServeSource,
+    latencyMs: number,
+    reason: FallbackReason | undefined,
+    details: { stalenessMs: number | null; coalesced: boolean; missedInteractions?: number | null },
+  ) => void;
   /**
    * The interactions API's buffer: a user's acknowledged interactions still in it are written
    * before an on-demand computation for that user, so the set reflects everything the user did
    * up to the instant it is computed. Default: none.
    */
   interactions?: Pick<InteractionRecorder, 'hasPending' | 'flush'>;
+  /**
+   * Tells whether a set is behind (src/freshness/freshness.ts). Default: none, and every set is
+   * served as it is, with `missedInteractions` null.
+   */
+  freshness?: Pick<Freshness, 'read' | 'countFrom' | 'countExactly'>;
 }
 
 export interface RecommendationService {
@@ -123,7 +150,13 @@ type Computation =
   | { kind: 'overloaded' }
   | { kind: 'failed'; error: Error };
 
-type Resolution = { kind: 'fresh'; set: RecommendationSet } | Computation;
+/** A fresh set and the interactions it missed (null: not counted). */
+interface Found {
+  set: RecommendationSet;
+  missed: number | null;
+}
+
+type Resolution = ({ kind: 'fresh' } & Found) | Computation;
 
 /**
  * One user's lookup and, when it finds no fresh set, computation, shared by the user's
@@ -138,6 +171,8 @@ type Resolution = { kind: 'fresh'; set: RecommendationSet } | Computation;
 interface Lookup {
   done: Promise<Resolution>;
   phase: 'looking' | 'admitted' | 'settled';
+  /** The behind set being computed again: what a login whose budget runs out is served. */
+  behind?: Found;
 }
 
 /**
@@ -151,6 +186,8 @@ export function createRecommendationService(deps: RecommendationServiceDeps): Re
   const coalescer = createCoalescer<Resolution, Lookup>();
   const places = options.onDemandConcurrency + options.onDemandQueue;
   const maxLookups = options.maxLookups ?? 1_000;
+  const refreshBehind = options.refreshBehind ?? 'login';
+  const { freshness } = deps;
   /** Places held by admitted computations (waiting for a slot, running, or still looking up). */
   let admitted = 0;
   let closing = false;
@@ -160,19 +197,28 @@ export function createRecommendationService(deps: RecommendationServiceDeps): Re
   const refillFailed = throttledErrorLog(log, 'cache refill failed');
   const onDemandCacheFailed = throttledErrorLog(log, 'caching an on-demand set failed');
 
-  async function findFreshSet(userId: string, at: Date): Promise<RecommendationSet | undefined> {
+  async function findFreshSet(userId: string, at: Date): Promise<Found | undefined> {
+    // Issued in the same tick as the cache GET: both leave in one write (auto-pipelining) and
+    // come back in one round trip.
+    const recent = freshness?.read(userId, at);
     const cached = await cache.get(userId);
-    if (cached && isFresh(cached, at)) return cached;
-    let stored: RecommendationSet | undefined;
-    try {
-      stored = await store.findFresh(userId, at);
-    } catch (error) {
-      storeReadFailed(error);
-      return undefined;
+    let set: RecommendationSet | undefined;
+    if (cached && isFresh(cached, at)) set = cached;
+    else {
+      try {
+        set = await store.findFresh(userId, at);
+      } catch (error) {
+        storeReadFailed(error);
+        return undefined;
+      }
+      // Redis lost it (eviction, restart) or never had it: put it back for the next login.
+      if (set) cache.setMany([set], at).catch(refillFailed);
     }
-    // Redis lost it (eviction, restart) or never had it: put it back for the next login.
-    if (stored) cache.setMany([stored], at).catch(refillFailed);
-    return stored;
+    if (!set) return undefined;
+    if (!freshness || !recent) return { set, missed: null };
+    const read = await recent;
+    const missed = freshness.countFrom(read, set.computedAt, at) ?? (await freshness.countExactly(read, userId, set.computedAt, at));
+    return { set, missed };
   }
 
   async function compute(userId: string, at: Date): Promise<Computation> {
@@ -229,10 +275,15 @@ export function createRecommendationService(deps: RecommendationServiceDeps): Re
     // Touches `lookup` only after its first await, when `lookup` exists.
     async function lookUpThenCompute(): Promise<Resolution> {
       try {
-        const fresh = await findFreshSet(userId, at);
-        if (fresh) return { kind: 'fresh', set: fresh };
-        if (!admit(lookup)) return { kind: 'overloaded' };
-        return await limit(() => compute(userId, at));
+        const found = await findFreshSet(userId, at);
+        const refresh = found !== undefined && refreshBehind === 'login' && (found.missed ?? 0) > 0;
+        if (found && !refresh) return { kind: 'fresh', ...found };
+        // Behind: computed again, the old set served meanwhile to a login out of budget, and
+        // whenever the new one cannot be had (no place, failed, no longer personalised).
+        if (found) lookup.behind = found;
+        if (!admit(lookup)) return found ? { kind: 'fresh', ...found } : { kind: 'overloaded' };
+        const computed = await limit(() => compute(userId, at));
+        return found && computed.kind !== 'set' ? { kind: 'fresh', ...found } : computed;
       } finally {
         if (lookup.phase === 'admitted') admitted--;
         lookup.phase = 'settled';
@@ -278,13 +329,18 @@ export function createRecommendationService(deps: RecommendationServiceDeps): Re
       computedAt: null,
       expiresAt: null,
       stalenessMs: null,
+      behind: false,
+      missedInteractions: null,
       modelVersion: recommender.modelVersion(),
       reason,
     };
     return { result, setId: null };
   }
 
-  function fromSet(set: RecommendationSet, source: ServeSource, at: Date, limitN: number): Answer {
+  /** The source a found set is served as. */
+  const foundSource = (set: RecommendationSet): ServeSource => (set.source === 'batch' ? 'precomputed' : 'reused');
+
+  function fromSet(set: RecommendationSet, source: ServeSource, at: Date, limitN: number, missed: number | null): Answer {
     const result: ServeResult = {
       userId: set.userId,
       items: scoredItems(set, limitN),
@@ -292,6 +348,8 @@ export function createRecommendationService(deps: RecommendationServiceDeps): Re
       computedAt: set.computedAt,
       expiresAt: set.expiresAt,
       stalenessMs: Math.max(0, at.getTime() - set.computedAt.getTime()),
+      behind: missed !== null && missed > 0,
+      missedInteractions: missed,
       modelVersion: set.modelVersion,
     };
     return { result, setId: set.id };
@@ -308,15 +366,17 @@ export function createRecommendationService(deps: RecommendationServiceDeps): Re
     if (outcome === 'timeout') {
       // Settled just as the budget ran out: its outcome is there to serve.
       if (lookup.phase === 'settled') outcome = await lookup.done;
+      // A behind set being computed again (it holds a place): served as it is, marked behind.
+      else if (lookup.behind) return fromSet(lookup.behind.set, foundSource(lookup.behind.set), at, limitN, lookup.behind.missed);
       // `latency_budget` promises that the next login finds the set: said only of a computation
       // that holds a place, which the queue limit can no longer drop.
       else return fallback(userId, at, limitN, admit(lookup) ? 'latency_budget' : 'overloaded');
     }
     switch (outcome.kind) {
       case 'fresh':
-        return fromSet(outcome.set, outcome.set.source === 'batch' ? 'precomputed' : 'reused', at, limitN);
+        return fromSet(outcome.set, foundSource(outcome.set), at, limitN, outcome.missed);
       case 'set':
-        return fromSet(outcome.set, 'on_demand', at, limitN);
+        return fromSet(outcome.set, 'on_demand', at, limitN, 0);
       case 'unknown_user':
         return fallback(userId, at, limitN, 'unknown_user');
       case 'overloaded':
@@ -350,8 +410,9 @@ export function createRecommendationService(deps: RecommendationServiceDeps): Re
         stalenessMs: result.stalenessMs,
         latencyMs,
         reason: result.reason ?? null,
+        missedInteractions: result.missedInteractions,
       });
-      deps.onServe?.(result.source, latencyMs, result.reason, { stalenessMs: result.stalenessMs, coalesced });
+      deps.onServe?.(result.source, latencyMs, result.reason, { stalenessMs: result.stalenessMs, coalesced, missedInteractions: result.missedInteractions });
       return result;
     },
     inFlight: () => coalescer.size(),

@@ -2,7 +2,9 @@ import type { Redis } from 'ioredis';
 import { recordLogins } from '../activity/user-activity.ts';
 import type { Clock } from '../clock.ts';
 import type { Pool } from '../db/pool.ts';
+import { createFreshness, type Freshness } from '../freshness/freshness.ts';
 import { createInteractionRecorder, type InteractionRecorder } from '../interactions/recorder.ts';
+import { MAX_CLOCK_AHEAD_MS } from '../interactions/route.ts';
 import { runShutdownSteps } from '../lifecycle.ts';
 import type { Logger } from '../log.ts';
 import type { Recommender } from '../recommender/types.ts';
@@ -25,6 +27,8 @@ export interface ServingStackOptions {
   events?: Pick<EventRecorderOptions, 'flushIntervalMs' | 'maxBatch' | 'maxPending'>;
   /** How long `close()` keeps trying to write buffered events. Default 10 s (the recorder's). */
   closeDeadlineMs?: number;
+  /** How long each user's interaction times stay in Redis for the behind check (src/freshness). Default 3 days. */
+  freshnessKeepMs?: number;
 }
 
 export interface ServingStackDeps<M extends ServeMetrics | undefined = undefined> {
@@ -46,6 +50,8 @@ export interface ServingStack<M extends ServeMetrics | undefined = undefined> {
   recorder: EventRecorder;
   /** The buffer behind `POST /v1/interactions`, batched like the events. */
   interactions: InteractionRecorder;
+  /** Each user's recent interaction times in Redis: whether a served set is behind. */
+  freshness: Freshness;
   service: RecommendationService;
   metrics: M;
   /**
@@ -65,9 +71,16 @@ export function createServingStack<M extends ServeMetrics | undefined = undefine
   const cache = createRecommendationCache({ redis, prefix: options.cachePrefix, log });
   const store = createRecommendationStore({ pool });
   const recorder = createEventRecorder({ pool, store, recordLogins, log, ...options.events });
-  const interactions = createInteractionRecorder({ pool, log, flushIntervalMs: options.events?.flushIntervalMs, maxPending: options.events?.maxPending });
+  // Writes a user's buffered interactions before they are counted in Postgres (`interactions`
+  // is created just below; the count runs only at a login).
+  const flushPending = async (userId: string) => {
+    if (interactions.hasPending(userId)) await interactions.flush();
+  };
+  const freshness = createFreshness({ redis, prefix: options.cachePrefix, pool, clock, log, keepMs: options.freshnessKeepMs, clockAheadMs: MAX_CLOCK_AHEAD_MS, flushPending });
+  void freshness.start();
+  const interactions = createInteractionRecorder({ pool, log, flushIntervalMs: options.events?.flushIntervalMs, maxPending: options.events?.maxPending, freshness });
   const metrics = deps.metrics?.({ recorder }) as M;
-  const service = createRecommendationService({ cache, store, recommender, recorder, clock, log, options: options.serving, onServe: metrics?.observeServe, interactions });
+  const service = createRecommendationService({ cache, store, recommender, recorder, clock, log, options: options.serving, onServe: metrics?.observeServe, interactions, freshness });
 
   let closing: Promise<void> | undefined;
   return {
@@ -75,6 +88,7 @@ export function createServingStack<M extends ServeMetrics | undefined = undefine
     store,
     recorder,
     interactions,
+    freshness,
     service,
     metrics,
     close() {
@@ -83,6 +97,7 @@ export function createServingStack<M extends ServeMetrics | undefined = undefine
           ['finish on-demand computations', () => service.close()],
           ['flush logins and serves', () => recorder.close(options.closeDeadlineMs)],
           ['flush interactions', () => interactions.close(options.closeDeadlineMs)],
+          ['stop the freshness marker retry', async () => freshness.close()],
         ],
         log,
         { rethrow: true },

@@ -1,0 +1,294 @@
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { Clock } from '../clock.ts';
+import type { Queryable, Sql } from '../db/pool.ts';
+import { throttledErrorLog, type Logger } from '../log.ts';
+
+/**
+ * Whether a served set is *behind*: did its user interact at or after the set's `computedAt`
+ * (the recommender reads interactions strictly before it) and up to the login? README "HTTP API"
+ * and "Serves: login coverage, staleness, latency".
+ *
+ * Each user's recent interaction times live in a Redis sorted set, written as interactions are
+ * acknowledged (`record`, from the interactions recorder). A login reads it with one script call
+ * sent beside the cache GET (`read`), so the check costs no extra round trip; the count is then
+ * taken from the times read (`countFrom`). What Redis cannot vouch for is counted in Postgres
+ * (`countExactly`): a Redis that lost its keys (restart, eviction of the marker, a failed write)
+ * makes a few logins slower, never wrong.
+ */
+
+export interface FreshnessOptions {
+  /** The cache's Redis (a serving connection: fails fast). */
+  redis: Redis;
+  /** Key prefix, the cache's (PREWARM_CACHE_PREFIX). */
+  prefix: string;
+  /** For the exact count when Redis cannot give it. */
+  pool: Queryable;
+  clock: Clock;
+  log: Logger;
+  /**
+   * How long a user's interaction times are kept, after their newest, and the longest a set may
+   * have been served for and still be judged from Redis. Longer-lived sets are counted in
+   * Postgres. Default 3 days.
+   */
+  keepMs?: number;
+  /** Interaction times kept per user at most; older ones are dropped (then Postgres counts). Default 1,000. */
+  maxPerUser?: number;
+  /** Newest interaction times a login reads. More than this since the set: Redis counts them (ZCOUNT). Default 16. */
+  readLimit?: number;
+  /**
+   * How far ahead of the server's clock an interaction's `at` may be (the interactions API's
+   * bound): a set computed less than this after the marker could miss one acknowledged before it.
+   */
+  clockAheadMs: number;
+  /** Writes a user's acknowledged interactions still buffered, so that Postgres counts them. */
+  flushPending?: (userId: string) => Promise<void>;
+}
+
+/** What one login read from Redis: the user's newest interaction times up to the login. */
+export interface RecentInteractions {
+  /** False when Redis did not answer. */
+  readonly ok: boolean;
+  /** Since when every acknowledged interaction is in Redis (ms); null: unknown (Redis lost them). */
+  readonly since: number | null;
+  /** Interactions before this instant (ms) may have been dropped from the user's times. */
+  readonly floor: number;
+  /** Newest first, each at or before the login. */
+  readonly times: readonly number[];
+}
+
+/** One interaction as the recorder acknowledged it. */
+export interface RecordedInteraction {
+  userId: string;
+  at: Date;
+}
+
+export interface Freshness {
+  /**
+   * Puts acknowledged interactions' times in Redis. Never rejects: a failed write is logged and
+   * makes later counts of older sets go to Postgres until Redis has them again.
+   */
+  record(rows: readonly RecordedInteraction[]): Promise<void>;
+  /** The user's newest interaction times up to `at`; issue it in the same tick as the cache GET. Never rejects. */
+  read(userId: string, at: Date): Promise<RecentInteractions>;
+  /**
+   * Interactions at or after `computedAt` and up to `at`, from a read; undefined when the read
+   * cannot vouch for the count (then `countExactly`).
+   */
+  countFrom(read: RecentInteractions, computedAt: Date, at: Date): number | undefined;
+  /** The same count, exactly: Redis's ZCOUNT when it holds them all, else Postgres. Null when neither answers. */
+  countExactly(read: RecentInteractions, userId: string, computedAt: Date, at: Date): Promise<number | null>;
+  /** Sets the marker if Redis has none (start of tracking). Never rejects. */
+  start(): Promise<void>;
+  /** Stops retrying the marker after a failed write. Idempotent. */
+  close(): void;
+}
+
+// KEYS[1]: the marker; then per user: their times, their floor. ARGV[1]: keep (ms); ARGV[2]: most
+// times per user; ARGV[3]: now (ms); ARGV[4]: '1' to move the marker to now (a write failed
+// before); then per user: n, then n pairs of score (ms) and member.
+// The floor is the instant before which times may be missing: raised when times are dropped for
+// age or for number.
+const RECORD_SCRIPT = `
+local keep = tonumber(ARGV[1])
+local maxLen = tonumber(ARGV[2])
+if ARGV[4] == '1' then redis.call('SET', KEYS[1], ARGV[3]) else redis.call('SET', KEYS[1], ARGV[3], 'NX') end
+local a = 5
+for k = 2, #KEYS, 2 do
+  local key, floorKey = KEYS[k], KEYS[k + 1]
+  local n = tonumber(ARGV[a])
+  a = a + 1
+  local args = {}
+  for j = 1, n do
+    args[#args + 1] = ARGV[a]
+    args[#args + 1] = ARGV[a + 1]
+    a = a + 2
+  end
+  redis.call('ZADD', key, unpack(args))
+  local raised = nil
+  local newest = redis.call('ZREVRANGE', key, 0, 0, 'WITHSCORES')
+  local cut = tonumber(newest[2]) - keep
+  if redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. cut) > 0 then raised = cut end
+  local size = redis.call('ZCARD', key)
+  if size > maxLen then
+    local last = redis.call('ZRANGE', key, size - maxLen - 1, size - maxLen - 1, 'WITHSCORES')
+    redis.call('ZREMRANGEBYRANK', key, 0, size - maxLen - 1)
+    local above = tonumber(last[2]) + 1
+    if raised == nil or above > raised then raised = above end
+  end
+  if raised ~= nil then
+    local old = redis.call('GET', floorKey)
+    if old == false or tonumber(old) < raised then redis.call('SET', floorKey, raised, 'PX', keep) end
+  end
+  redis.call('PEXPIRE', key, keep)
+  if raised == nil and redis.call('EXISTS', floorKey) == 1 then redis.call('PEXPIRE', floorKey, keep) end
+end
+return #KEYS`;
+
+// KEYS[1]: the user's times; KEYS[2]: their floor; KEYS[3]: the marker. ARGV[1]: the login (ms);
+// ARGV[2]: how many; ARGV[3]: now (ms), the marker's value if Redis has none (it restarted
+// empty): from then on, every acknowledged interaction is here. Returns marker (or ''), floor (or
+// ''), then the scores, newest first.
+const READ_SCRIPT = `
+local since = redis.call('GET', KEYS[3])
+if since == false then
+  redis.call('SET', KEYS[3], ARGV[3], 'NX')
+  since = ''
+end
+local floor = redis.call('GET', KEYS[2]) or ''
+local found = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf', 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
+local out = { since, floor }
+for i = 2, #found, 2 do out[#out + 1] = found[i] end
+return out`;
+
+const RECORD_COMMAND = 'prewarmFreshnessRecord';
+const READ_COMMAND = 'prewarmFreshnessRead';
+
+interface FreshnessRedis extends Redis {
+  [RECORD_COMMAND](keyCount: number, ...args: (string | number)[]): Promise<number>;
+  [READ_COMMAND](keyCount: number, ...args: (string | number)[]): Promise<string[]>;
+}
+
+const sql = {
+  /** Interactions of the user in [from, to]; the (user_id, at) index of migrations/0005 answers it. */
+  countBetween(userId: string, from: Date, to: Date): Sql {
+    return {
+      text: 'SELECT count(*)::int AS n FROM interactions WHERE user_id = $1 AND at >= $2 AND at <= $3',
+      values: [userId, from.toISOString(), to.toISOString()],
+    };
+  },
+};
+
+const UNREAD: RecentInteractions = Object.freeze({ ok: false, since: null, floor: Infinity, times: Object.freeze([]) as readonly number[] });
+/** How often the marker is moved again after a failed write, until Redis takes it. */
+const MARKER_RETRY_MS = 1_000;
+
+export function createFreshness(options: FreshnessOptions): Freshness {
+  const { redis, prefix, pool, clock, log } = options;
+  const keepMs = options.keepMs ?? 3 * 86_400_000;
+  const maxPerUser = options.maxPerUser ?? 1_000;
+  const readLimit = options.readLimit ?? 16;
+  const markerKey = `${prefix}fr:since`;
+  const timesKey = (userId: string) => `${prefix}fr:t:${userId}`;
+  const floorKey = (userId: string) => `${prefix}fr:f:${userId}`;
+  if (!(RECORD_COMMAND in redis)) redis.defineCommand(RECORD_COMMAND, { lua: RECORD_SCRIPT });
+  if (!(READ_COMMAND in redis)) redis.defineCommand(READ_COMMAND, { lua: READ_SCRIPT });
+  const scripted = redis as FreshnessRedis;
+  // Members must be distinct for two interactions at one instant to count twice.
+  const tag = randomBytes(4).toString('base64url');
+  let sequence = 0;
+  // A write that failed may have lost interactions: the marker moves to a later instant, so sets
+  // computed before it are counted in Postgres. Retried until Redis takes it.
+  let markerBehind = false;
+  let retry: NodeJS.Timeout | undefined;
+  let closed = false;
+  const recordFailed = throttledErrorLog(log, 'recording interaction times in Redis failed; sets computed before Redis has them again are checked in Postgres');
+  const readFailed = throttledErrorLog(log, 'reading interaction times from Redis failed; checking in Postgres');
+  const countFailed = throttledErrorLog(log, 'counting missed interactions failed; the set is served as if up to date');
+
+  function scheduleMarkerRetry(): void {
+    if (retry || closed) return;
+    retry = setTimeout(() => {
+      retry = undefined;
+      redis.set(markerKey, String(clock.now().getTime())).then(
+        () => void (markerBehind = false),
+        () => scheduleMarkerRetry(),
+      );
+    }, MARKER_RETRY_MS);
+    retry.unref();
+  }
+
+  async function record(rows: readonly RecordedInteraction[]): Promise<void> {
+    if (rows.length === 0) return;
+    const byUser = new Map<string, (string | number)[]>();
+    for (const row of rows) {
+      let pairs = byUser.get(row.userId);
+      if (!pairs) byUser.set(row.userId, (pairs = []));
+      pairs.push(row.at.getTime(), `${(sequence++).toString(36)}.${tag}`);
+    }
+    const keys: string[] = [markerKey];
+    const perUser: (string | number)[] = [];
+    for (const [userId, pairs] of byUser) {
+      keys.push(timesKey(userId), floorKey(userId));
+      perUser.push(pairs.length / 2, ...pairs);
+    }
+    const moveMarker = markerBehind;
+    try {
+      await scripted[RECORD_COMMAND](keys.length, ...keys, keepMs, maxPerUser, clock.now().getTime(), moveMarker ? '1' : '0', ...perUser);
+      if (moveMarker) markerBehind = false;
+    } catch (error) {
+      recordFailed(error);
+      markerBehind = true;
+      scheduleMarkerRetry();
+    }
+  }
+
+  async function read(userId: string, at: Date): Promise<RecentInteractions> {
+    let reply: string[];
+    try {
+      reply = await scripted[READ_COMMAND](3, timesKey(userId), floorKey(userId), markerKey, at.getTime(), readLimit, clock.now().getTime());
+    } catch (error) {
+      readFailed(error);
+      return UNREAD;
+    }
+    const [since, floor, ...scores] = reply;
+    return {
+      ok: true,
+      since: since ? Number(since) : null,
+      floor: floor ? Number(floor) : -Infinity,
+      times: scores.map(Number),
+    };
+  }
+
+  /** Whether Redis holds every interaction of the user at or after `computedAt`. */
+  function holdsAllSince(recent: RecentInteractions, computedAt: number, at: number): boolean {
+    return (
+      recent.ok &&
+      recent.since !== null &&
+      computedAt >= recent.since + options.clockAheadMs &&
+      computedAt >= recent.floor &&
+      at - computedAt <= keepMs
+    );
+  }
+
+  return {
+    record,
+    read,
+    countFrom(recent, computedAt, at) {
+      const from = computedAt.getTime();
+      if (!holdsAllSince(recent, from, at.getTime())) return undefined;
+      let n = 0;
+      while (n < recent.times.length && (recent.times[n] as number) >= from) n++;
+      // Every time read is that recent: there may be more.
+      if (n === readLimit) return undefined;
+      return n;
+    },
+    async countExactly(recent, userId, computedAt, at) {
+      if (holdsAllSince(recent, computedAt.getTime(), at.getTime())) {
+        try {
+          return await redis.zcount(timesKey(userId), computedAt.getTime(), at.getTime());
+        } catch (error) {
+          readFailed(error);
+        }
+      }
+      try {
+        await options.flushPending?.(userId);
+        const result = await pool.query<{ n: number }>(sql.countBetween(userId, computedAt, at));
+        return result.rows[0]?.n ?? 0;
+      } catch (error) {
+        countFailed(error);
+        return null;
+      }
+    },
+    async start() {
+      await redis.set(markerKey, String(clock.now().getTime()), 'NX').catch((error: unknown) => {
+        recordFailed(error);
+      });
+    },
+    close() {
+      closed = true;
+      clearTimeout(retry);
+      retry = undefined;
+    },
+  };
+}
