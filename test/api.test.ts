@@ -98,6 +98,10 @@ describe('HTTP API', () => {
     const operation = document.paths['/v1/users/{userId}/recommendations'].get;
     expect(operation.parameters.map((p: { name: string }) => p.name).sort()).toEqual(['limit', 'userId']);
     expect(operation.responses['200'].content['application/json'].schema.properties.source.enum).toEqual(['precomputed', 'reused', 'on_demand', 'fallback']);
+    const answer = operation.responses['200'].content['application/json'].schema;
+    expect(answer.required).toEqual(expect.arrayContaining(['behind', 'missedInteractions']));
+    expect(answer.properties.behind.type).toBe('boolean');
+    expect(answer.properties.missedInteractions).toMatchObject({ type: 'integer', nullable: true });
     expect(document.paths['/healthz']).toBeUndefined();
   });
 });

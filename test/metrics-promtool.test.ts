@@ -23,8 +23,8 @@ describe('/metrics', () => {
   beforeAll(async () => {
     // Default metrics on, as `prewarm serve` has them; a stub service, since only the exposition matters.
     const metrics = createApiMetrics({ pendingEvents: () => 7 });
-    metrics.observeServe('precomputed', 2, undefined, { stalenessMs: 1_800_000, coalesced: false });
-    metrics.observeServe('on_demand', 40, undefined, { stalenessMs: 0, coalesced: true });
+    metrics.observeServe('precomputed', 2, undefined, { stalenessMs: 1_800_000, coalesced: false, missedInteractions: 3 });
+    metrics.observeServe('on_demand', 40, undefined, { stalenessMs: 0, coalesced: true, missedInteractions: 0 });
     metrics.observeServe('fallback', 150, 'latency_budget');
     metrics.refusedForFullBuffer.inc();
     const service = {
@@ -77,6 +77,7 @@ describe('/metrics', () => {
       prewarm_event_buffer_refusals_total: 'counter',
       prewarm_on_demand_coalesced_total: 'counter',
       prewarm_served_set_age_seconds: 'histogram',
+      prewarm_served_set_missed_interactions: 'histogram',
     });
     for (const [name, type] of Object.entries(types)) {
       if (name.endsWith('_total')) expect(type, name).toBe('counter');
@@ -92,5 +93,8 @@ describe('/metrics', () => {
     expect(body).toContain('prewarm_served_set_age_seconds_bucket{le="900",source="precomputed"} 0');
     expect(body).toContain('prewarm_served_set_age_seconds_bucket{le="1800",source="precomputed"} 1');
     expect(body).toContain('prewarm_served_set_age_seconds_count{source="on_demand"} 1');
+    expect(body).toContain('prewarm_served_set_missed_interactions_bucket{le="2",source="precomputed"} 0');
+    expect(body).toContain('prewarm_served_set_missed_interactions_bucket{le="5",source="precomputed"} 1');
+    expect(body).toContain('prewarm_served_set_missed_interactions_bucket{le="0",source="on_demand"} 1');
   });
 });

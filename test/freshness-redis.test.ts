@@ -1,0 +1,119 @@
+// src/freshness/freshness.ts on real Redis and Postgres: counts from one read, the bounds that
+// make it fall back to an exact count, and what happens when Redis loses or refuses writes.
+import { Redis } from 'ioredis';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { VirtualClock } from '../src/clock.ts';
+import { createFreshness, type Freshness } from '../src/freshness/freshness.ts';
+import { createTestDb, createTestRedis, silentLog, TEST_REDIS_URL, type TestDb, type TestRedis } from './helpers.ts';
+
+const MINUTE = 60_000;
+const T0 = Date.parse('2024-03-01T12:00:00Z');
+const at = (minutes: number) => new Date(T0 + minutes * MINUTE);
+
+describe('freshness: missed interactions from Redis', () => {
+  let db: TestDb;
+  let testRedis: TestRedis;
+  let clock: VirtualClock;
+  const opened: Freshness[] = [];
+  const clients: Redis[] = [];
+
+  beforeEach(async () => {
+    db = await createTestDb();
+    testRedis = await createTestRedis();
+    clock = new VirtualClock(T0);
+  });
+  afterEach(async () => {
+    for (const freshness of opened.splice(0)) freshness.close();
+    for (const client of clients.splice(0)) client.disconnect();
+    await testRedis.drop();
+    await db.drop();
+  });
+
+  function make(redis: Redis = testRedis.redis, options: { maxPerUser?: number; readLimit?: number; keepMs?: number } = {}): Freshness {
+    const freshness = createFreshness({ redis, prefix: `${testRedis.prefix}:`, pool: db.pool, clock, log: silentLog, clockAheadMs: 5 * MINUTE, ...options });
+    opened.push(freshness);
+    return freshness;
+  }
+
+  async function count(freshness: Freshness, userId: string, computedAt: Date, loginAt: Date): Promise<{ fromRead: number | undefined; exact: number | null }> {
+    const read = await freshness.read(userId, loginAt);
+    return { fromRead: freshness.countFrom(read, computedAt, loginAt), exact: await freshness.countExactly(read, userId, computedAt, loginAt) };
+  }
+
+  async function inPostgres(userId: string, ...ats: Date[]): Promise<void> {
+    for (const when of ats) await db.pool.query('INSERT INTO interactions (user_id, item_id, at, weight) VALUES ($1, $2, $3, 1)', [userId, 'i', when]);
+  }
+
+  it('counts [computedAt, login] from one read, two interactions at one instant counting twice', async () => {
+    const freshness = make();
+    await freshness.start();
+    await freshness.record([
+      { userId: 'u', at: at(9) },
+      { userId: 'u', at: at(10) },
+      { userId: 'u', at: at(20) },
+      { userId: 'u', at: at(20) },
+      { userId: 'u', at: at(31) },
+      { userId: 'other', at: at(20) },
+    ]);
+    expect(await count(freshness, 'u', at(10), at(30))).toEqual({ fromRead: 3, exact: 3 });
+    expect(await count(freshness, 'u', at(21), at(30))).toEqual({ fromRead: 0, exact: 0 });
+    expect(await count(freshness, 'nobody', at(10), at(30))).toEqual({ fromRead: 0, exact: 0 });
+  });
+
+  it('beyond the read limit, ZCOUNT gives the exact count', async () => {
+    const freshness = make(testRedis.redis, { readLimit: 4 });
+    await freshness.start();
+    await freshness.record(Array.from({ length: 9 }, (_, i) => ({ userId: 'u', at: at(10 + i) })));
+    expect(await count(freshness, 'u', at(10), at(30))).toEqual({ fromRead: undefined, exact: 9 });
+    expect(await count(freshness, 'u', at(16), at(30))).toEqual({ fromRead: 3, exact: 3 });
+  });
+
+  it('keeps at most maxPerUser times; a set older than the dropped ones is counted in Postgres', async () => {
+    const freshness = make(testRedis.redis, { maxPerUser: 5 });
+    await freshness.start();
+    const times = Array.from({ length: 8 }, (_, i) => at(10 + i));
+    await freshness.record(times.map((t) => ({ userId: 'u', at: t })));
+    await inPostgres('u', ...times);
+    expect(await testRedis.redis.zcard(`${testRedis.prefix}:fr:t:u`)).toBe(5);
+    // 10..12 dropped: a set computed at 12 or before cannot be judged from Redis.
+    expect(await count(freshness, 'u', at(12), at(30))).toEqual({ fromRead: undefined, exact: 6 });
+    expect(await count(freshness, 'u', at(13), at(30))).toEqual({ fromRead: 5, exact: 5 });
+  });
+
+  it('drops times older than keepMs behind the newest, and counts sets served longer than that in Postgres', async () => {
+    const freshness = make(testRedis.redis, { keepMs: 60 * MINUTE });
+    await freshness.start();
+    await freshness.record([{ userId: 'u', at: at(10) }]);
+    await freshness.record([{ userId: 'u', at: at(100) }]);
+    await inPostgres('u', at(10), at(100));
+    expect(await testRedis.redis.zcard(`${testRedis.prefix}:fr:t:u`)).toBe(1);
+    expect(await count(freshness, 'u', at(6), at(101))).toEqual({ fromRead: undefined, exact: 2 });
+    expect(await count(freshness, 'u', at(50), at(101))).toEqual({ fromRead: 1, exact: 1 });
+  });
+
+  it('after a failed write, sets computed before Redis takes writes again are counted in Postgres', async () => {
+    // A serving-style connection: commands fail at once while it is disconnected.
+    const redis = new Redis(TEST_REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: true });
+    clients.push(redis);
+    redis.on('error', () => undefined);
+    await redis.connect();
+    const freshness = make(redis);
+    await freshness.start();
+    clock.set(at(20));
+    redis.disconnect();
+    // Acknowledged (the recorder buffers it for Postgres) but not in Redis.
+    await freshness.record([{ userId: 'u', at: at(20) }]);
+    await inPostgres('u', at(20));
+    const unread = await freshness.read('u', at(30));
+    expect(unread.ok).toBe(false);
+    expect(await freshness.countExactly(unread, 'u', at(10), at(30))).toBe(1);
+
+    await redis.connect();
+    clock.set(at(40));
+    await freshness.record([{ userId: 'u', at: at(40) }]);
+    await inPostgres('u', at(40));
+    // The marker moved to 12:40: a set of 12:10 is counted in Postgres, and right.
+    expect(await count(freshness, 'u', at(10), at(45))).toEqual({ fromRead: undefined, exact: 2 });
+    expect(await count(freshness, 'u', at(46), at(50))).toEqual({ fromRead: 0, exact: 0 });
+  });
+});
