@@ -1,4 +1,5 @@
 import type { Queue } from 'bullmq';
+import type { VirtualClock } from '../clock.ts';
 import { withTransaction, type Pool, type Queryable } from '../db/pool.ts';
 import type { Logger } from '../log.ts';
 import { DAY_MS, HOUR_MS, S, STATE_SIZE, stateFromBytes, utcHour } from '../propensity/state.ts';
@@ -212,4 +213,32 @@ export async function waitForDueChunks(db: Queryable, now: Date, timeoutMs = 600
     if (Date.now() > deadline) throw new Error(`${pending} due chunks still not computed after ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, delay));
   }
+}
+
+/**
+ * A replay's dispatcher on its virtual clock: stops the clock at every slot start of a timed
+ * window, releases the chunks due then and waits for them, so a login sees exactly the sets
+ * computed before it, each computed at its own slot's start (as a scheduler tick would at it).
+ */
+export function createSlotReleaser(args: { clock: VirtualClock; dispatch: (now: Date) => Promise<number>; db: Queryable; slotMs: number }) {
+  const { clock, dispatch, db, slotMs } = args;
+  let next = Number.POSITIVE_INFINITY;
+  return {
+    /** The next slot start not yet released. */
+    get next(): number {
+      return next;
+    },
+    /** A new window started (its own tick released what was due at its start). */
+    start(windowStartMs: number): void {
+      next = windowStartMs + slotMs;
+    },
+    /** Releases every slot start up to `ms`, inclusive, in turn. */
+    async until(ms: number): Promise<void> {
+      while (next <= ms) {
+        clock.set(next);
+        if ((await dispatch(clock.now())) > 0) await waitForDueChunks(db, clock.now());
+        next += slotMs;
+      }
+    },
+  };
 }

@@ -11,6 +11,7 @@ import { createPlanner } from '../planner/planner.ts';
 import { formatPolicy, isModelFree, type Policy } from '../planner/policy.ts';
 import { createRunStore } from '../planner/runs.ts';
 import { createScheduler } from '../planner/scheduler.ts';
+import { createSlotReleaser, waitForDueChunks } from '../planner/timing.ts';
 import type { PropensityScorer } from '../planner/scorer.ts';
 import { createWindowStore } from '../planner/windows.ts';
 import { createPrecomputeWorker } from '../precompute/precompute-worker.ts';
@@ -18,9 +19,11 @@ import { createPrecomputeQueue } from '../precompute/queue.ts';
 import { createRecencyScorer } from '../propensity/recency-scorer.ts';
 import { buildItemCfModel, createItemCfRecommender } from '../recommender/item-cf.ts';
 import { createQueueRedis, createServingRedis, deleteKeysWithPrefix } from '../redis.ts';
+import type { RefreshBehind } from '../serving/service.ts';
 import { createServingStack } from '../serving/stack.ts';
 import { WINDOW_SPECS, type WindowSpec } from '../window-spec.ts';
 import type { InteractionEvent, LoginEvent } from './generate.ts';
+import { createInteractionFeed } from './interaction-feed.ts';
 
 export interface ReplayData {
   /** Sorted by time. */
@@ -61,6 +64,23 @@ export interface ReplayOptions {
   holdoutRate?: number;
   /** Logins of distinct users answered at once, each at its own instant. Default 32. */
   loginConcurrency?: number;
+  /**
+   * Timed precompute (src/planner/timing.ts) for the policies that select (not `all`, `none`):
+   * each selected user computed at the slot start before their likely login. Default: at the
+   * window start, as a nightly window.
+   */
+  timing?: { slotMs: number; risk: number };
+  /**
+   * How the log's interactions after `from` reach the replay: `api` (default) through the
+   * interactions API's recorder as the clock reaches them, so a set can be behind and serves
+   * record what they missed; `import`, the importer's COPY of each window's at its start.
+   */
+  interactionFeed?: 'api' | 'import';
+  /**
+   * PREWARM_REFRESH_BEHIND of the replay's serving path. Default `never`: behind sets are
+   * served and counted, not computed again, so waste and coverage stay those of `evaluate`.
+   */
+  refreshBehind?: RefreshBehind;
   /** Keep the replay's Postgres schemas for inspection. Default false. */
   keepSchemas?: boolean;
   onProgress?: (progress: ReplayProgress) => void;
@@ -119,7 +139,9 @@ export async function replayPolicy(data: ReplayData, name: string, policy: Polic
 
     const scorer = isModelFree(policy) ? createRecencyScorer({ pool }) : await options.prepareScorer({ pool, from: options.from, windowMs, log });
     const windows = createWindowStore({ pool, clock });
-    await windows.set(WINDOW_NAME, { cron, timezone: 'UTC', horizon: windowMs, ttl: windowMs, policy, chunkSize: 500, holdoutRate: isModelFree(policy) ? 0 : (options.holdoutRate ?? 0.01) });
+    const timing = policy.kind === 'all' || policy.kind === 'none' ? undefined : options.timing;
+    const timed = timing ? { timing: 'predicted' as const, timingSlot: timing.slotMs, timingRisk: timing.risk } : {};
+    await windows.set(WINDOW_NAME, { cron, timezone: 'UTC', horizon: windowMs, ttl: windowMs, policy, chunkSize: 500, holdoutRate: isModelFree(policy) ? 0 : (options.holdoutRate ?? 0.01), ...timed });
 
     const recommender = createItemCfRecommender({ pool, log, reloadIntervalMs: 0 });
     shutdown.push(['close recommender', () => recommender.close()]);
@@ -134,7 +156,7 @@ export async function replayPolicy(data: ReplayData, name: string, policy: Polic
       log,
       options: {
         cachePrefix: `${prefix}:`,
-        serving: { latencyBudgetMs: 1_000, onDemandTtlMs: windowMs, onDemandConcurrency: 4, onDemandQueue: 1_000, setSize: itemsPerUser },
+        serving: { latencyBudgetMs: 1_000, onDemandTtlMs: windowMs, onDemandConcurrency: 4, onDemandQueue: 1_000, setSize: itemsPerUser, refreshBehind: options.refreshBehind ?? 'never' },
         events: { flushIntervalMs: 1_000, maxBatch: 5_000 },
       },
     });
@@ -144,12 +166,14 @@ export async function replayPolicy(data: ReplayData, name: string, policy: Polic
     const scheduler = createScheduler({ windows, planner, runs, clock, log });
     const worker = createPrecomputeWorker({ connection: queueRedis, prefix, pool, recommender, store, cache, clock, log, concurrency: 4 });
     shutdown.unshift(['stop precompute worker', () => worker.close()]);
+    const releaser = timing ? createSlotReleaser({ clock, dispatch: (now) => scheduler.dispatch(now), db: pool, slotMs: timing.slotMs }) : undefined;
 
     const logins = data.logins.filter((login) => login.at.getTime() >= fromMs && login.at.getTime() < toMs);
     let loginIndex = 0;
     let interactionIndex = data.interactions.findIndex((interaction) => interaction.at.getTime() >= fromMs);
     if (interactionIndex < 0) interactionIndex = data.interactions.length;
     await importer.importRows('interactions', data.interactions.slice(0, interactionIndex), 'replay interactions');
+    const feed = options.interactionFeed === 'import' ? undefined : createInteractionFeed({ interactions: data.interactions, start: interactionIndex, recorder: serving.interactions });
     const retrainEveryMs = options.retrainEveryMs ?? 7 * 86_400_000;
     const loginConcurrency = options.loginConcurrency ?? 32;
     let trainedAt = -Infinity;
@@ -173,7 +197,8 @@ export async function replayPolicy(data: ReplayData, name: string, policy: Polic
       // each computation's instant, so none is seen early.
       const feedFrom = interactionIndex;
       while (interactionIndex < data.interactions.length && (data.interactions[interactionIndex] as InteractionEvent).at.getTime() < windowEnd) interactionIndex++;
-      if (interactionIndex > feedFrom) await importer.importRows('interactions', data.interactions.slice(feedFrom, interactionIndex), 'replay interactions');
+      if (interactionIndex > feedFrom && !feed) await importer.importRows('interactions', data.interactions.slice(feedFrom, interactionIndex), 'replay interactions');
+      await feed?.feedBefore(windowStart);
       await recorder.flush();
       if (retrainScorer && windowStart - scorerTrainedAt >= retrainScorer.every) {
         await retrainScorer.retrain({ pool, at: new Date(windowStart), windowMs, log });
@@ -182,25 +207,32 @@ export async function replayPolicy(data: ReplayData, name: string, policy: Polic
 
       const outcomes = await scheduler.tick(clock.now());
       for (const outcome of outcomes) {
-        if (outcome.action === 'planned') await waitForRun(runs, outcome.runId);
+        if (outcome.action === 'planned') await (releaser ? waitForDueChunks(pool, clock.now()) : waitForRun(runs, outcome.runId));
         else if (outcome.action === 'error') throw outcome.error;
       }
 
       // Logins are answered in slices of distinct users, each at its own instant: concurrency
       // without reordering any user's logins, and no computation sees past its login.
+      releaser?.start(windowStart);
       while (loginIndex < logins.length && (logins[loginIndex] as LoginEvent).at.getTime() < windowEnd) {
+        await feed?.feedBefore((logins[loginIndex] as LoginEvent).at.getTime() + 1);
+        await releaser?.until((logins[loginIndex] as LoginEvent).at.getTime());
         const slice: LoginEvent[] = [];
         const users = new Set<string>();
         while (slice.length < loginConcurrency && loginIndex < logins.length) {
           const login = logins[loginIndex] as LoginEvent;
-          if (login.at.getTime() >= windowEnd || users.has(login.userId)) break;
+          if (login.at.getTime() >= windowEnd || users.has(login.userId) || login.at.getTime() >= (releaser?.next ?? windowEnd)) break;
           users.add(login.userId);
           slice.push(login);
           loginIndex++;
         }
+        await feed?.feedBefore((slice[slice.length - 1] as LoginEvent).at.getTime() + 1);
         clock.set((slice[0] as LoginEvent).at);
         await Promise.all(slice.map((login) => service.getRecommendations(login.userId, itemsPerUser, { at: login.at, fromLog: true })));
       }
+      // The window's remaining slots: sets for users who do not log in are computed (and counted) too.
+      await feed?.feedBefore(windowEnd);
+      await releaser?.until(windowEnd - 1);
       options.onProgress?.({
         policy: name,
         simulatedAt: new Date(windowEnd),

@@ -25,6 +25,9 @@ interface ReplayFlags {
   retrainEvery: string;
   retrainPropensityEvery?: string;
   keepSchemas?: boolean;
+  timing: string;
+  timingSlot: string;
+  timingRisk: string;
 }
 
 export function registerReplay(program: Command): void {
@@ -44,6 +47,9 @@ export function registerReplay(program: Command): void {
       '--retrain-propensity-every <duration>',
       'retrain the propensity model on the logins so far this often, as the scheduler does (default: every window; `never`: trained once before --from, as evaluate does offline)',
     )
+    .option('--timing <mode>', 'midnight: the model row computes its sets at the window start; predicted: each user at the slot start before their likely login (src/planner/timing.ts)', 'midnight')
+    .option('--timing-slot <duration>', 'with --timing predicted: slot length of compute times, shorter than the window', '1h')
+    .option('--timing-risk <f>', "with --timing predicted: accepted chance that a user's first login comes before their set, 0–0.5", '0.02')
     .option('--keep-schemas', 'keep the Postgres schemas of the replay for inspection')
     .option('--json', 'print one JSON object (fields in docs/design.md) instead of the table')
     .action(
@@ -53,6 +59,7 @@ export function registerReplay(program: Command): void {
         const items = Number(flags.items);
         if (!Number.isInteger(items) || items < 1 || items > 100) throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `--items must be a whole number from 1 to 100, not "${flags.items}"`);
         const retrainEveryMs = parseDurationFlag(flags.retrainEvery, '--retrain-every');
+        const timing = timingFromFlags(flags, WINDOW_SPECS[window].ms);
         // As production (PREWARM_PROPENSITY_RETRAIN_EVERY, 24h for daily windows): every window.
         const retrainPropensityEveryMs =
           flags.retrainPropensityEvery === 'never'
@@ -62,7 +69,7 @@ export function registerReplay(program: Command): void {
               : parseDurationFlag(flags.retrainPropensityEvery, '--retrain-propensity-every');
         const context = createCliContext();
         const data = await loadReplayData(flags.logins as string, flags.interactions as string);
-        const result = await replayWithProgress(data, { ...flags, window, retrainPropensityEveryMs }, policy, items, retrainEveryMs, context);
+        const result = await replayWithProgress(data, { ...flags, window, retrainPropensityEveryMs, timingOption: timing }, policy, items, retrainEveryMs, context);
         const path = resolve(flags.report ?? `reports/replay-${new Date().toISOString().replace(/[:.]/g, '-')}.html`);
         mkdirSync(dirname(path), { recursive: true });
         writeFileSync(path, renderReplayHtml(result));
@@ -78,7 +85,7 @@ export function registerReplay(program: Command): void {
 
 async function replayWithProgress(
   data: ReplayData,
-  flags: ReplayFlags & { window: keyof typeof WINDOW_SPECS; retrainPropensityEveryMs: number | undefined },
+  flags: ReplayFlags & { window: keyof typeof WINDOW_SPECS; retrainPropensityEveryMs: number | undefined; timingOption: { slotMs: number; risk: number } | undefined },
   policy: Policy,
   items: number,
   retrainEveryMs: number,
@@ -126,11 +133,25 @@ async function replayWithProgress(
       itemsPerSet: items,
       retrainEveryMs,
       keepSchemas: flags.keepSchemas ?? false,
+      ...(flags.timingOption ? { timing: flags.timingOption } : {}),
       onProgress,
     });
   } finally {
     bar?.stop();
   }
+}
+
+/** `--timing predicted`: the slot and risk, checked against the window (refused with exit code 2). */
+function timingFromFlags(flags: ReplayFlags, windowMs: number): { slotMs: number; risk: number } | undefined {
+  if (flags.timing === 'midnight') return undefined;
+  if (flags.timing !== 'predicted') throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `--timing must be "midnight" or "predicted", not "${flags.timing}"`);
+  const slotMs = parseDurationFlag(flags.timingSlot, '--timing-slot');
+  if (slotMs >= windowMs) throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `--timing-slot ${flags.timingSlot} must be shorter than the window`);
+  const risk = Number(flags.timingRisk);
+  if (flags.timingRisk.trim() === '' || !Number.isFinite(risk) || risk < 0 || risk > 0.5) {
+    throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `--timing-risk must be a fraction from 0 to 0.5, not "${flags.timingRisk}"`);
+  }
+  return { slotMs, risk };
 }
 
 export function formatTable(result: ReplayResult): string {

@@ -5,7 +5,7 @@ import { PrewarmError } from '../../errors.ts';
 import { formatPolicy, POLICY_SYNTAX } from '../../planner/policy.ts';
 import { nextOccurrence } from '../../planner/cron.ts';
 import { createRunStore, type BatchRun } from '../../planner/runs.ts';
-import { createWindowStore, describeWindow, MAX_CHUNK_SIZE, MAX_HOLDOUT_RATE, MAX_PRIORITY, type Window, type WindowSettings } from '../../planner/windows.ts';
+import { createWindowStore, describeWindow, MAX_CHUNK_SIZE, MAX_HOLDOUT_RATE, MAX_PRIORITY, MAX_TIMING_RISK, type Window, type WindowSettings } from '../../planner/windows.ts';
 import { createDashboardFigures, type RunFigures } from '../../dashboard/figures.ts';
 import { action, createCliContext, openPool } from '../runtime.ts';
 import { coverageText, wasteText } from './runs.ts';
@@ -19,6 +19,9 @@ interface SetFlags {
   chunkSize?: string;
   priority?: string;
   holdoutRate?: string;
+  timing?: string;
+  timingSlot?: string;
+  timingRisk?: string;
   disabled?: boolean;
 }
 
@@ -41,6 +44,12 @@ export function settingsFromFlags(flags: SetFlags): WindowSettings {
   if (flags.chunkSize !== undefined) settings.chunkSize = number('chunk-size', flags.chunkSize, true);
   if (flags.priority !== undefined) settings.priority = number('priority', flags.priority, true);
   if (flags.holdoutRate !== undefined) settings.holdoutRate = number('holdout-rate', flags.holdoutRate, false);
+  if (flags.timing !== undefined) {
+    if (flags.timing !== 'midnight' && flags.timing !== 'predicted') throw new PrewarmError('PREWARM_ERR_BAD_WINDOW', `--timing must be "midnight" or "predicted", not "${flags.timing}"`);
+    settings.timing = flags.timing;
+  }
+  if (flags.timingSlot !== undefined) settings.timingSlot = flags.timingSlot;
+  if (flags.timingRisk !== undefined) settings.timingRisk = number('timing-risk', flags.timingRisk, false);
   if (flags.disabled) settings.enabled = false;
   return settings;
 }
@@ -50,6 +59,7 @@ function summary(window: Window): string {
   return (
     `${window.name}: "${window.cron}" ${window.timezone}, horizon ${formatDuration(window.horizonMs)}, ttl ${formatDuration(window.ttlMs)}, ` +
     `policy ${formatPolicy(window.policy)}, chunks of ${window.chunkSize}, priority ${window.priority}, holdout ${window.holdoutRate}, ` +
+    (window.timing.mode === 'predicted' ? `timed to the login (slots of ${formatDuration(window.timing.slotMs)}, risk ${window.timing.risk}), ` : '') +
     (window.enabled ? `enabled, next ${next?.toISOString() ?? 'never'}` : 'disabled')
   );
 }
@@ -111,6 +121,9 @@ export function registerWindows(program: Command): void {
     .option('--chunk-size <n>', `users per queued job, 1–${MAX_CHUNK_SIZE} (default 500)`)
     .option('--priority <n>', `0–${MAX_PRIORITY}; higher windows' chunks are computed first (default 0)`)
     .option('--holdout-rate <f>', `share of unselected users precomputed anyway to measure misses, 0–${MAX_HOLDOUT_RATE} (default 0.01)`)
+    .option('--timing <mode>', 'midnight: compute every selected user at the occurrence; predicted: each at the slot start before their likely login (default midnight)')
+    .option('--timing-slot <duration>', 'with --timing predicted: slot length of compute times, shorter than the horizon (default 1h)')
+    .option('--timing-risk <f>', `with --timing predicted: accepted chance that a user's first login comes before their set, 0–${MAX_TIMING_RISK} (default 0.02)`)
     .option('--disabled', 'create or leave the window disabled')
     .action(
       action(async (name: string, flags: SetFlags) => {

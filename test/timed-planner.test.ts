@@ -1,0 +1,190 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { createPlanner } from '../src/planner/planner.ts';
+import { createScheduler } from '../src/planner/scheduler.ts';
+import { enqueueRecordedChunks } from '../src/planner/chunk-jobs.ts';
+import { computeOffset, PRIOR_WEIGHT } from '../src/planner/timing.ts';
+import { dispatchSql } from '../src/planner/timing-sql.ts';
+import { silentLog } from './helpers.ts';
+import { createScriptedRecommender } from './support/scripted-recommender.ts';
+import { createPlannerHarness, DAY, HOUR, type PlannerHarness } from './fixtures/precompute-harness.ts';
+
+const START = Date.parse('2024-03-01T00:00:00Z');
+const uniform = new Float64Array(24).fill(1 / 24);
+
+/** `days` daily logins at `hour`:30 UTC before START. */
+function habit(hour: number, days: number): Date[] {
+  return Array.from({ length: days }, (_v, d) => new Date(START - (d + 1) * DAY + hour * HOUR + 30 * 60_000));
+}
+
+describe('compute times from the hour-of-day habit', () => {
+  it('a strong evening habit is computed in its slot; no history, or a flat one, at the occurrence', () => {
+    const evening = new Float64Array(24);
+    evening[20] = 40;
+    const eveningPrior = new Float64Array(24);
+    eveningPrior[20] = 1;
+    expect(computeOffset(evening, eveningPrior, START, DAY, HOUR, 0.02)).toBe(20 * HOUR);
+    // The same habit against a population that logs in all day: the prior's morning mass
+    // (PRIOR_WEIGHT logins' worth) is a real chance of an early login, so earlier.
+    const early = computeOffset(evening, uniform, START, DAY, HOUR, 0.02);
+    expect(early).toBeLessThan(20 * HOUR);
+    expect(early).toBeGreaterThan(0);
+    expect(computeOffset(new Float64Array(24), uniform, START, DAY, HOUR, 0.02)).toBe(0);
+    expect(computeOffset(new Float64Array(24).fill(3), uniform, START, DAY, HOUR, 0.02)).toBe(0);
+    // Six-hour slots fall on the slot starts; risk 0 never passes a login hour.
+    expect(computeOffset(evening, eveningPrior, START, DAY, 6 * HOUR, 0.02)).toBe(18 * HOUR);
+    expect(computeOffset(evening, uniform, START, DAY, HOUR, 0)).toBe(0);
+    expect(PRIOR_WEIGHT).toBeGreaterThan(0);
+  });
+
+  it('never beyond the mass the risk allows, for any habit (property over random histograms)', () => {
+    let seed = 7;
+    const random = () => ((seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648) / 2_147_483_648);
+    for (let trial = 0; trial < 500; trial++) {
+      const hours = Float64Array.from({ length: 24 }, () => (random() < 0.3 ? random() * 10 : 0));
+      const prior = Float64Array.from({ length: 24 }, () => random());
+      const sum = prior.reduce((a, b) => a + b, 0);
+      for (let h = 0; h < 24; h++) prior[h] = (prior[h] as number) / sum;
+      const risk = random() * 0.2;
+      const offset = computeOffset(hours, prior, START, DAY, HOUR, risk);
+      expect(offset % HOUR).toBe(0);
+      const own = hours.reduce((a, b) => a + b, 0);
+      const w = (h: number) => ((own > 0 ? (hours[h] as number) : 0) + PRIOR_WEIGHT * (prior[h] as number)) / (own + PRIOR_WEIGHT);
+      let before = 0;
+      for (let h = 0; h < offset / HOUR; h++) before += w(h);
+      expect(before).toBeLessThanOrEqual(risk + 1e-9);
+      // …and the next slot would pass it.
+      if (offset / HOUR < 23) expect(before + w(offset / HOUR)).toBeGreaterThan(risk - 1e-9);
+    }
+  });
+});
+
+describe('timed precompute on real Postgres and Redis', () => {
+  let h: PlannerHarness | undefined;
+  afterEach(async () => {
+    await h?.close();
+    h = undefined;
+  });
+
+  /** Evening and morning regulars; the population logs in at those two hours only. */
+  async function setup() {
+    h = await createPlannerHarness({ start: START });
+    const logins: Record<string, Date[]> = {};
+    for (let i = 0; i < 20; i++) logins[`evening${i}`] = habit(20, 40);
+    for (let i = 0; i < 2; i++) logins[`morning${i}`] = habit(7, 40);
+    await h.seedLogins(logins);
+    const { window } = await h.windows.set('timed', { cron: '0 0 * * *', policy: 'all', chunkSize: 5, holdoutRate: 0, timing: 'predicted', timingSlot: '1h', timingRisk: 0.02 });
+    return { h, window, users: Object.keys(logins) };
+  }
+
+  async function chunks(harness: PlannerHarness, runId: number) {
+    return (
+      await harness.pool.query<{ chunk_no: number; users: number; due_at: Date; dispatched_at: Date | null; done_at: Date | null }>(
+        'SELECT chunk_no, users, due_at, dispatched_at, done_at FROM batch_chunks WHERE run_id = $1 ORDER BY chunk_no',
+        [runId],
+      )
+    ).rows;
+  }
+
+  async function setsOf(harness: PlannerHarness, runId: number) {
+    const rows = (await harness.pool.query<{ user_id: string; computed_at: Date; expires_at: Date }>('SELECT user_id, computed_at, expires_at FROM recommendations WHERE run_id = $1', [runId])).rows;
+    return new Map(rows.map((row) => [row.user_id, row]));
+  }
+
+  it('a user with an evening habit is computed in the evening slot, not at midnight; the run completes with every set', async () => {
+    const { h, window, users } = await setup();
+    expect(window.timing).toEqual({ mode: 'predicted', slotMs: HOUR, risk: 0.02 });
+    const planned = await h.planner.planRun(window, new Date(START));
+    const run = planned!.run;
+    expect(run).toMatchObject({ selected: users.length, status: 'running' });
+    // Chunks are cut by compute time: the mornings' at 07:00, the evenings' at 20:00; nothing is due at midnight.
+    const cut = await chunks(h, run.id);
+    expect(cut.reduce((n, c) => n + c.users, 0)).toBe(users.length);
+    expect(new Set(cut.map((c) => c.due_at.toISOString()))).toEqual(new Set([new Date(START + 7 * HOUR).toISOString(), new Date(START + 20 * HOUR).toISOString()]));
+    expect(run.chunksTotal).toBe(cut.length);
+    expect(planned!.enqueued).toBe(0);
+    expect(await h.queue.getJobCounts('prioritized', 'waiting', 'delayed')).toMatchObject({ prioritized: 0, waiting: 0, delayed: 0 });
+    const predictions = (await h.pool.query<{ user_id: string; chunk_no: number }>('SELECT user_id, chunk_no FROM predictions WHERE run_id = $1', [run.id])).rows;
+    const dueOf = new Map(cut.map((c) => [c.chunk_no, c.due_at.getTime()]));
+    for (const p of predictions) expect(dueOf.get(p.chunk_no)).toBe(START + (p.user_id.startsWith('morning') ? 7 : 20) * HOUR);
+
+    const worker = h.startWorker(createScriptedRecommender({}).recommender);
+    // The sweep leaves held chunks alone: no job is expected for them before their time.
+    h.clock.set(START + HOUR);
+    expect(await h.planner.sweep()).toEqual({ requeued: 0, failed: 0 });
+    await h.scheduler.tick();
+    expect((await chunks(h, run.id)).every((c) => c.dispatched_at === null)).toBe(true);
+
+    h.clock.set(START + 7 * HOUR);
+    await h.scheduler.tick();
+    await waitFor(async () => (await setsOf(h, run.id)).size === 2);
+    h.clock.set(START + 20 * HOUR);
+    await h.scheduler.tick();
+    const done = await h.waitForRun(run.id);
+    expect(done).toMatchObject({ status: 'completed', precomputed: users.length, failed: 0, chunksDone: cut.length });
+    const sets = await setsOf(h, run.id);
+    expect(sets.size).toBe(users.length);
+    for (const [userId, set] of sets) {
+      expect(set.computed_at.getTime()).toBe(START + (userId.startsWith('morning') ? 7 : 20) * HOUR);
+      // Sets still expire at the window's end.
+      expect(set.expires_at.getTime()).toBe(START + DAY);
+    }
+    await worker.close();
+  });
+
+  it('survives a restart: a fresh planner and scheduler dispatch from Postgres, and a release lost before its enqueue is swept', async () => {
+    const { h, window } = await setup();
+    const run = (await h.planner.planRun(window, new Date(START)))!.run;
+    // The first scheduler process is gone; a new one (new planner, same database and queue) takes over.
+    const planner = createPlanner({ pool: h.pool, queue: h.queue, scorer: h.scorer, clock: h.clock, log: silentLog, itemsPerUser: 10 });
+    const scheduler = createScheduler({ windows: h.windows, planner, runs: h.runs, clock: h.clock, log: silentLog });
+    h.clock.set(START + 7 * HOUR);
+    expect(await scheduler.tick()).toEqual([{ window: 'timed', action: 'claimed', occurrence: new Date(START) }]);
+    const worker = h.startWorker(createScriptedRecommender({}).recommender);
+    await waitFor(async () => (await setsOf(h, run.id)).size === 2);
+
+    // A dispatcher that released the evening chunks and died before enqueueing them.
+    h.clock.set(START + 20 * HOUR);
+    const released = (await h.pool.query(dispatchSql.release(h.clock.now(), run.id))).rows;
+    expect(released.length).toBeGreaterThan(0);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect((await setsOf(h, run.id)).size).toBe(2);
+    // Nothing is left for a tick to release; the sweep finds the released chunks without a job.
+    expect(await scheduler.dispatch()).toBe(0);
+    expect((await planner.sweep()).requeued).toBe(released.length);
+    const done = await h.waitForRun(run.id);
+    expect(done).toMatchObject({ status: 'completed', precomputed: 22, failed: 0 });
+    await worker.close();
+  });
+
+  it('no path enqueues a held chunk: a shard select, a resume or the sweep before its time', async () => {
+    const { h, window } = await setup();
+    const run = (await h.planner.planRun(window, new Date(START)))!.run;
+    const recorded = { id: run.id, window: 'timed', scheduledFor: run.scheduledFor, expiresAt: run.expiresAt, shards: 1 };
+    expect(await enqueueRecordedChunks({ pool: h.pool, queue: h.queue }, recorded, { windowPriority: 0, itemsPerUser: 10 })).toBe(0);
+    expect(await enqueueRecordedChunks({ pool: h.pool, queue: h.queue }, recorded, { windowPriority: 0, itemsPerUser: 10, shard: { index: 0, count: 1 } })).toBe(0);
+    // A replica planning the same occurrence again finds it claimed and enqueues nothing.
+    expect(await h.planner.planRun(window, new Date(START))).toBeUndefined();
+    expect(await h.queue.getJobCounts('prioritized', 'waiting')).toMatchObject({ prioritized: 0, waiting: 0 });
+    // Past the window's end the held chunks are failed by the sweep, so the run terminates.
+    h.clock.set(START + DAY);
+    expect((await h.planner.sweep()).failed).toBe((await chunks(h, run.id)).length);
+    expect(await h.runs.get(run.id)).toMatchObject({ status: 'failed', precomputed: 0, failed: 22 });
+  });
+
+  it('an untimed window is unchanged: every chunk enqueued at the occurrence, no compute time recorded', async () => {
+    const { h } = await setup();
+    const { window } = await h.windows.set('nightly', { cron: '0 0 * * *', policy: 'all', chunkSize: 5, holdoutRate: 0 });
+    expect(window.timing.mode).toBe('midnight');
+    const planned = (await h.planner.planRun(window, new Date(START)))!;
+    expect(planned.enqueued).toBe(planned.run.chunksTotal);
+    expect((await chunks(h, planned.run.id)).every((c) => c.due_at === null)).toBe(true);
+  });
+});
+
+async function waitFor(condition: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
