@@ -1,0 +1,280 @@
+-- Up Migration
+
+-- The analysts' views interactive at 1M users (issue 13 item 6). After 0011 the views read
+-- rollups for what is final, yet at 1M users and 30 days coverage_by_run took 5–10 s and
+-- calibration_by_decile 6.6 s while reading a 10-row snapshot. EXPLAIN showed why: the plan of
+-- the whole view, the raw part included, is estimated at millions of cost units, so Postgres
+-- JIT-compiles it (inlined and optimised, ≈ 200 functions) on every query, for seconds, whether
+-- the raw part then has one open run to compute or nothing at all.
+--
+-- So the raw parts move into functions: a view's plan sees a function scan of a few rows and
+-- compiles nothing, and a raw part that is skipped (the calibration while its snapshot holds) is
+-- never planned. The functions that compute little (the open runs' coverage, the lives not
+-- rolled up yet) run with JIT off: compiling costs more than the rows it would speed up.
+-- Same columns, types and rows as before.
+
+-- The lives of the sets computed at or after `scan_from` whose life ended at or after `since`
+-- (recommendation_life_since's rows, 0011), for a caller that knows every set it asks about and
+-- each one's next set are computed at or after `scan_from`. Against 0011's query, measured at 1M
+-- users (≈ 260 000 sets since yesterday, 106 000 of them batch sets unserved so far, load 11):
+-- JIT off (it compiled ≈ 1 600 functions for 56 s of a 46 s query); the sort for each user's next
+-- set in memory (it spilled 18 MB at the default work_mem); and serves looked up in one pass over
+-- the serves since `scan_from`, grouped by set, instead of an index probe of every serves
+-- partition per batch set (106 000 × 2 probes). A serve cannot precede the set it served, so
+-- serves before `scan_from` never name a set in scope.
+CREATE FUNCTION recommendation_life_scan(scan_from timestamptz, since timestamptz, only_runs bigint[] DEFAULT NULL)
+RETURNS TABLE (id uuid, user_id text, source text, run_id bigint, window_name text, holdout boolean,
+               computed_at timestamptz, expires_at timestamptz, life_ended_at timestamptz, compute_ms real,
+               served boolean, ended boolean, wasted boolean)
+LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET jit = off SET work_mem = '64MB' AS $fn$
+BEGIN
+  -- A one-shot plan for these instants: a generic plan prunes no partition.
+  RETURN QUERY EXECUTE $q$
+  WITH ordered AS (
+    SELECT r.id, r.user_id, r.source, r.run_id, r.holdout, r.computed_at, r.expires_at, r.compute_ms, r.first_served_at,
+           lead(r.computed_at) OVER (PARTITION BY r.user_id ORDER BY r.computed_at, r.id) AS next_computed_at
+      FROM recommendations r
+     WHERE r.computed_at >= $1
+  ), life AS (
+    SELECT o.*, least(o.expires_at, o.next_computed_at) AS life_ended_at FROM ordered o
+     WHERE least(o.expires_at, o.next_computed_at) >= $2 AND ($3 IS NULL OR o.run_id = ANY ($3))
+  ), serve AS (
+    SELECT s.recommendation_id, min(s.at) AS first_at FROM serves s
+     WHERE s.at >= $1 AND s.recommendation_id IS NOT NULL
+     GROUP BY s.recommendation_id
+  )
+  SELECT l.id, l.user_id, l.source, l.run_id, b.window_name, l.holdout, l.computed_at, l.expires_at, l.life_ended_at,
+         l.compute_ms, served.served, l.life_ended_at <= now(),
+         l.source = 'batch' AND l.life_ended_at <= now() AND NOT served.served
+    FROM life l
+    LEFT JOIN batch_runs b ON b.id = l.run_id
+    LEFT JOIN serve s ON s.recommendation_id = l.id AND l.source = 'batch'
+    CROSS JOIN LATERAL (
+      SELECT CASE WHEN l.source <> 'batch' THEN false
+                  ELSE coalesce(l.first_served_at < l.life_ended_at, false) OR coalesce(s.first_at < l.life_ended_at, false) END AS served
+    ) served
+  $q$ USING scan_from, since, only_runs;
+END
+$fn$;
+
+-- Same contract as in 0011, over a shorter scan where it can: the given runs' sets and their next
+-- sets are all computed at or after the earliest of them, so that is where the scan starts (not at
+-- the earliest set alive at `since`, a day earlier for daily runs).
+CREATE OR REPLACE FUNCTION recommendation_life_since(since timestamptz, only_runs bigint[] DEFAULT NULL)
+RETURNS TABLE (id uuid, user_id text, source text, run_id bigint, window_name text, holdout boolean,
+               computed_at timestamptz, expires_at timestamptz, life_ended_at timestamptz, compute_ms real,
+               served boolean, ended boolean, wasted boolean)
+LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $fn$
+DECLARE
+  scan_from timestamptz;
+BEGIN
+  IF only_runs IS NULL THEN
+    -- From the earliest set that had not expired at `since`: each user's sets from that instant
+    -- on are all there, so each one's next set is the same as over the whole table.
+    SELECT least(since, min(e.computed_at)) INTO scan_from FROM recommendations e WHERE e.expires_at >= since;
+  ELSE
+    SELECT least(since, min(e.computed_at)) INTO scan_from FROM recommendations e WHERE e.run_id = ANY (only_runs);
+  END IF;
+  RETURN QUERY SELECT * FROM recommendation_life_scan(scan_from, since, only_runs);
+END
+$fn$;
+
+-- compute_cost_by_day's raw part asks about the sets computed since its rollup's end: their lives
+-- need no set computed before it (0011 scanned from the earliest set alive then, a day earlier).
+CREATE OR REPLACE VIEW compute_cost_by_day AS
+SELECT d.day, d.batch_sets, d.batch_compute_ms, d.batch_wasted_compute_ms, d.holdout_compute_ms, d.on_demand_sets,
+       d.on_demand_compute_ms, d.total_compute_ms
+  FROM cost_daily d
+ WHERE d.day < (SELECT coalesce(max(rolled_through), '-infinity') FROM rollup_progress WHERE name = 'cost_daily')
+UNION ALL
+SELECT (l.computed_at AT TIME ZONE 'UTC')::date AS day,
+       count(*) FILTER (WHERE l.source = 'batch') AS batch_sets,
+       coalesce(sum(l.compute_ms::float8) FILTER (WHERE l.source = 'batch'), 0)::real AS batch_compute_ms,
+       coalesce(sum(l.compute_ms::float8) FILTER (WHERE l.source = 'batch' AND l.wasted), 0)::real AS batch_wasted_compute_ms,
+       coalesce(sum(l.compute_ms::float8) FILTER (WHERE l.source = 'batch' AND l.holdout), 0)::real AS holdout_compute_ms,
+       count(*) FILTER (WHERE l.source = 'on_demand') AS on_demand_sets,
+       coalesce(sum(l.compute_ms::float8) FILTER (WHERE l.source = 'on_demand'), 0)::real AS on_demand_compute_ms,
+       coalesce(sum(l.compute_ms::float8), 0)::real AS total_compute_ms
+  FROM recommendation_life_scan((SELECT rollup_start('cost_daily')), (SELECT rollup_start('cost_daily'))) l
+ GROUP BY 1;
+
+-- coverage_by_run's computation for the given runs, one row each (0 when nobody logged in):
+-- the view's raw part (runs not rolled up) and maintenance's fill of coverage_runs.
+CREATE FUNCTION coverage_of_runs(run_ids bigint[])
+RETURNS TABLE (run_id bigint, active_known bigint, covered bigint, holdout_hits bigint)
+LANGUAGE sql STABLE SET search_path FROM CURRENT SET jit = off AS $$
+  WITH runs AS (
+    SELECT b.id, b.scheduled_for, b.expires_at FROM batch_runs b WHERE b.id = ANY (run_ids)
+  ), active AS (
+    SELECT b.id AS run_id, l.user_id, min(l.at) AS first_at
+      FROM runs b
+      CROSS JOIN LATERAL (SELECT user_id, at FROM logins WHERE at >= b.scheduled_for AND at < b.expires_at) l
+      JOIN user_activity ua ON ua.user_id = l.user_id AND ua.first_login_at < b.scheduled_for
+     GROUP BY b.id, l.user_id
+  ), judged AS (
+    -- The runs' sets in one pass (an index range per partition), not a probe of every partition
+    -- per active user; a policy set counts over a holdout one, as a run has one set per user.
+    SELECT DISTINCT ON (a.run_id, a.user_id) a.run_id, a.user_id, r.holdout
+      FROM active a
+      LEFT JOIN (SELECT r.run_id, r.user_id, r.computed_at, r.holdout FROM recommendations r
+                  WHERE r.run_id = ANY (run_ids)) r
+        ON r.run_id = a.run_id AND r.user_id = a.user_id AND r.computed_at <= a.first_at
+     ORDER BY a.run_id, a.user_id, r.holdout
+  )
+  SELECT b.id, count(j.user_id), count(j.user_id) FILTER (WHERE j.holdout = false), count(j.user_id) FILTER (WHERE j.holdout)
+    FROM runs b
+    LEFT JOIN judged j ON j.run_id = b.id
+   GROUP BY b.id
+$$;
+
+CREATE OR REPLACE VIEW coverage_by_run AS
+SELECT b.id AS run_id, b.window_name, b.scheduled_for, b.expires_at, c.active_known, c.covered,
+       c.covered::double precision / nullif(c.active_known, 0) AS coverage, c.holdout_hits
+  FROM batch_runs b
+  JOIN coverage_runs c ON c.run_id = b.id
+UNION ALL
+SELECT b.id AS run_id, b.window_name, b.scheduled_for, b.expires_at, c.active_known, c.covered,
+       c.covered::double precision / nullif(c.active_known, 0) AS coverage, c.holdout_hits
+  FROM coverage_of_runs((SELECT coalesce(array_agg(o.id), '{}') FROM batch_runs o
+                          WHERE NOT EXISTS (SELECT 1 FROM coverage_runs r WHERE r.run_id = o.id))) c
+  JOIN batch_runs b ON b.id = c.run_id;
+
+-- calibration_by_decile computed from the raw tables (every prediction of an ended run): run
+-- only when the snapshot does not cover the ended runs. Large enough to be worth its JIT.
+CREATE FUNCTION calibration_from_predictions()
+RETURNS TABLE (decile integer, predictions bigint, mean_predicted double precision, actual_rate numeric)
+LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+  WITH scored AS (
+    SELECT p.p, p.weight::float8 AS weight,
+           sum(p.weight::float8) OVER (ORDER BY p.p, p.run_id, p.user_id ROWS UNBOUNDED PRECEDING) - p.weight::float8 AS before,
+           sum(p.weight::float8) OVER () AS total,
+           EXISTS (SELECT 1 FROM logins l WHERE l.user_id = p.user_id AND l.at >= b.scheduled_for AND l.at < b.expires_at) AS logged_in
+      FROM predictions p
+      JOIN batch_runs b ON b.id = p.run_id
+     WHERE b.expires_at <= now()
+  ), deciles AS (
+    SELECT least(10, floor(10 * before / total)::int + 1) AS decile, p, weight, logged_in FROM scored
+  )
+  SELECT decile, round(sum(weight))::bigint, sum(p * weight) / sum(weight),
+         (sum(CASE WHEN logged_in THEN weight ELSE 0 END) / sum(weight))::numeric
+    FROM deciles
+   GROUP BY decile
+$$;
+
+CREATE OR REPLACE VIEW calibration_by_decile AS
+WITH snapshot AS (
+  SELECT s.decile, s.predictions, s.mean_predicted, s.actual_rate FROM calibration_snapshot s
+   WHERE s.runs = (SELECT coalesce(array_agg(b.id ORDER BY b.id), '{}') FROM batch_runs b WHERE b.expires_at <= now())
+)
+SELECT decile, predictions, mean_predicted, actual_rate FROM snapshot
+UNION ALL
+SELECT c.decile, c.predictions, c.mean_predicted, c.actual_rate FROM calibration_from_predictions() c
+ WHERE NOT EXISTS (SELECT 1 FROM snapshot);
+
+-- Down Migration
+CREATE OR REPLACE VIEW calibration_by_decile AS
+WITH snapshot AS (
+  SELECT s.decile, s.predictions, s.mean_predicted, s.actual_rate FROM calibration_snapshot s
+   WHERE s.runs = (SELECT coalesce(array_agg(b.id ORDER BY b.id), '{}') FROM batch_runs b WHERE b.expires_at <= now())
+), scored AS (
+  SELECT p.p, p.weight::float8 AS weight,
+         sum(p.weight::float8) OVER (ORDER BY p.p, p.run_id, p.user_id ROWS UNBOUNDED PRECEDING) - p.weight::float8 AS before,
+         sum(p.weight::float8) OVER () AS total,
+         EXISTS (SELECT 1 FROM logins l WHERE l.user_id = p.user_id AND l.at >= b.scheduled_for AND l.at < b.expires_at) AS logged_in
+    FROM predictions p
+    JOIN batch_runs b ON b.id = p.run_id
+   WHERE b.expires_at <= now()
+     AND NOT EXISTS (SELECT 1 FROM snapshot)
+), deciles AS (
+  SELECT least(10, floor(10 * before / total)::int + 1) AS decile, p, weight, logged_in FROM scored
+)
+SELECT decile, predictions, mean_predicted, actual_rate FROM snapshot
+UNION ALL
+SELECT decile, round(sum(weight))::bigint AS predictions, sum(p * weight) / sum(weight) AS mean_predicted,
+       (sum(CASE WHEN logged_in THEN weight ELSE 0 END) / sum(weight))::numeric AS actual_rate
+  FROM deciles
+ GROUP BY decile;
+DROP FUNCTION calibration_from_predictions();
+
+CREATE OR REPLACE VIEW coverage_by_run AS
+WITH open_runs AS (
+  SELECT b.* FROM batch_runs b WHERE NOT EXISTS (SELECT 1 FROM coverage_runs c WHERE c.run_id = b.id)
+), active AS (
+  SELECT b.id AS run_id, l.user_id, min(l.at) AS first_at
+    FROM open_runs b
+    CROSS JOIN LATERAL (SELECT user_id, at FROM logins WHERE at >= b.scheduled_for AND at < b.expires_at) l
+    JOIN user_activity ua ON ua.user_id = l.user_id AND ua.first_login_at < b.scheduled_for
+   GROUP BY b.id, l.user_id
+), judged AS (
+  -- The open runs' sets in one pass (an index range per partition), not a probe of every
+  -- partition per active user; a policy set counts over a holdout one, as a run has one set per user.
+  SELECT DISTINCT ON (a.run_id, a.user_id) a.run_id, a.user_id, r.holdout
+    FROM active a
+    LEFT JOIN (SELECT r.run_id, r.user_id, r.computed_at, r.holdout FROM recommendations r
+                WHERE r.run_id IN (SELECT id FROM open_runs)) r
+      ON r.run_id = a.run_id AND r.user_id = a.user_id AND r.computed_at <= a.first_at
+   ORDER BY a.run_id, a.user_id, r.holdout
+)
+SELECT b.id AS run_id, b.window_name, b.scheduled_for, b.expires_at, c.active_known, c.covered,
+       c.covered::double precision / nullif(c.active_known, 0) AS coverage, c.holdout_hits
+  FROM batch_runs b
+  JOIN coverage_runs c ON c.run_id = b.id
+UNION ALL
+SELECT b.id AS run_id, b.window_name, b.scheduled_for, b.expires_at,
+       count(j.user_id) AS active_known,
+       count(j.user_id) FILTER (WHERE j.holdout = false) AS covered,
+       (count(j.user_id) FILTER (WHERE j.holdout = false))::double precision / nullif(count(j.user_id), 0) AS coverage,
+       count(j.user_id) FILTER (WHERE j.holdout) AS holdout_hits
+  FROM open_runs b
+  LEFT JOIN judged j ON j.run_id = b.id
+ GROUP BY b.id, b.window_name, b.scheduled_for, b.expires_at;
+DROP FUNCTION coverage_of_runs(bigint[]);
+
+CREATE OR REPLACE VIEW compute_cost_by_day AS
+SELECT d.day, d.batch_sets, d.batch_compute_ms, d.batch_wasted_compute_ms, d.holdout_compute_ms, d.on_demand_sets,
+       d.on_demand_compute_ms, d.total_compute_ms
+  FROM cost_daily d
+ WHERE d.day < (SELECT coalesce(max(rolled_through), '-infinity') FROM rollup_progress WHERE name = 'cost_daily')
+UNION ALL
+SELECT (l.computed_at AT TIME ZONE 'UTC')::date AS day,
+       count(*) FILTER (WHERE l.source = 'batch') AS batch_sets,
+       coalesce(sum(l.compute_ms::float8) FILTER (WHERE l.source = 'batch'), 0)::real AS batch_compute_ms,
+       coalesce(sum(l.compute_ms::float8) FILTER (WHERE l.source = 'batch' AND l.wasted), 0)::real AS batch_wasted_compute_ms,
+       coalesce(sum(l.compute_ms::float8) FILTER (WHERE l.source = 'batch' AND l.holdout), 0)::real AS holdout_compute_ms,
+       count(*) FILTER (WHERE l.source = 'on_demand') AS on_demand_sets,
+       coalesce(sum(l.compute_ms::float8) FILTER (WHERE l.source = 'on_demand'), 0)::real AS on_demand_compute_ms,
+       coalesce(sum(l.compute_ms::float8), 0)::real AS total_compute_ms
+  FROM recommendation_life_since((SELECT rollup_start('cost_daily'))) l
+ WHERE l.computed_at >= (SELECT rollup_start('cost_daily'))
+ GROUP BY 1;
+
+CREATE OR REPLACE FUNCTION recommendation_life_since(since timestamptz, only_runs bigint[] DEFAULT NULL)
+RETURNS TABLE (id uuid, user_id text, source text, run_id bigint, window_name text, holdout boolean,
+               computed_at timestamptz, expires_at timestamptz, life_ended_at timestamptz, compute_ms real,
+               served boolean, ended boolean, wasted boolean)
+LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $fn$
+BEGIN
+  RETURN QUERY EXECUTE $q$
+  WITH ordered AS (
+    SELECT r.id, r.user_id, r.source, r.run_id, r.holdout, r.computed_at, r.expires_at, r.compute_ms, r.first_served_at,
+           lead(r.computed_at) OVER (PARTITION BY r.user_id ORDER BY r.computed_at, r.id) AS next_computed_at
+      FROM recommendations r
+     WHERE r.computed_at >= least($1, (SELECT min(e.computed_at) FROM recommendations e WHERE e.expires_at >= $1))
+  ), life AS (
+    SELECT o.*, least(o.expires_at, o.next_computed_at) AS life_ended_at FROM ordered o
+     WHERE least(o.expires_at, o.next_computed_at) >= $1 AND ($2 IS NULL OR o.run_id = ANY ($2))
+  )
+  SELECT l.id, l.user_id, l.source, l.run_id, b.window_name, l.holdout, l.computed_at, l.expires_at, l.life_ended_at,
+         l.compute_ms, served.served, l.life_ended_at <= now(),
+         l.source = 'batch' AND l.life_ended_at <= now() AND NOT served.served
+    FROM life l
+    LEFT JOIN batch_runs b ON b.id = l.run_id
+    CROSS JOIN LATERAL (
+      SELECT CASE WHEN l.source <> 'batch' THEN false
+                  ELSE (l.first_served_at IS NOT NULL AND l.first_served_at < l.life_ended_at)
+                    OR EXISTS (SELECT 1 FROM serves s WHERE s.recommendation_id = l.id AND s.at < l.life_ended_at) END AS served
+    ) served
+  $q$ USING since, only_runs;
+END
+$fn$;
+DROP FUNCTION recommendation_life_scan(timestamptz, timestamptz, bigint[]);
