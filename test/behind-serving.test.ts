@@ -1,6 +1,8 @@
 // Sets that know they are behind (issue 15, item 2) and the missed interactions each serve
 // records (item 3), through the API on real Postgres and Redis.
 import { afterEach, describe, expect, it } from 'vitest';
+import { createReport } from '../src/accounting/report.ts';
+import { createDashboardFigures } from '../src/dashboard/figures.ts';
 import { deleteKeysWithPrefix } from '../src/redis.ts';
 import type { RecommendationSet } from '../src/sets/set.ts';
 import { precomputedSet } from './support/sets.ts';
@@ -97,6 +99,10 @@ describe('sets that know they are behind', () => {
     // The batch set's life ended when the new set was computed, unserved.
     const life = await h.db.pool.query(`SELECT life_ended_at, served FROM recommendation_life WHERE id = $1`, [old.id]);
     expect(life.rows[0]).toEqual({ life_ended_at: at('13:00'), served: false });
+    // The report names the refresh and its compute: the price of the up-to-date set.
+    const summary = await createReport({ pool: h.db.pool }).summary({ asOf: h.clock.now(), from: at('00:00'), to: at('23:59') });
+    expect(summary).toMatchObject({ refreshes: 1, behindServes: 0, behindShare: 0, onDemand: 1 });
+    expect(summary.refreshComputeMs).toBe(summary.onDemandComputeMs);
   });
 
   it('serves the behind set marked behind, with the exact count, when the budget runs out; the new set serves the next login', async () => {
@@ -177,6 +183,15 @@ describe('sets that know they are behind', () => {
         staleness_p50_ms: 30 * MINUTE,
       },
     ]);
+    // The replay's report and the dashboard read the same counts.
+    const summary = await createReport({ pool: h.db.pool }).summary({ asOf: h.clock.now(), from: at('00:00'), to: at('23:59') });
+    expect(summary).toMatchObject({ logins: 4, behindServes: 2, behindShare: 0.5, missedP50: 1, refreshes: 0 });
+    const [daily] = await createReport({ pool: h.db.pool }).daily({ asOf: h.clock.now() });
+    expect(daily).toMatchObject({ day: '2024-03-01', logins: 4, behindShare: 0.5 });
+    expect(daily?.missedP95).toBeCloseTo(4.6, 9);
+    const overview = await createDashboardFigures({ pool: h.db.pool, clock: h.clock }).period({ from: '2024-03-01', to: '2024-03-01' });
+    expect(overview.days[0]).toMatchObject({ day: '2024-03-01', logins: 4, behindShare: 0.5 });
+    expect(overview.days[0]?.missedP95).toBeCloseTo(4.6, 9);
   });
 
   it('counts in Postgres what Redis cannot vouch for: a set older than its marker, and keys lost in a restart', async () => {

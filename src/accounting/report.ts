@@ -25,6 +25,19 @@ export interface PolicyReport {
   latencyP50Ms: Record<string, number>;
   latencyP99Ms: Record<string, number>;
   servesBySource: Record<string, number>;
+  /** Logins served a set that missed interactions of its user (serves.missed_interactions > 0). */
+  behindServes: number;
+  /** behindServes / logins (fallback answers included); null when no serve was counted. */
+  behindShare: number | null;
+  /** Missed interactions per serve of a counted set (p50, p95); null when none was counted. */
+  missedP50: number | null;
+  missedP95: number | null;
+  /**
+   * On-demand sets computed while another set of the same user was still fresh: the refreshes of
+   * behind sets (PREWARM_REFRESH_BEHIND=login), the price of serving up-to-date sets.
+   */
+  refreshes: number;
+  refreshComputeMs: number;
 }
 
 export interface DailyPoint {
@@ -34,6 +47,10 @@ export interface DailyPoint {
   coverage: number | null;
   waste: number | null;
   stalenessP50Ms: number | null;
+  /** Logins of the day served a behind set / the day's logins (null: none counted). */
+  behindShare?: number | null;
+  /** Missed interactions per counted serve, p95. */
+  missedP95?: number | null;
 }
 
 const sql = {
@@ -67,9 +84,33 @@ const sql = {
       values: [period.from ?? null, period.to ?? null],
     };
   },
+  missed(period: ReportPeriod): Sql {
+    return {
+      text: `SELECT count(*)::bigint AS counted, count(*) FILTER (WHERE missed_interactions > 0)::bigint AS behind,
+                    percentile_cont(0.5) WITHIN GROUP (ORDER BY missed_interactions) AS p50,
+                    percentile_cont(0.95) WITHIN GROUP (ORDER BY missed_interactions) AS p95
+               FROM serves
+              WHERE missed_interactions IS NOT NULL
+                AND ($1::timestamptz IS NULL OR at >= $1) AND ($2::timestamptz IS NULL OR at < $2)`,
+      values: [period.from ?? null, period.to ?? null],
+    };
+  },
+  /** On-demand sets computed while an earlier set of the user was fresh (recommendations_user_idx). */
+  refreshes(period: ReportPeriod): Sql {
+    return {
+      text: `SELECT count(*)::bigint AS n, coalesce(sum(o.compute_ms), 0)::float8 AS ms
+               FROM recommendations o
+              WHERE o.source = 'on_demand'
+                AND ($1::timestamptz IS NULL OR o.computed_at >= $1) AND ($2::timestamptz IS NULL OR o.computed_at < $2)
+                AND EXISTS (SELECT 1 FROM recommendations p
+                             WHERE p.user_id = o.user_id AND p.computed_at < o.computed_at AND p.expires_at > o.computed_at)`,
+      values: [period.from ?? null, period.to ?? null],
+    };
+  },
   daily(period: ReportPeriod): Sql {
     return {
-      text: `SELECT d.day::text AS day, d.logins, d.login_coverage, c.coverage, w.waste_rate, s.p50
+      text: `SELECT d.day::text AS day, d.logins, d.login_coverage, c.coverage, w.waste_rate, s.p50,
+                    m.behind::double precision / nullif(d.logins, 0) AS behind_share, m.p95 AS missed_p95
                FROM login_coverage_by_day d
                LEFT JOIN (SELECT day, sum(active_known) AS a, sum(covered) AS c,
                                  sum(covered)::double precision / nullif(sum(active_known), 0) AS coverage
@@ -79,6 +120,9 @@ const sql = {
                LEFT JOIN (SELECT (at AT TIME ZONE 'UTC')::date AS day,
                                  percentile_cont(0.5) WITHIN GROUP (ORDER BY staleness_ms) AS p50
                             FROM serves WHERE staleness_ms IS NOT NULL GROUP BY 1) s ON s.day = d.day
+               LEFT JOIN (SELECT (at AT TIME ZONE 'UTC')::date AS day, count(*) FILTER (WHERE missed_interactions > 0) AS behind,
+                                 percentile_cont(0.95) WITHIN GROUP (ORDER BY missed_interactions) AS p95
+                            FROM serves WHERE missed_interactions IS NOT NULL GROUP BY 1) m ON m.day = d.day
               WHERE ($1::timestamptz IS NULL OR d.day >= ($1::timestamptz AT TIME ZONE 'UTC')::date)
                 AND ($2::timestamptz IS NULL OR d.day < ($2::timestamptz AT TIME ZONE 'UTC')::date)
               ORDER BY d.day`,
@@ -93,12 +137,15 @@ export function createReport({ pool }: { pool: Queryable }) {
   const waste = createWasteReport({ pool });
   return {
     async summary(period: ReportPeriod): Promise<PolicyReport> {
-      const [totals, coverage, serves, staleness] = await Promise.all([
+      const [totals, coverage, serves, staleness, missed, refreshes] = await Promise.all([
         waste.totals(period),
         pool.query<{ active_known: number; covered: number }>(sql.coverage(period)),
         pool.query<{ source: string; n: number; p50: number; p99: number }>(sql.serves(period)),
         pool.query<{ p50: number | null; p95: number | null }>(sql.staleness(period)),
+        pool.query<{ counted: number; behind: number; p50: number | null; p95: number | null }>(sql.missed(period)),
+        pool.query<{ n: number; ms: number }>(sql.refreshes(period)),
       ]);
+      const behind = Number(missed.rows[0]?.behind ?? 0);
       const cov = coverage.rows[0] ?? { active_known: 0, covered: 0 };
       const bySource = Object.fromEntries(serves.rows.map((row) => [row.source, row.n]));
       const logins = serves.rows.reduce((total, row) => total + row.n, 0);
@@ -118,10 +165,26 @@ export function createReport({ pool }: { pool: Queryable }) {
         latencyP50Ms: Object.fromEntries(serves.rows.map((row) => [row.source, row.p50])),
         latencyP99Ms: Object.fromEntries(serves.rows.map((row) => [row.source, row.p99])),
         servesBySource: bySource,
+        behindServes: behind,
+        // Null when no serve was counted (interactions imported, not fed through the API).
+        behindShare: Number(missed.rows[0]?.counted ?? 0) > 0 ? ratio(behind, logins) : null,
+        missedP50: missed.rows[0]?.p50 ?? null,
+        missedP95: missed.rows[0]?.p95 ?? null,
+        refreshes: Number(refreshes.rows[0]?.n ?? 0),
+        refreshComputeMs: refreshes.rows[0]?.ms ?? 0,
       };
     },
     async daily(period: ReportPeriod): Promise<DailyPoint[]> {
-      const result = await pool.query<{ day: string; logins: number; login_coverage: number | null; coverage: number | null; waste_rate: number | null; p50: number | null }>(sql.daily(period));
+      const result = await pool.query<{
+        day: string;
+        logins: number;
+        login_coverage: number | null;
+        coverage: number | null;
+        waste_rate: number | null;
+        p50: number | null;
+        behind_share: number | null;
+        missed_p95: number | null;
+      }>(sql.daily(period));
       return result.rows.map((row) => ({
         day: row.day,
         logins: row.logins,
@@ -129,6 +192,8 @@ export function createReport({ pool }: { pool: Queryable }) {
         coverage: row.coverage,
         waste: row.waste_rate,
         stalenessP50Ms: row.p50,
+        behindShare: row.behind_share,
+        missedP95: row.missed_p95,
       }));
     },
   };

@@ -92,6 +92,13 @@ export interface DayFigures {
   /** staleness_by_day, source precomputed. */
   stalenessP50Ms: number | null;
   stalenessP95Ms: number | null;
+  /**
+   * missed_interactions_by_day: logins served a set that missed interactions of its user /
+   * logins; null when no serve of the day was counted (interactions not fed through the API).
+   */
+  behindShare: number | null;
+  /** missed_interactions_by_day, source precomputed: missed interactions per serve, p95. */
+  missedP95: number | null;
   batchSets: number;
   batchComputeMs: number;
   onDemandSets: number;
@@ -205,6 +212,8 @@ export function createDashboardFigures({ pool, clock }: DashboardFiguresDeps) {
         onDemandShare: ratio(n('on_demand'), n('logins')),
         stalenessP50Ms: row.staleness_p50_ms ?? null,
         stalenessP95Ms: row.staleness_p95_ms ?? null,
+        behindShare: n('counted_serves') > 0 ? ratio(n('behind_serves'), n('logins')) : null,
+        missedP95: row.missed_p95 ?? null,
         batchSets: n('batch_sets'),
         batchComputeMs: n('batch_ms'),
         onDemandSets: n('on_demand_sets'),

@@ -114,6 +114,7 @@ function dailyCharts(o: Overview): string {
 ${card('Waste', 'Share of precomputed sets whose life ended that day without a serve (holdout excluded).', lineChart({ title: 'daily waste', categories: days, series: [{ label: 'waste', color: COLORS.red, values: o.days.map((d) => d.waste) }], format: share, yMax: 1 }))}
 ${card('Coverage', 'Known users who logged in during a window with a set ready (coverage), and all logins answered precomputed (login coverage).', lineChart({ title: 'daily coverage', categories: days, series: [{ label: 'coverage', color: COLORS.green, values: o.days.map((d) => d.coverage) }, { label: 'login coverage', color: COLORS.blue, values: o.days.map((d) => d.loginCoverage), dashed: true }], format: share, yMax: 1 }))}
 ${card('Staleness of precomputed serves', 'Age of the set at the login: median and 95th percentile.', lineChart({ title: 'staleness', categories: days, series: [{ label: 'p50', color: COLORS.purple, values: o.days.map((d) => toHours(d.stalenessP50Ms)) }, { label: 'p95', color: COLORS.purple, values: o.days.map((d) => toHours(d.stalenessP95Ms)), dashed: true }], format: (v) => `${f(v)} h` }))}
+${card('Sets behind their users', 'Logins served a set whose user interacted after it was computed (it could not know); the daily table gives the missed interactions of precomputed serves, p95.', lineChart({ title: 'behind', categories: days, series: [{ label: 'behind', color: COLORS.red, values: o.days.map((d) => d.behindShare) }], format: share, yMax: 1 }))}
 ${card('On-demand share', 'Logins answered by a computation at login.', lineChart({ title: 'on-demand share', categories: days, series: [{ label: 'on demand', color: COLORS.orange, values: o.days.map((d) => d.onDemandShare) }], format: share, yMax: 1 }))}
 </div>`;
 }
@@ -183,9 +184,9 @@ function dailyTable(o: Overview): string {
   const rows = o.days.map(
     (d) =>
       `<tr data-day="${esc(d.day)}"><td>${esc(d.day)}</td><td class="num">${whole(d.logins)}</td><td class="num">${pct(d.waste, 1)}</td><td class="num">${pct(d.coverage, 1)}</td><td class="num">${pct(d.loginCoverage, 1)}</td>` +
-      `<td class="num">${hours(d.stalenessP50Ms)}</td><td class="num">${hours(d.stalenessP95Ms)}</td><td class="num">${pct(d.onDemandShare, 1)}</td></tr>`,
+      `<td class="num">${hours(d.stalenessP50Ms)}</td><td class="num">${hours(d.stalenessP95Ms)}</td><td class="num">${pct(d.behindShare, 1)}</td><td class="num">${d.missedP95 === null ? '—' : f(d.missedP95)}</td><td class="num">${pct(d.onDemandShare, 1)}</td></tr>`,
   );
-  return `<div class="card"><table><thead><tr><th>UTC day</th><th class="num">logins</th><th class="num">waste</th><th class="num">coverage</th><th class="num">login coverage</th><th class="num">staleness p50</th><th class="num">staleness p95</th><th class="num">on demand</th></tr></thead><tbody>${rows.join('')}</tbody></table></div>`;
+  return `<div class="card"><table><thead><tr><th>UTC day</th><th class="num">logins</th><th class="num">waste</th><th class="num">coverage</th><th class="num">login coverage</th><th class="num">staleness p50</th><th class="num">staleness p95</th><th class="num">behind</th><th class="num">missed p95</th><th class="num">on demand</th></tr></thead><tbody>${rows.join('')}</tbody></table></div>`;
 }
 
 /**

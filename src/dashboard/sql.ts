@@ -74,7 +74,8 @@ export const dashboardSql = {
 
   /**
    * One row per UTC day of [from, to]: waste (waste_by_day), coverage (coverage_by_day), logins
-   * by source (login_coverage_by_day), staleness of precomputed serves (staleness_by_day), compute
+   * by source (login_coverage_by_day), staleness of precomputed serves (staleness_by_day), serves
+   * of behind sets and missed interactions (missed_interactions_by_day), compute
    * (compute_cost_by_day) and the users the day's runs scored. `window` restricts waste, coverage
    * and users scored to that window's runs (null: every window); serves and compute belong to no
    * window.
@@ -91,6 +92,9 @@ export const dashboardSql = {
                      FROM login_coverage_by_day WHERE day BETWEEN $1::date AND $2::date),
              s AS (SELECT day, serves::float8 AS serves, staleness_p50_ms::float8 AS p50, staleness_p95_ms::float8 AS p95
                      FROM staleness_by_day WHERE source = 'precomputed' AND day BETWEEN $1::date AND $2::date),
+             m AS (SELECT day, sum(serves)::float8 AS counted_serves, sum(behind_serves)::float8 AS behind_serves,
+                          max(missed_p95) FILTER (WHERE source = 'precomputed')::float8 AS missed_p95
+                     FROM missed_interactions_by_day WHERE day BETWEEN $1::date AND $2::date GROUP BY day),
              k AS (SELECT day, batch_sets::float8 AS batch_sets, batch_compute_ms::float8 AS batch_ms,
                           on_demand_sets::float8 AS on_demand_sets, on_demand_compute_ms::float8 AS on_demand_ms
                      FROM compute_cost_by_day WHERE day BETWEEN $1::date AND $2::date),
@@ -101,10 +105,11 @@ export const dashboardSql = {
                     w.ended AS sets_ended, w.wasted AS sets_wasted, c.active_known, c.covered,
                     l.logins, l.precomputed, l.reused, l.on_demand, l.fallback,
                     s.serves AS precomputed_serves, s.p50 AS staleness_p50_ms, s.p95 AS staleness_p95_ms,
+                    m.counted_serves, m.behind_serves, m.missed_p95,
                     k.batch_sets, k.batch_ms, k.on_demand_sets, k.on_demand_ms, r.candidates
                FROM days
                LEFT JOIN w USING (day) LEFT JOIN c USING (day) LEFT JOIN l USING (day)
-               LEFT JOIN s USING (day) LEFT JOIN k USING (day) LEFT JOIN r USING (day)
+               LEFT JOIN s USING (day) LEFT JOIN m USING (day) LEFT JOIN k USING (day) LEFT JOIN r USING (day)
               ORDER BY days.day`,
       values: [from, to, window],
     };
