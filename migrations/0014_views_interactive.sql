@@ -15,29 +15,39 @@
 
 -- The lives of the sets computed at or after `scan_from` whose life ended at or after `since`
 -- (recommendation_life_since's rows, 0011), for a caller that knows every set it asks about and
--- each one's next set are computed at or after `scan_from`. Against 0011's query, measured at 1M
--- users (≈ 260 000 sets since yesterday, 106 000 of them batch sets unserved so far, load 11):
--- JIT off (it compiled ≈ 1 600 functions for 56 s of a 46 s query); the sort for each user's next
--- set in memory (it spilled 18 MB at the default work_mem); and serves looked up in one pass over
--- the serves since `scan_from`, grouped by set, instead of an index probe of every serves
--- partition per batch set (106 000 × 2 probes). A serve cannot precede the set it served, so
--- serves before `scan_from` never name a set in scope.
-CREATE FUNCTION recommendation_life_scan(scan_from timestamptz, since timestamptz, only_runs bigint[] DEFAULT NULL)
+-- each one's next set are computed at or after `scan_from`; with `batch_only`, the batch sets
+-- only, over the sets of the users who have one (a batch set's next set may be of any source).
+-- Against 0011's query, measured at 1M users (≈ 260 000 sets since yesterday, 115 000 of them
+-- batch sets of 112 000 users, 106 000 unserved so far; load 11): JIT off (it compiled ≈ 1 600
+-- functions for 56 s of a 46 s query); the sort for each user's next set in memory (it spilled
+-- 18 MB at the default work_mem) and over 124 000 sets instead of 260 000 for the waste views;
+-- and serves looked up in one pass over the serves since `scan_from`, grouped by set, instead of
+-- an index probe of every serves partition per batch set (106 000 × 2 probes). A serve cannot
+-- precede the set it served, so serves before `scan_from` never name a set in scope.
+CREATE FUNCTION recommendation_life_scan(scan_from timestamptz, since timestamptz, only_runs bigint[] DEFAULT NULL,
+                                         batch_only boolean DEFAULT false)
 RETURNS TABLE (id uuid, user_id text, source text, run_id bigint, window_name text, holdout boolean,
                computed_at timestamptz, expires_at timestamptz, life_ended_at timestamptz, compute_ms real,
                served boolean, ended boolean, wasted boolean)
 LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET jit = off SET work_mem = '64MB' AS $fn$
 BEGIN
-  -- A one-shot plan for these instants: a generic plan prunes no partition.
+  -- A one-shot plan for these instants (a generic plan prunes no partition), with the batch
+  -- users' filter only when asked (an OR with a flag would plan both).
   RETURN QUERY EXECUTE $q$
   WITH ordered AS (
     SELECT r.id, r.user_id, r.source, r.run_id, r.holdout, r.computed_at, r.expires_at, r.compute_ms, r.first_served_at,
            lead(r.computed_at) OVER (PARTITION BY r.user_id ORDER BY r.computed_at, r.id) AS next_computed_at
       FROM recommendations r
-     WHERE r.computed_at >= $1
+     WHERE r.computed_at >= $1$q$
+  || CASE WHEN batch_only THEN $q$
+       AND r.user_id IN (SELECT b.user_id FROM recommendations b
+                          WHERE b.computed_at >= $1 AND b.source = 'batch' AND ($3 IS NULL OR b.run_id = ANY ($3)))$q$ ELSE '' END
+  || $q$
   ), life AS (
     SELECT o.*, least(o.expires_at, o.next_computed_at) AS life_ended_at FROM ordered o
-     WHERE least(o.expires_at, o.next_computed_at) >= $2 AND ($3 IS NULL OR o.run_id = ANY ($3))
+     WHERE least(o.expires_at, o.next_computed_at) >= $2 AND ($3 IS NULL OR o.run_id = ANY ($3))$q$
+  || CASE WHEN batch_only THEN $q$ AND o.source = 'batch'$q$ ELSE '' END
+  || $q$
   ), serve AS (
     SELECT s.recommendation_id, min(s.at) AS first_at FROM serves s
      WHERE s.at >= $1 AND s.recommendation_id IS NOT NULL
@@ -57,27 +67,81 @@ BEGIN
 END
 $fn$;
 
--- Same contract as in 0011, over a shorter scan where it can: the given runs' sets and their next
--- sets are all computed at or after the earliest of them, so that is where the scan starts (not at
--- the earliest set alive at `since`, a day earlier for daily runs).
+-- Where a scan for the lives ended at or after `since` starts: from the earliest set that had not
+-- expired then (each user's sets from that instant on are all there, so each one's next set is
+-- the same as over the whole table); for given runs, from their earliest set (their sets' next
+-- sets come after them), not a day earlier for daily runs.
+CREATE FUNCTION recommendation_life_scan_from(since timestamptz, only_runs bigint[] DEFAULT NULL)
+RETURNS timestamptz LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+  SELECT CASE WHEN only_runs IS NULL
+              THEN least(since, (SELECT min(e.computed_at) FROM recommendations e WHERE e.expires_at >= since))
+              ELSE least(since, (SELECT min(e.computed_at) FROM recommendations e WHERE e.run_id = ANY (only_runs))) END
+$$;
+
+-- Same contract as in 0011, through the scan above.
 CREATE OR REPLACE FUNCTION recommendation_life_since(since timestamptz, only_runs bigint[] DEFAULT NULL)
 RETURNS TABLE (id uuid, user_id text, source text, run_id bigint, window_name text, holdout boolean,
                computed_at timestamptz, expires_at timestamptz, life_ended_at timestamptz, compute_ms real,
                served boolean, ended boolean, wasted boolean)
-LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $fn$
-DECLARE
-  scan_from timestamptz;
-BEGIN
-  IF only_runs IS NULL THEN
-    -- From the earliest set that had not expired at `since`: each user's sets from that instant
-    -- on are all there, so each one's next set is the same as over the whole table.
-    SELECT least(since, min(e.computed_at)) INTO scan_from FROM recommendations e WHERE e.expires_at >= since;
-  ELSE
-    SELECT least(since, min(e.computed_at)) INTO scan_from FROM recommendations e WHERE e.run_id = ANY (only_runs);
-  END IF;
-  RETURN QUERY SELECT * FROM recommendation_life_scan(scan_from, since, only_runs);
-END
-$fn$;
+LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+  SELECT * FROM recommendation_life_scan(recommendation_life_scan_from(since, only_runs), since, only_runs)
+$$;
+
+-- The batch sets' lives only (what the waste views read).
+CREATE FUNCTION batch_life_since(since timestamptz, only_runs bigint[] DEFAULT NULL)
+RETURNS TABLE (id uuid, user_id text, source text, run_id bigint, window_name text, holdout boolean,
+               computed_at timestamptz, expires_at timestamptz, life_ended_at timestamptz, compute_ms real,
+               served boolean, ended boolean, wasted boolean)
+LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+  SELECT * FROM recommendation_life_scan(recommendation_life_scan_from(since, only_runs), since, only_runs, true)
+$$;
+
+CREATE OR REPLACE VIEW waste_by_day AS
+SELECT d.day, d.window_name, d.ended, d.wasted, d.wasted::double precision / nullif(d.ended, 0) AS waste_rate,
+       d.wasted_compute_ms, d.holdout_ended, d.holdout_wasted
+  FROM waste_daily d
+ WHERE d.day < (SELECT coalesce(max(rolled_through), '-infinity') FROM rollup_progress WHERE name = 'waste_daily')
+UNION ALL
+SELECT (l.life_ended_at AT TIME ZONE 'UTC')::date AS day, l.window_name,
+       count(*) FILTER (WHERE NOT l.holdout) AS ended,
+       count(*) FILTER (WHERE NOT l.holdout AND l.wasted) AS wasted,
+       (count(*) FILTER (WHERE NOT l.holdout AND l.wasted))::double precision / nullif(count(*) FILTER (WHERE NOT l.holdout), 0) AS waste_rate,
+       coalesce(sum(l.compute_ms::float8) FILTER (WHERE NOT l.holdout AND l.wasted), 0)::real AS wasted_compute_ms,
+       count(*) FILTER (WHERE l.holdout) AS holdout_ended,
+       count(*) FILTER (WHERE l.holdout AND l.wasted) AS holdout_wasted
+  FROM batch_life_since((SELECT rollup_start('waste_daily'))) l
+ WHERE l.source = 'batch' AND l.ended
+ GROUP BY 1, 2;
+
+CREATE OR REPLACE VIEW waste_by_run AS
+SELECT b.id AS run_id, b.window_name, b.scheduled_for, b.status, b.selected, b.precomputed AS precomputed_counted,
+       w.precomputes, w.ended, w.served, w.wasted, w.wasted::double precision / nullif(w.ended, 0) AS waste_rate,
+       w.compute_ms, w.wasted_compute_ms, w.holdout_precomputes, w.holdout_ended, w.holdout_wasted,
+       w.holdout_wasted::double precision / nullif(w.holdout_ended, 0) AS holdout_waste_rate
+  FROM batch_runs b
+  JOIN waste_runs w ON w.run_id = b.id
+UNION ALL
+SELECT b.id AS run_id, b.window_name, b.scheduled_for, b.status, b.selected, b.precomputed AS precomputed_counted,
+       count(l.id) FILTER (WHERE NOT l.holdout) AS precomputes,
+       count(l.id) FILTER (WHERE NOT l.holdout AND l.ended) AS ended,
+       count(l.id) FILTER (WHERE NOT l.holdout AND l.served) AS served,
+       count(l.id) FILTER (WHERE NOT l.holdout AND l.wasted) AS wasted,
+       (count(l.id) FILTER (WHERE NOT l.holdout AND l.wasted))::double precision
+         / nullif(count(l.id) FILTER (WHERE NOT l.holdout AND l.ended), 0) AS waste_rate,
+       coalesce(sum(l.compute_ms::float8) FILTER (WHERE NOT l.holdout), 0)::real AS compute_ms,
+       coalesce(sum(l.compute_ms::float8) FILTER (WHERE NOT l.holdout AND l.wasted), 0)::real AS wasted_compute_ms,
+       count(l.id) FILTER (WHERE l.holdout) AS holdout_precomputes,
+       count(l.id) FILTER (WHERE l.holdout AND l.ended) AS holdout_ended,
+       count(l.id) FILTER (WHERE l.holdout AND l.wasted) AS holdout_wasted,
+       (count(l.id) FILTER (WHERE l.holdout AND l.wasted))::double precision
+         / nullif(count(l.id) FILTER (WHERE l.holdout AND l.ended), 0) AS holdout_waste_rate
+  FROM batch_runs b
+  LEFT JOIN batch_life_since(
+              (SELECT min(least(o.scheduled_for, o.started_at)) FROM batch_runs o WHERE NOT EXISTS (SELECT 1 FROM waste_runs w WHERE w.run_id = o.id)),
+              (SELECT array_agg(o.id) FROM batch_runs o WHERE NOT EXISTS (SELECT 1 FROM waste_runs w WHERE w.run_id = o.id))
+            ) l ON l.run_id = b.id AND l.source = 'batch'
+ WHERE NOT EXISTS (SELECT 1 FROM waste_runs w WHERE w.run_id = b.id)
+ GROUP BY b.id;
 
 -- compute_cost_by_day's raw part asks about the sets computed since its rollup's end: their lives
 -- need no set computed before it (0011 scanned from the earliest set alive then, a day earlier).
@@ -98,11 +162,11 @@ SELECT (l.computed_at AT TIME ZONE 'UTC')::date AS day,
   FROM recommendation_life_scan((SELECT rollup_start('cost_daily')), (SELECT rollup_start('cost_daily'))) l
  GROUP BY 1;
 
--- coverage_by_run's computation for the given runs, one row each (0 when nobody logged in):
--- the view's raw part (runs not rolled up) and maintenance's fill of coverage_runs.
+-- coverage_by_run's computation for the given runs, one row each (0 when nobody logged in): the
+-- view's raw part (the open runs), without JIT and with its sorts in memory.
 CREATE FUNCTION coverage_of_runs(run_ids bigint[])
 RETURNS TABLE (run_id bigint, active_known bigint, covered bigint, holdout_hits bigint)
-LANGUAGE sql STABLE SET search_path FROM CURRENT SET jit = off AS $$
+LANGUAGE sql STABLE SET search_path FROM CURRENT SET jit = off SET work_mem = '64MB' AS $$
   WITH runs AS (
     SELECT b.id, b.scheduled_for, b.expires_at FROM batch_runs b WHERE b.id = ANY (run_ids)
   ), active AS (
@@ -248,6 +312,57 @@ SELECT (l.computed_at AT TIME ZONE 'UTC')::date AS day,
  WHERE l.computed_at >= (SELECT rollup_start('cost_daily'))
  GROUP BY 1;
 
+CREATE OR REPLACE VIEW waste_by_day AS
+SELECT d.day, d.window_name, d.ended, d.wasted, d.wasted::double precision / nullif(d.ended, 0) AS waste_rate,
+       d.wasted_compute_ms, d.holdout_ended, d.holdout_wasted
+  FROM waste_daily d
+ WHERE d.day < (SELECT coalesce(max(rolled_through), '-infinity') FROM rollup_progress WHERE name = 'waste_daily')
+UNION ALL
+SELECT (l.life_ended_at AT TIME ZONE 'UTC')::date AS day, l.window_name,
+       count(*) FILTER (WHERE NOT l.holdout) AS ended,
+       count(*) FILTER (WHERE NOT l.holdout AND l.wasted) AS wasted,
+       (count(*) FILTER (WHERE NOT l.holdout AND l.wasted))::double precision / nullif(count(*) FILTER (WHERE NOT l.holdout), 0) AS waste_rate,
+       coalesce(sum(l.compute_ms::float8) FILTER (WHERE NOT l.holdout AND l.wasted), 0)::real AS wasted_compute_ms,
+       count(*) FILTER (WHERE l.holdout) AS holdout_ended,
+       count(*) FILTER (WHERE l.holdout AND l.wasted) AS holdout_wasted
+  FROM recommendation_life_since((SELECT rollup_start('waste_daily'))) l
+ WHERE l.source = 'batch' AND l.ended
+ GROUP BY 1, 2;
+
+-- Runs not rolled up: their sets' lives from the earliest such run's start on (a run's sets are
+-- computed after its row is claimed).
+CREATE OR REPLACE VIEW waste_by_run AS
+SELECT b.id AS run_id, b.window_name, b.scheduled_for, b.status, b.selected, b.precomputed AS precomputed_counted,
+       w.precomputes, w.ended, w.served, w.wasted, w.wasted::double precision / nullif(w.ended, 0) AS waste_rate,
+       w.compute_ms, w.wasted_compute_ms, w.holdout_precomputes, w.holdout_ended, w.holdout_wasted,
+       w.holdout_wasted::double precision / nullif(w.holdout_ended, 0) AS holdout_waste_rate
+  FROM batch_runs b
+  JOIN waste_runs w ON w.run_id = b.id
+UNION ALL
+SELECT b.id AS run_id, b.window_name, b.scheduled_for, b.status, b.selected, b.precomputed AS precomputed_counted,
+       count(l.id) FILTER (WHERE NOT l.holdout) AS precomputes,
+       count(l.id) FILTER (WHERE NOT l.holdout AND l.ended) AS ended,
+       count(l.id) FILTER (WHERE NOT l.holdout AND l.served) AS served,
+       count(l.id) FILTER (WHERE NOT l.holdout AND l.wasted) AS wasted,
+       (count(l.id) FILTER (WHERE NOT l.holdout AND l.wasted))::double precision
+         / nullif(count(l.id) FILTER (WHERE NOT l.holdout AND l.ended), 0) AS waste_rate,
+       coalesce(sum(l.compute_ms::float8) FILTER (WHERE NOT l.holdout), 0)::real AS compute_ms,
+       coalesce(sum(l.compute_ms::float8) FILTER (WHERE NOT l.holdout AND l.wasted), 0)::real AS wasted_compute_ms,
+       count(l.id) FILTER (WHERE l.holdout) AS holdout_precomputes,
+       count(l.id) FILTER (WHERE l.holdout AND l.ended) AS holdout_ended,
+       count(l.id) FILTER (WHERE l.holdout AND l.wasted) AS holdout_wasted,
+       (count(l.id) FILTER (WHERE l.holdout AND l.wasted))::double precision
+         / nullif(count(l.id) FILTER (WHERE l.holdout AND l.ended), 0) AS holdout_waste_rate
+  FROM batch_runs b
+  LEFT JOIN recommendation_life_since(
+              (SELECT min(least(o.scheduled_for, o.started_at)) FROM batch_runs o WHERE NOT EXISTS (SELECT 1 FROM waste_runs w WHERE w.run_id = o.id)),
+              (SELECT array_agg(o.id) FROM batch_runs o WHERE NOT EXISTS (SELECT 1 FROM waste_runs w WHERE w.run_id = o.id))
+            ) l ON l.run_id = b.id AND l.source = 'batch'
+ WHERE NOT EXISTS (SELECT 1 FROM waste_runs w WHERE w.run_id = b.id)
+ GROUP BY b.id;
+
+DROP FUNCTION batch_life_since(timestamptz, bigint[]);
+
 CREATE OR REPLACE FUNCTION recommendation_life_since(since timestamptz, only_runs bigint[] DEFAULT NULL)
 RETURNS TABLE (id uuid, user_id text, source text, run_id bigint, window_name text, holdout boolean,
                computed_at timestamptz, expires_at timestamptz, life_ended_at timestamptz, compute_ms real,
@@ -277,4 +392,5 @@ BEGIN
   $q$ USING since, only_runs;
 END
 $fn$;
-DROP FUNCTION recommendation_life_scan(timestamptz, timestamptz, bigint[]);
+DROP FUNCTION recommendation_life_scan(timestamptz, timestamptz, bigint[], boolean);
+DROP FUNCTION recommendation_life_scan_from(timestamptz, bigint[]);
