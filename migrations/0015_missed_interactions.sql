@@ -1,7 +1,7 @@
 -- Up Migration
 
 -- Content staleness of each serve (issue 15): how many of the user's interactions happened at or
--- after the served set's computed_at and up to the login, i.e. what the set could not know
+-- after the served set's computed_at and before the login, i.e. what the set could not know
 -- (the recommender reads interactions strictly before computed_at). 0 for a set that is up to
 -- date, null for fallback answers and for serves recorded before this column existed, or when
 -- the count could not be had (README "Serves: login coverage, staleness, latency").

@@ -44,26 +44,42 @@ describe('freshness: missed interactions from Redis', () => {
     for (const when of ats) await db.pool.query('INSERT INTO interactions (user_id, item_id, at, weight) VALUES ($1, $2, $3, 1)', [userId, 'i', when]);
   }
 
-  it('counts [computedAt, login] from one read, two interactions at one instant counting twice', async () => {
+  it('counts [computedAt, login) from one read: two items at one instant are two, a repeat of one is one (as in Postgres)', async () => {
     const freshness = make();
     await freshness.start();
     await freshness.record([
-      { userId: 'u', at: at(9) },
-      { userId: 'u', at: at(10) },
-      { userId: 'u', at: at(20) },
-      { userId: 'u', at: at(20) },
-      { userId: 'u', at: at(31) },
-      { userId: 'other', at: at(20) },
+      { userId: 'u', itemId: 'i', at: at(9) },
+      { userId: 'u', itemId: 'i', at: at(10) },
+      { userId: 'u', itemId: 'i', at: at(20) },
+      { userId: 'u', itemId: 'j', at: at(20) },
+      { userId: 'u', itemId: 'j', at: at(20) },
+      { userId: 'u', itemId: 'i', at: at(31) },
+      { userId: 'other', itemId: 'i', at: at(20) },
     ]);
     expect(await count(freshness, 'u', at(10), at(30))).toEqual({ fromRead: 3, exact: 3 });
     expect(await count(freshness, 'u', at(21), at(30))).toEqual({ fromRead: 0, exact: 0 });
     expect(await count(freshness, 'nobody', at(10), at(30))).toEqual({ fromRead: 0, exact: 0 });
   });
 
+  it("does not count an interaction at the login's instant: the login's own (a session's first message is its login)", async () => {
+    const freshness = make(testRedis.redis, { readLimit: 2 });
+    await freshness.start();
+    await freshness.record([
+      { userId: 'u', itemId: 'i', at: at(20) },
+      { userId: 'u', itemId: 'i', at: at(30) },
+      { userId: 'u', itemId: 'j', at: at(30) },
+    ]);
+    await inPostgres('u', at(20), at(30));
+    await db.pool.query(`INSERT INTO interactions (user_id, item_id, at, weight) VALUES ('u', 'j', $1, 1)`, [at(30)]);
+    expect(await count(freshness, 'u', at(10), at(30))).toEqual({ fromRead: 1, exact: 1 });
+    // Counted in Postgres (a set older than the marker): the same rule.
+    expect(await count(freshness, 'u', at(-10), at(30))).toEqual({ fromRead: undefined, exact: 1 });
+  });
+
   it('beyond the read limit, ZCOUNT gives the exact count', async () => {
     const freshness = make(testRedis.redis, { readLimit: 4 });
     await freshness.start();
-    await freshness.record(Array.from({ length: 9 }, (_, i) => ({ userId: 'u', at: at(10 + i) })));
+    await freshness.record(Array.from({ length: 9 }, (_, i) => ({ userId: 'u', itemId: 'i', at: at(10 + i) })));
     expect(await count(freshness, 'u', at(10), at(30))).toEqual({ fromRead: undefined, exact: 9 });
     expect(await count(freshness, 'u', at(16), at(30))).toEqual({ fromRead: 3, exact: 3 });
   });
@@ -72,7 +88,7 @@ describe('freshness: missed interactions from Redis', () => {
     const freshness = make(testRedis.redis, { maxPerUser: 5 });
     await freshness.start();
     const times = Array.from({ length: 8 }, (_, i) => at(10 + i));
-    await freshness.record(times.map((t) => ({ userId: 'u', at: t })));
+    await freshness.record(times.map((t) => ({ userId: 'u', itemId: 'i', at: t })));
     await inPostgres('u', ...times);
     expect(await testRedis.redis.zcard(`${testRedis.prefix}:fr:t:u`)).toBe(5);
     // 10..12 dropped: a set computed at 12 or before cannot be judged from Redis.
@@ -83,8 +99,8 @@ describe('freshness: missed interactions from Redis', () => {
   it('drops times older than keepMs behind the newest, and counts sets served longer than that in Postgres', async () => {
     const freshness = make(testRedis.redis, { keepMs: 60 * MINUTE });
     await freshness.start();
-    await freshness.record([{ userId: 'u', at: at(10) }]);
-    await freshness.record([{ userId: 'u', at: at(100) }]);
+    await freshness.record([{ userId: 'u', itemId: 'i', at: at(10) }]);
+    await freshness.record([{ userId: 'u', itemId: 'i', at: at(100) }]);
     await inPostgres('u', at(10), at(100));
     expect(await testRedis.redis.zcard(`${testRedis.prefix}:fr:t:u`)).toBe(1);
     expect(await count(freshness, 'u', at(6), at(101))).toEqual({ fromRead: undefined, exact: 2 });
@@ -102,7 +118,7 @@ describe('freshness: missed interactions from Redis', () => {
     clock.set(at(20));
     redis.disconnect();
     // Acknowledged (the recorder buffers it for Postgres) but not in Redis.
-    await freshness.record([{ userId: 'u', at: at(20) }]);
+    await freshness.record([{ userId: 'u', itemId: 'i', at: at(20) }]);
     await inPostgres('u', at(20));
     const unread = await freshness.read('u', at(30));
     expect(unread.ok).toBe(false);
@@ -110,7 +126,7 @@ describe('freshness: missed interactions from Redis', () => {
 
     await redis.connect();
     clock.set(at(40));
-    await freshness.record([{ userId: 'u', at: at(40) }]);
+    await freshness.record([{ userId: 'u', itemId: 'i', at: at(40) }]);
     await inPostgres('u', at(40));
     // The marker moved to 12:40: a set of 12:10 is counted in Postgres, and right.
     expect(await count(freshness, 'u', at(10), at(45))).toEqual({ fromRead: undefined, exact: 2 });

@@ -38,7 +38,7 @@ export function createApiMetrics(options: { defaultMetrics?: boolean; pendingEve
   });
   const missedInteractions = new Histogram({
     name: 'prewarm_served_set_missed_interactions',
-    help: "Interactions of the user at or after the served set's computation and up to the login (0: up to date; above 0: the set was behind), by source; fallback answers and uncounted serves are not observed",
+    help: "Interactions of the user at or after the served set's computation and before the login (0: up to date; above 0: the set was behind), by source; fallback answers and uncounted serves are not observed",
     labelNames: ['source'] as const,
     buckets: [0, 1, 2, 5, 10, 20, 50, 100],
     registers: [registry],

@@ -55,7 +55,7 @@ export const recommendationsResponse = {
     },
     missedInteractions: {
       type: ['integer', 'null'],
-      description: "The user's interactions at or after the served set's computedAt, up to the login; 0 for an up-to-date set, null for fallback or when they could not be counted",
+      description: "The user's interactions at or after the served set's computedAt and before the login; 0 for an up-to-date set, null for fallback or when they could not be counted",
     },
     modelVersion: { type: 'string' },
     reason: {

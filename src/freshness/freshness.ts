@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Clock } from '../clock.ts';
 import type { Queryable, Sql } from '../db/pool.ts';
@@ -6,8 +5,10 @@ import { throttledErrorLog, type Logger } from '../log.ts';
 
 /**
  * Whether a served set is *behind*: did its user interact at or after the set's `computedAt`
- * (the recommender reads interactions strictly before it) and up to the login? README "HTTP API"
- * and "Serves: login coverage, staleness, latency".
+ * (the recommender reads interactions strictly before it) and before the login? An interaction
+ * at the login's very instant is the login's own doing (in a log of sessions the first action
+ * *is* the login): it does not count. README "HTTP API" and "Serves: login coverage, staleness,
+ * latency".
  *
  * Each user's recent interaction times live in a Redis sorted set, written as interactions are
  * acknowledged (`record`, from the interactions recorder). A login reads it with one script call
@@ -45,7 +46,7 @@ export interface FreshnessOptions {
   flushPending?: (userId: string) => Promise<void>;
 }
 
-/** What one login read from Redis: the user's newest interaction times up to the login. */
+/** What one login read from Redis: the user's newest interaction times before the login. */
 export interface RecentInteractions {
   /** False when Redis did not answer. */
   readonly ok: boolean;
@@ -53,13 +54,14 @@ export interface RecentInteractions {
   readonly since: number | null;
   /** Interactions before this instant (ms) may have been dropped from the user's times. */
   readonly floor: number;
-  /** Newest first, each at or before the login. */
+  /** Newest first, each before the login. */
   readonly times: readonly number[];
 }
 
 /** One interaction as the recorder acknowledged it. */
 export interface RecordedInteraction {
   userId: string;
+  itemId: string;
   at: Date;
 }
 
@@ -69,10 +71,10 @@ export interface Freshness {
    * makes later counts of older sets go to Postgres until Redis has them again.
    */
   record(rows: readonly RecordedInteraction[]): Promise<void>;
-  /** The user's newest interaction times up to `at`; issue it in the same tick as the cache GET. Never rejects. */
+  /** The user's newest interaction times before `at`; issue it in the same tick as the cache GET. Never rejects. */
   read(userId: string, at: Date): Promise<RecentInteractions>;
   /**
-   * Interactions at or after `computedAt` and up to `at`, from a read; undefined when the read
+   * Interactions at or after `computedAt` and before `at`, from a read; undefined when the read
    * cannot vouch for the count (then `countExactly`).
    */
   countFrom(read: RecentInteractions, computedAt: Date, at: Date): number | undefined;
@@ -125,7 +127,7 @@ for k = 2, #KEYS, 2 do
 end
 return #KEYS`;
 
-// KEYS[1]: the user's times; KEYS[2]: their floor; KEYS[3]: the marker. ARGV[1]: the login (ms);
+// KEYS[1]: the user's times; KEYS[2]: their floor; KEYS[3]: the marker. ARGV[1]: the login (ms, excluded);
 // ARGV[2]: how many; ARGV[3]: now (ms), the marker's value if Redis has none (it restarted
 // empty): from then on, every acknowledged interaction is here. Returns marker (or ''), floor (or
 // ''), then the scores, newest first.
@@ -136,7 +138,7 @@ if since == false then
   since = ''
 end
 local floor = redis.call('GET', KEYS[2]) or ''
-local found = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf', 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
+local found = redis.call('ZREVRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '-inf', 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
 local out = { since, floor }
 for i = 2, #found, 2 do out[#out + 1] = found[i] end
 return out`;
@@ -150,10 +152,10 @@ interface FreshnessRedis extends Redis {
 }
 
 const sql = {
-  /** Interactions of the user in [from, to]; the (user_id, at) index of migrations/0005 answers it. */
+  /** Interactions of the user in [from, to); the (user_id, at) index of migrations/0005 answers it. */
   countBetween(userId: string, from: Date, to: Date): Sql {
     return {
-      text: 'SELECT count(*)::int AS n FROM interactions WHERE user_id = $1 AND at >= $2 AND at <= $3',
+      text: 'SELECT count(*)::int AS n FROM interactions WHERE user_id = $1 AND at >= $2 AND at < $3',
       values: [userId, from.toISOString(), to.toISOString()],
     };
   },
@@ -174,9 +176,6 @@ export function createFreshness(options: FreshnessOptions): Freshness {
   if (!(RECORD_COMMAND in redis)) redis.defineCommand(RECORD_COMMAND, { lua: RECORD_SCRIPT });
   if (!(READ_COMMAND in redis)) redis.defineCommand(READ_COMMAND, { lua: READ_SCRIPT });
   const scripted = redis as FreshnessRedis;
-  // Members must be distinct for two interactions at one instant to count twice.
-  const tag = randomBytes(4).toString('base64url');
-  let sequence = 0;
   // A write that failed may have lost interactions: the marker moves to a later instant, so sets
   // computed before it are counted in Postgres. Retried until Redis takes it.
   let markerBehind = false;
@@ -204,7 +203,9 @@ export function createFreshness(options: FreshnessOptions): Freshness {
     for (const row of rows) {
       let pairs = byUser.get(row.userId);
       if (!pairs) byUser.set(row.userId, (pairs = []));
-      pairs.push(row.at.getTime(), `${(sequence++).toString(36)}.${tag}`);
+      // The member is what Postgres keys an interaction by (with the user): a repeat of one is
+      // one interaction in both, two items at one instant are two.
+      pairs.push(row.at.getTime(), `${row.at.getTime().toString(36)}:${row.itemId}`);
     }
     const keys: string[] = [markerKey];
     const perUser: (string | number)[] = [];
@@ -266,7 +267,7 @@ export function createFreshness(options: FreshnessOptions): Freshness {
     async countExactly(recent, userId, computedAt, at) {
       if (holdsAllSince(recent, computedAt.getTime(), at.getTime())) {
         try {
-          return await redis.zcount(timesKey(userId), computedAt.getTime(), at.getTime());
+          return await redis.zcount(timesKey(userId), computedAt.getTime(), `(${at.getTime()}`);
         } catch (error) {
           readFailed(error);
         }

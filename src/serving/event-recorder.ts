@@ -23,7 +23,7 @@ export interface ServeEvent {
   latencyMs: number;
   reason: string | null;
   /**
-   * The user's interactions at or after the served set's computedAt, up to the login (0: up to
+   * The user's interactions at or after the served set's computedAt and before the login (0: up to
    * date); null or absent for fallback answers, or when it could not be counted.
    */
   missedInteractions?: number | null;

@@ -25,7 +25,7 @@ export interface ServeResult {
   /** True when the served set missed interactions of its user (`missedInteractions` > 0). */
   behind: boolean;
   /**
-   * The user's interactions at or after the served set's `computedAt`, up to the login: 0 for
+   * The user's interactions at or after the served set's `computedAt` and before the login: 0 for
    * an up-to-date set, null for fallback answers or when they could not be counted.
    */
   missedInteractions: number | null;
