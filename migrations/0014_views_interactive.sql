@@ -10,7 +10,9 @@
 -- So the raw parts move into functions: a view's plan sees a function scan of a few rows and
 -- compiles nothing, and a raw part that is skipped (the calibration while its snapshot holds) is
 -- never planned. The functions that compute little (the open runs' coverage, the lives not
--- rolled up yet) run with JIT off: compiling costs more than the rows it would speed up.
+-- rolled up yet) run with JIT off (compiling costs more than the rows it would speed up) and
+-- without parallel workers (for 100 000-row steps, waiting for workers to start cost seconds on
+-- a loaded 2-core machine and saves little on a quiet one).
 -- Same columns, types and rows as before.
 
 -- The lives of the sets computed at or after `scan_from` whose life ended at or after `since`
@@ -29,7 +31,7 @@ CREATE FUNCTION recommendation_life_scan(scan_from timestamptz, since timestampt
 RETURNS TABLE (id uuid, user_id text, source text, run_id bigint, window_name text, holdout boolean,
                computed_at timestamptz, expires_at timestamptz, life_ended_at timestamptz, compute_ms real,
                served boolean, ended boolean, wasted boolean)
-LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET jit = off SET work_mem = '64MB' AS $fn$
+LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET jit = off SET work_mem = '64MB' SET max_parallel_workers_per_gather = 0 AS $fn$
 BEGIN
   -- A one-shot plan for these instants (a generic plan prunes no partition), with the batch
   -- users' filter only when asked (an OR with a flag would plan both).
@@ -71,8 +73,10 @@ $fn$;
 -- expired then (each user's sets from that instant on are all there, so each one's next set is
 -- the same as over the whole table); for given runs, from their earliest set (their sets' next
 -- sets come after them), not a day earlier for daily runs.
+-- Without JIT and parallel workers: its plan over every partition is estimated high enough to be
+-- compiled, and workers waited for, for seconds under load, to read two days of sets.
 CREATE FUNCTION recommendation_life_scan_from(since timestamptz, only_runs bigint[] DEFAULT NULL)
-RETURNS timestamptz LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+RETURNS timestamptz LANGUAGE sql STABLE SET search_path FROM CURRENT SET jit = off SET max_parallel_workers_per_gather = 0 AS $$
   SELECT CASE WHEN only_runs IS NULL
               THEN least(since, (SELECT min(e.computed_at) FROM recommendations e WHERE e.expires_at >= since))
               ELSE least(since, (SELECT min(e.computed_at) FROM recommendations e WHERE e.run_id = ANY (only_runs))) END
@@ -85,15 +89,6 @@ RETURNS TABLE (id uuid, user_id text, source text, run_id bigint, window_name te
                served boolean, ended boolean, wasted boolean)
 LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
   SELECT * FROM recommendation_life_scan(recommendation_life_scan_from(since, only_runs), since, only_runs)
-$$;
-
--- The batch sets' lives only (what the waste views read).
-CREATE FUNCTION batch_life_since(since timestamptz, only_runs bigint[] DEFAULT NULL)
-RETURNS TABLE (id uuid, user_id text, source text, run_id bigint, window_name text, holdout boolean,
-               computed_at timestamptz, expires_at timestamptz, life_ended_at timestamptz, compute_ms real,
-               served boolean, ended boolean, wasted boolean)
-LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
-  SELECT * FROM recommendation_life_scan(recommendation_life_scan_from(since, only_runs), since, only_runs, true)
 $$;
 
 CREATE OR REPLACE VIEW waste_by_day AS
@@ -109,11 +104,20 @@ SELECT (l.life_ended_at AT TIME ZONE 'UTC')::date AS day, l.window_name,
        coalesce(sum(l.compute_ms::float8) FILTER (WHERE NOT l.holdout AND l.wasted), 0)::real AS wasted_compute_ms,
        count(*) FILTER (WHERE l.holdout) AS holdout_ended,
        count(*) FILTER (WHERE l.holdout AND l.wasted) AS holdout_wasted
-  FROM batch_life_since((SELECT rollup_start('waste_daily'))) l
+  FROM recommendation_life_scan(recommendation_life_scan_from((SELECT rollup_start('waste_daily'))), (SELECT rollup_start('waste_daily')), NULL, true) l
  WHERE l.source = 'batch' AND l.ended
  GROUP BY 1, 2;
 
+-- Runs not rolled up: their batch sets' lives, scanned from the earliest such run's start (a run's
+-- sets are computed after its row is claimed).
 CREATE OR REPLACE VIEW waste_by_run AS
+WITH open_runs AS (
+  SELECT min(least(o.scheduled_for, o.started_at)) AS since, array_agg(o.id) AS ids
+    FROM batch_runs o WHERE NOT EXISTS (SELECT 1 FROM waste_runs w WHERE w.run_id = o.id)
+), open_run_lives AS (
+  SELECT l.* FROM open_runs r,
+         LATERAL recommendation_life_scan(recommendation_life_scan_from(r.since, r.ids), r.since, r.ids, true) l
+)
 SELECT b.id AS run_id, b.window_name, b.scheduled_for, b.status, b.selected, b.precomputed AS precomputed_counted,
        w.precomputes, w.ended, w.served, w.wasted, w.wasted::double precision / nullif(w.ended, 0) AS waste_rate,
        w.compute_ms, w.wasted_compute_ms, w.holdout_precomputes, w.holdout_ended, w.holdout_wasted,
@@ -136,10 +140,7 @@ SELECT b.id AS run_id, b.window_name, b.scheduled_for, b.status, b.selected, b.p
        (count(l.id) FILTER (WHERE l.holdout AND l.wasted))::double precision
          / nullif(count(l.id) FILTER (WHERE l.holdout AND l.ended), 0) AS holdout_waste_rate
   FROM batch_runs b
-  LEFT JOIN batch_life_since(
-              (SELECT min(least(o.scheduled_for, o.started_at)) FROM batch_runs o WHERE NOT EXISTS (SELECT 1 FROM waste_runs w WHERE w.run_id = o.id)),
-              (SELECT array_agg(o.id) FROM batch_runs o WHERE NOT EXISTS (SELECT 1 FROM waste_runs w WHERE w.run_id = o.id))
-            ) l ON l.run_id = b.id AND l.source = 'batch'
+  LEFT JOIN open_run_lives l ON l.run_id = b.id AND l.source = 'batch'
  WHERE NOT EXISTS (SELECT 1 FROM waste_runs w WHERE w.run_id = b.id)
  GROUP BY b.id;
 
@@ -166,7 +167,7 @@ SELECT (l.computed_at AT TIME ZONE 'UTC')::date AS day,
 -- view's raw part (the open runs), without JIT and with its sorts in memory.
 CREATE FUNCTION coverage_of_runs(run_ids bigint[])
 RETURNS TABLE (run_id bigint, active_known bigint, covered bigint, holdout_hits bigint)
-LANGUAGE sql STABLE SET search_path FROM CURRENT SET jit = off SET work_mem = '64MB' AS $$
+LANGUAGE sql STABLE SET search_path FROM CURRENT SET jit = off SET work_mem = '64MB' SET max_parallel_workers_per_gather = 0 AS $$
   WITH runs AS (
     SELECT b.id, b.scheduled_for, b.expires_at FROM batch_runs b WHERE b.id = ANY (run_ids)
   ), active AS (
@@ -360,8 +361,6 @@ SELECT b.id AS run_id, b.window_name, b.scheduled_for, b.status, b.selected, b.p
             ) l ON l.run_id = b.id AND l.source = 'batch'
  WHERE NOT EXISTS (SELECT 1 FROM waste_runs w WHERE w.run_id = b.id)
  GROUP BY b.id;
-
-DROP FUNCTION batch_life_since(timestamptz, bigint[]);
 
 CREATE OR REPLACE FUNCTION recommendation_life_since(since timestamptz, only_runs bigint[] DEFAULT NULL)
 RETURNS TABLE (id uuid, user_id text, source text, run_id bigint, window_name text, holdout boolean,

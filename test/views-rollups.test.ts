@@ -153,7 +153,7 @@ describe("README's analysts' guide", () => {
     const queries = readmeViewQueries();
     const views = new Set(queries.map((q) => q.view));
     for (const view of ['recommendation_items', 'recommendation_life', 'waste_by_run', 'waste_by_day', 'compute_cost_by_day', 'coverage_by_run', 'coverage_by_day',
-      'login_coverage_by_day', 'staleness_by_day', 'latency_by_day', 'calibration_by_decile', 'propensity_model_reliability']) {
+      'login_coverage_by_day', 'staleness_by_day', 'latency_by_day', 'calibration_by_decile', 'propensity_model_reliability', 'model_quality_by_run']) {
       expect(views, `README has an example query for ${view}`).toContain(view);
     }
     db = await createTestDb();
