@@ -73,14 +73,22 @@ $fn$;
 -- expired then (each user's sets from that instant on are all there, so each one's next set is
 -- the same as over the whole table); for given runs, from their earliest set (their sets' next
 -- sets come after them), not a day earlier for daily runs.
--- Without JIT and parallel workers: its plan over every partition is estimated high enough to be
--- compiled, and workers waited for, for seconds under load, to read two days of sets.
+-- A one-shot plan for the given instant or runs (a generic plan of `run_id = ANY ($1)` read every
+-- partition of recommendations, 5.4M rows at 1M users, for one run's 58 000 sets), without JIT
+-- and parallel workers (compiled and waited for, for seconds under load, to read two days of sets).
 CREATE FUNCTION recommendation_life_scan_from(since timestamptz, only_runs bigint[] DEFAULT NULL)
-RETURNS timestamptz LANGUAGE sql STABLE SET search_path FROM CURRENT SET jit = off SET max_parallel_workers_per_gather = 0 AS $$
-  SELECT CASE WHEN only_runs IS NULL
-              THEN least(since, (SELECT min(e.computed_at) FROM recommendations e WHERE e.expires_at >= since))
-              ELSE least(since, (SELECT min(e.computed_at) FROM recommendations e WHERE e.run_id = ANY (only_runs))) END
-$$;
+RETURNS timestamptz LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET jit = off SET max_parallel_workers_per_gather = 0 AS $fn$
+DECLARE
+  scan_from timestamptz;
+BEGIN
+  IF only_runs IS NULL THEN
+    EXECUTE 'SELECT least($1, min(e.computed_at)) FROM recommendations e WHERE e.expires_at >= $1' INTO scan_from USING since;
+  ELSE
+    EXECUTE 'SELECT least($1, min(e.computed_at)) FROM recommendations e WHERE e.run_id = ANY ($2)' INTO scan_from USING since, only_runs;
+  END IF;
+  RETURN scan_from;
+END
+$fn$;
 
 -- Same contract as in 0011, through the scan above.
 CREATE OR REPLACE FUNCTION recommendation_life_since(since timestamptz, only_runs bigint[] DEFAULT NULL)
@@ -144,24 +152,45 @@ SELECT b.id AS run_id, b.window_name, b.scheduled_for, b.status, b.selected, b.p
  WHERE NOT EXISTS (SELECT 1 FROM waste_runs w WHERE w.run_id = b.id)
  GROUP BY b.id;
 
--- compute_cost_by_day's raw part asks about the sets computed since its rollup's end: their lives
--- need no set computed before it (0011 scanned from the earliest set alive then, a day earlier).
+-- compute_cost_by_day's raw part: the sets computed since its rollup's end, by day. Their lives
+-- need no set computed before it (0011 scanned from the earliest set alive then, a day earlier),
+-- and only the batch sets' lives matter (whether they were wasted): the on-demand sets are read
+-- as they are, not sorted with the others.
+CREATE FUNCTION compute_cost_since(since timestamptz)
+RETURNS TABLE (day date, batch_sets bigint, batch_compute_ms real, batch_wasted_compute_ms real, holdout_compute_ms real,
+               on_demand_sets bigint, on_demand_compute_ms real, total_compute_ms real)
+LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET jit = off SET max_parallel_workers_per_gather = 0 AS $fn$
+BEGIN
+  RETURN QUERY EXECUTE $q$
+  WITH sets AS (
+    SELECT l.computed_at, l.source, l.holdout, l.compute_ms, l.wasted FROM recommendation_life_scan($1, $1, NULL, true) l
+    UNION ALL
+    SELECT r.computed_at, r.source, r.holdout, r.compute_ms, false FROM recommendations r
+     WHERE r.computed_at >= $1 AND r.source <> 'batch'
+  )
+  SELECT (l.computed_at AT TIME ZONE 'UTC')::date,
+         count(*) FILTER (WHERE l.source = 'batch'),
+         coalesce(sum(l.compute_ms::float8) FILTER (WHERE l.source = 'batch'), 0)::real,
+         coalesce(sum(l.compute_ms::float8) FILTER (WHERE l.source = 'batch' AND l.wasted), 0)::real,
+         coalesce(sum(l.compute_ms::float8) FILTER (WHERE l.source = 'batch' AND l.holdout), 0)::real,
+         count(*) FILTER (WHERE l.source = 'on_demand'),
+         coalesce(sum(l.compute_ms::float8) FILTER (WHERE l.source = 'on_demand'), 0)::real,
+         coalesce(sum(l.compute_ms::float8), 0)::real
+    FROM sets l
+   GROUP BY 1
+  $q$ USING since;
+END
+$fn$;
+
 CREATE OR REPLACE VIEW compute_cost_by_day AS
 SELECT d.day, d.batch_sets, d.batch_compute_ms, d.batch_wasted_compute_ms, d.holdout_compute_ms, d.on_demand_sets,
        d.on_demand_compute_ms, d.total_compute_ms
   FROM cost_daily d
  WHERE d.day < (SELECT coalesce(max(rolled_through), '-infinity') FROM rollup_progress WHERE name = 'cost_daily')
 UNION ALL
-SELECT (l.computed_at AT TIME ZONE 'UTC')::date AS day,
-       count(*) FILTER (WHERE l.source = 'batch') AS batch_sets,
-       coalesce(sum(l.compute_ms::float8) FILTER (WHERE l.source = 'batch'), 0)::real AS batch_compute_ms,
-       coalesce(sum(l.compute_ms::float8) FILTER (WHERE l.source = 'batch' AND l.wasted), 0)::real AS batch_wasted_compute_ms,
-       coalesce(sum(l.compute_ms::float8) FILTER (WHERE l.source = 'batch' AND l.holdout), 0)::real AS holdout_compute_ms,
-       count(*) FILTER (WHERE l.source = 'on_demand') AS on_demand_sets,
-       coalesce(sum(l.compute_ms::float8) FILTER (WHERE l.source = 'on_demand'), 0)::real AS on_demand_compute_ms,
-       coalesce(sum(l.compute_ms::float8), 0)::real AS total_compute_ms
-  FROM recommendation_life_scan((SELECT rollup_start('cost_daily')), (SELECT rollup_start('cost_daily'))) l
- GROUP BY 1;
+SELECT c.day, c.batch_sets, c.batch_compute_ms, c.batch_wasted_compute_ms, c.holdout_compute_ms, c.on_demand_sets,
+       c.on_demand_compute_ms, c.total_compute_ms
+  FROM compute_cost_since((SELECT rollup_start('cost_daily'))) c;
 
 -- coverage_by_run's computation for the given runs, one row each (0 when nobody logged in): the
 -- view's raw part (the open runs), without JIT or parallel workers and with its sorts in memory.
@@ -318,6 +347,7 @@ SELECT (l.computed_at AT TIME ZONE 'UTC')::date AS day,
   FROM recommendation_life_since((SELECT rollup_start('cost_daily'))) l
  WHERE l.computed_at >= (SELECT rollup_start('cost_daily'))
  GROUP BY 1;
+DROP FUNCTION compute_cost_since(timestamptz);
 
 CREATE OR REPLACE VIEW waste_by_day AS
 SELECT d.day, d.window_name, d.ended, d.wasted, d.wasted::double precision / nullif(d.ended, 0) AS waste_rate,
