@@ -21,7 +21,7 @@
 -- only, over the sets of the users who have one (a batch set's next set may be of any source).
 -- Against 0011's query, measured at 1M users (≈ 260 000 sets since yesterday, 115 000 of them
 -- batch sets of 112 000 users, 106 000 unserved so far; load 11): JIT off (it compiled ≈ 1 600
--- functions for 56 s of a 46 s query); the sort for each user's next set in memory (it spilled
+-- functions, 56 s summed over the workers, in a 46 s query); the sort for each user's next set in memory (it spilled
 -- 18 MB at the default work_mem) and over 124 000 sets instead of 260 000 for the waste views;
 -- and serves looked up in one pass over the serves since `scan_from`, grouped by set, instead of
 -- an index probe of every serves partition per batch set (106 000 × 2 probes). A serve cannot
@@ -74,7 +74,7 @@ $fn$;
 -- the same as over the whole table); for given runs, from their earliest set (their sets' next
 -- sets come after them), not a day earlier for daily runs.
 -- A one-shot plan for the given instant or runs (a generic plan of `run_id = ANY ($1)` read every
--- partition of recommendations, 5.4M rows at 1M users, for one run's 58 000 sets), without JIT
+-- partition of recommendations, 4M sets at 1M users, for one run's 58 000 sets), without JIT
 -- and parallel workers (compiled and waited for, for seconds under load, to read two days of sets).
 CREATE FUNCTION recommendation_life_scan_from(since timestamptz, only_runs bigint[] DEFAULT NULL)
 RETURNS timestamptz LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET jit = off SET max_parallel_workers_per_gather = 0 AS $fn$
@@ -195,7 +195,7 @@ SELECT c.day, c.batch_sets, c.batch_compute_ms, c.batch_wasted_compute_ms, c.hol
 -- coverage_by_run's computation for the given runs, one row each (0 when nobody logged in): the
 -- view's raw part (the open runs), without JIT or parallel workers and with its sorts in memory.
 -- A one-shot plan for the given runs: a generic one (a SQL function's) expected millions of sets
--- for them and read every partition of recommendations (5.4M rows, 3 s) instead of its index.
+-- for them and read every partition of recommendations (4M sets, 3 s under load) instead of its index.
 CREATE FUNCTION coverage_of_runs(run_ids bigint[])
 RETURNS TABLE (run_id bigint, active_known bigint, covered bigint, holdout_hits bigint)
 LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET jit = off SET work_mem = '64MB' SET max_parallel_workers_per_gather = 0 AS $fn$
