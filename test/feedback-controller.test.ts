@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { createController, DEFAULT_FEEDBACK, heldPolicy, nextTarget } from '../src/planner/feedback.ts';
-import { parsePolicy, type Policy } from '../src/planner/policy.ts';
+import { addScores, createController, DEFAULT_FEEDBACK, emptyHistogram, heldPolicy, nextTarget, thresholdFor } from '../src/planner/feedback.ts';
+import { formatPolicy, parsePolicy, selectUsers, type Policy } from '../src/planner/policy.ts';
 
 /**
  * A synthetic window: what a run measures when it applies `applied` — a line (a model whose
@@ -109,32 +109,143 @@ describe('the feedback controller (src/planner/feedback.ts)', () => {
   });
 
   it('leaves alone what it does not hold, and starts each window at the goal', () => {
+    const pooled = addScores(emptyHistogram(), [0.9, 0.5, 0.1]);
     for (const text of ['coverage:0.8,fixed', 'waste:0.5,fixed', 'budget:10', 'threshold:0.2', 'recent:3', 'all', 'none', 'cost:4']) {
       const policy = parsePolicy(text);
-      expect(heldPolicy(policy, { policy, measured: 0.1, evidence: 1_000 })).toEqual(policy);
+      expect(heldPolicy(policy, { policy, measured: 0.1, evidence: 1_000 }, pooled)).toEqual(policy);
     }
-    expect(heldPolicy(parsePolicy('coverage:0.8'), undefined)).toEqual({ kind: 'coverage', target: 0.8 });
-    // Under-covered: the applied target rises; over-wasted: the waste bound falls.
-    const under = heldPolicy(parsePolicy('coverage:0.8'), { policy: { kind: 'coverage', target: 0.8 }, measured: 0.7, evidence: 1_000 });
-    expect(under.kind === 'coverage' && under.target).toBeGreaterThan(0.8);
-    const over = heldPolicy(parsePolicy('waste:0.5'), { policy: { kind: 'waste', max: 0.5 }, measured: 0.6, evidence: 1_000 });
-    expect(over.kind === 'waste' && over.max).toBeLessThan(0.5);
+    // No earlier run: the goal, as a per-window share.
+    expect(heldPolicy(parsePolicy('coverage:0.8'), undefined, undefined)).toEqual({ kind: 'coverage', target: 0.8 });
+    // Under-covered: the target rises; over-wasted: the waste bound falls (applied as thresholds on the pool).
+    const under = heldPolicy(parsePolicy('coverage:0.8'), { policy: { kind: 'coverage', target: 0.8 }, measured: 0.7, evidence: 1_000 }, pooled);
+    expect(under.kind === 'threshold' && under.held?.kind === 'coverage' && under.held.target).toBeGreaterThan(0.8);
+    const over = heldPolicy(parsePolicy('waste:0.5'), { policy: { kind: 'threshold', p: 0.3, held: { kind: 'waste', target: 0.5 } }, measured: 0.6, evidence: 1_000 }, pooled);
+    expect(over.kind === 'threshold' && over.held?.kind === 'waste' && over.held.target).toBeLessThan(0.5);
     // A last run of another kind (the operator switched policies) does not count.
-    const switched = heldPolicy(parsePolicy('coverage:0.8'), { policy: { kind: 'waste', max: 0.3 } as Policy, measured: 0.1, evidence: 1_000 });
+    const switched = heldPolicy(parsePolicy('coverage:0.8'), { policy: { kind: 'waste', max: 0.3 } as Policy, measured: 0.1, evidence: 1_000 }, undefined);
     expect(switched).toEqual({ kind: 'coverage', target: 0.8 });
+    // The recorded form reads back as it was applied.
+    expect(parsePolicy(formatPolicy(under))).toEqual(under);
   });
 
-  it('createController: coverage from hits over active known users, waste from misses over the selected', () => {
+  it('createController: the held target, applied as one threshold on the pooled scores of the windows before', () => {
+    const { gain, evidenceHalf } = DEFAULT_FEEDBACK;
     const coverage = createController(parsePolicy('coverage:0.8'));
     expect(coverage.policy()).toEqual({ kind: 'coverage', target: 0.8 });
-    coverage.observe({ selected: 100, hits: 60, activeKnown: 100 });
+    // Ten users of p 0.1 … 1.0 (Σp 5.5), coverage measured 0.6 of 100 active known users.
+    const scores = [1, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1];
+    coverage.observe({ selected: 6, hits: 60, activeKnown: 100, scores });
+    const target = nextTarget(0.8, { applied: 0.8, measured: 0.6, evidence: 100 });
+    expect(target).toBeCloseTo(0.8 + Math.min(0.05, gain * (100 / (100 + evidenceHalf)) * 0.2), 4);
     const raised = coverage.policy();
-    const { gain, evidenceHalf } = DEFAULT_FEEDBACK;
-    expect(raised.kind === 'coverage' && raised.target).toBeCloseTo(0.8 + Math.min(0.05, gain * (100 / (100 + evidenceHalf)) * 0.2), 4);
+    expect(raised).toEqual({ kind: 'threshold', p: thresholdFor('coverage', addScores(emptyHistogram(), scores), target), held: { kind: 'coverage', target } });
+    // The smallest top of the scores whose Σp reaches target·5.5 = 4.67 ends at p = 0.4 (Σp 4.9): θ is at most 0.4 and above 0.3.
+    expect(raised.kind === 'threshold' && raised.p).toBeLessThanOrEqual(0.4);
+    expect(raised.kind === 'threshold' && raised.p).toBeGreaterThan(0.3);
+    // Waste: 40% < 50%, the bound may rise by gain·w·0.1.
     const waste = createController(parsePolicy('waste:0.5'));
-    waste.observe({ selected: 100, hits: 60, activeKnown: 1_000 });
+    waste.observe({ selected: 100, hits: 60, activeKnown: 1_000, scores });
     const relaxed = waste.policy();
-    // Waste 40% < 50%: the bound may rise by gain·w·0.1.
-    expect(relaxed.kind === 'waste' && relaxed.max).toBeCloseTo(0.5 + gain * (100 / (100 + evidenceHalf)) * 0.1, 3);
+    expect(relaxed.kind === 'threshold' && relaxed.held?.target).toBeCloseTo(0.5 + gain * (100 / (100 + evidenceHalf)) * 0.1, 3);
+  });
+
+  it('thresholdFor: weighted scores pool as the same scores repeated; the threshold selects the prefix that reaches the target', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ p: fc.double({ min: 0.0001, max: 0.9999, noNaN: true }), w: fc.integer({ min: 1, max: 5 }) }), { minLength: 1, maxLength: 40 }),
+        fc.double({ min: 0.05, max: 0.95, noNaN: true }),
+        (rows, x) => {
+          const weighted = addScores(emptyHistogram(), rows.map((r) => r.p), rows.map((r) => r.w));
+          const repeated = addScores(emptyHistogram(), rows.flatMap((r) => Array<number>(r.w).fill(r.p)));
+          let differences = 0;
+          for (let b = 0; b < weighted.count.length; b++) {
+            if (weighted.count[b] !== repeated.count[b] || Math.abs((weighted.sum[b] as number) - (repeated.sum[b] as number)) > 1e-9) differences++;
+          }
+          expect(differences).toBe(0);
+          // Coverage: the users at or above θ hold at least x of Σp; one bin higher, less.
+          const theta = thresholdFor('coverage', weighted, x) as number;
+          const all = rows.flatMap((r) => Array<number>(r.w).fill(r.p));
+          const total = all.reduce((a, b) => a + b, 0);
+          const above = all.filter((p) => p >= theta * (1 + 1e-6)).reduce((a, b) => a + b, 0);
+          expect(above).toBeGreaterThanOrEqual(x * total - 1e-6);
+        },
+      ),
+    );
   });
 });
+
+/**
+ * The held target on synthetic days: each day's users have true probabilities q, the model reports
+ * σ(logit q − bias) (miscalibrated by `bias`), days differ in size and activity (busy and quiet
+ * days in a week); the measured coverage of a threshold is the true expected share of logins above it.
+ */
+describe('the held threshold on synthetic days (createController)', () => {
+  const logit = (p: number) => Math.log(p / (1 - p));
+  const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
+  function day(seed: number, users: number, busy: number): number[] {
+    let state = seed >>> 0 || 1;
+    const uniform = () => ((state = (Math.imul(state, 1_103_515_245) + 12_345) >>> 0) / 2 ** 32);
+    return Array.from({ length: users }, () => sigmoid(-4 + 5 * uniform() ** 2 + busy));
+  }
+  function run(goal: number, days: number, plant: (t: number) => { q: number[]; bias: number }) {
+    const controller = createController({ kind: 'coverage', target: goal });
+    const measured: number[] = [];
+    const policies: Policy[] = [];
+    const selectedCounts: number[] = [];
+    for (let t = 0; t < days; t++) {
+      const { q, bias } = plant(t);
+      const users = q.map((v, i) => ({ userId: String(i).padStart(6, '0'), p: sigmoid(logit(v) - bias), q: v, lastLoginAt: 0 }));
+      const policy = controller.policy();
+      const { selected } = selectUsers(users, policy, { windowStart: 0, windowMs: 1 });
+      const total = q.reduce((a, b) => a + b, 0);
+      const m = selected.reduce((a, u) => a + u.q, 0) / total;
+      measured.push(m);
+      policies.push(policy);
+      selectedCounts.push(selected.length);
+      // Expected outcomes (no sampling noise): hits = Σq of the selected, of Σq active.
+      controller.observe({ selected: selected.length, hits: m * 10_000, activeKnown: 10_000, scores: users.map((u) => u.p) });
+    }
+    return { measured, policies, selectedCounts };
+  }
+  const goalsMid = fc.double({ min: 0.5, max: 0.9, noNaN: true });
+  const biases = fc.double({ min: -0.7, max: 0.7, noNaN: true });
+
+  it('settles on a stationary log whose days differ: weekly coverage approaches the goal from one side and stays within a point', () => {
+    fc.assert(
+      fc.property(goalsMid, biases, fc.integer({ min: 1, max: 1000 }), (goal, bias, seed) => {
+        const week = Array.from({ length: 7 }, (_v, d) => day(seed + d, 400 + 80 * d, d % 3 === 0 ? 0.4 : 0));
+        const { measured } = run(goal, 140, (t) => ({ q: week[t % 7] as number[], bias }));
+        const weekly = Array.from({ length: 20 }, (_v, w) => measured.slice(7 * w, 7 * w + 7).reduce((a, b) => a + b, 0) / 7);
+        // From the fifth week (the pool holds four weeks), within a point of the goal, and staying there.
+        for (const m of weekly.slice(5)) expect(Math.abs(m - goal)).toBeLessThan(0.01);
+      }),
+      { numRuns: 15 },
+    );
+  });
+
+  it('holds one threshold across days: on goal, a busy day selects more users than a quiet one', () => {
+    const quiet = day(11, 800, 0);
+    const busy = day(11, 800, 0.8);
+    const { policies, selectedCounts } = run(0.8, 70, (t) => ({ q: t % 2 === 0 ? quiet : busy, bias: 0 }));
+    const late = policies.slice(56).map((policy) => (policy.kind === 'threshold' ? policy.p : NaN));
+    // The threshold barely moves between a busy and a quiet day …
+    expect(Math.max(...late) - Math.min(...late)).toBeLessThan(0.02);
+    // … so the busy days select more.
+    const busyCount = selectedCounts.slice(56).filter((_n, i) => (56 + i) % 2 === 1);
+    const quietCount = selectedCounts.slice(56).filter((_n, i) => (56 + i) % 2 === 0);
+    expect(Math.min(...busyCount)).toBeGreaterThan(Math.max(...quietCount));
+  });
+
+  it('recovers after a shift in calibration: back within a point of the goal in a few weeks of daily runs', () => {
+    fc.assert(
+      fc.property(goalsMid, biases, biases, fc.integer({ min: 1, max: 1000 }), (goal, before, after, seed) => {
+        const q = day(seed, 800, 0);
+        const { measured } = run(goal, 120, (t) => ({ q, bias: t < 60 ? before : after }));
+        expect(Math.abs((measured[59] as number) - goal)).toBeLessThan(0.01);
+        for (const m of measured.slice(60 + 30)) expect(Math.abs(m - goal)).toBeLessThan(0.01);
+      }),
+      { numRuns: 15 },
+    );
+  });
+});
+

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { DEFAULT_FEEDBACK, resolveHeldPolicy } from '../src/planner/feedback.ts';
+import { addScores, DEFAULT_FEEDBACK, emptyHistogram, nextTarget, resolveHeldPolicy, thresholdFor } from '../src/planner/feedback.ts';
 import { parsePolicy } from '../src/planner/policy.ts';
 import { createRecommendationStore } from '../src/sets/store.ts';
 import { batchSetId, type RecommendationSet } from '../src/sets/set.ts';
@@ -9,6 +9,14 @@ const DAY = 86_400_000;
 const T0 = Date.parse('2024-03-01T00:00:00Z');
 const day = (d: number, hours = 0) => new Date(T0 + d * DAY + hours * 3_600_000);
 const USERS = Array.from({ length: 20 }, (_v, i) => `u${String(i).padStart(2, '0')}`);
+/** Each run's scores by user: 0.95, 0.9, … 0.0 (the unselected half recorded with weight 2). */
+const SCORES = USERS.map((_u, i) => Math.round((0.95 - 0.05 * i) * 100) / 100);
+/** The pooled histogram of `runs` runs with those scores, as the planner reads it from predictions. */
+const pooled = (runs: number) => {
+  const histogram = emptyHistogram();
+  for (let r = 0; r < runs; r++) addScores(histogram, SCORES.map((p) => Math.fround(p)), SCORES.map((_p, i) => (i < 10 ? 1 : 2)));
+  return histogram;
+};
 
 /**
  * The planner's side of the controller: the window's last run whose horizon is over, read from
@@ -26,7 +34,7 @@ describe('resolveHeldPolicy reads the last finished run of the window', () => {
    * precomputed for `covered` of the ten users who log in during its day, plus `idle` users who do
    * not (its waste).
    */
-  async function seed(runs: { d: number; policy: string; covered: number; idle: number; window?: string }[]) {
+  async function seed(runs: { d: number; policy: string; covered: number; idle: number; window?: string; version?: string }[]) {
     db = await createTestDb();
     const pool = db.pool;
     for (const user of USERS) {
@@ -35,11 +43,15 @@ describe('resolveHeldPolicy reads the last finished run of the window', () => {
     const store = createRecommendationStore({ pool });
     for (const run of runs) {
       const inserted = await pool.query<{ id: number }>(
-        `INSERT INTO batch_runs (window_name, scheduled_for, started_at, planned_at, expires_at, horizon_ms, policy, status)
-         VALUES ($1, $2, $2, $2, $3, $4, $5, 'completed') RETURNING id`,
-        [run.window ?? 'nightly', day(run.d), day(run.d + 1), DAY, run.policy],
+        `INSERT INTO batch_runs (window_name, scheduled_for, started_at, planned_at, expires_at, horizon_ms, policy, status, model_version)
+         VALUES ($1, $2, $2, $2, $3, $4, $5, 'completed', $6) RETURNING id`,
+        [run.window ?? 'nightly', day(run.d), day(run.d + 1), DAY, run.policy, run.version ?? 'm1'],
       );
       const runId = (inserted.rows[0] as { id: number }).id;
+      // The run's scores: user i scored SCORES[i] (the planner records every selected user and a weighted sample of the others).
+      for (const [i, userId] of USERS.entries()) {
+        await pool.query('INSERT INTO predictions (run_id, user_id, p, selected, holdout, weight) VALUES ($1, $2, $3, $4, false, $5)', [runId, userId, SCORES[i], i < 10, i < 10 ? 1 : 2]);
+      }
       const active = USERS.slice(0, 10);
       const chosen = [...active.slice(0, run.covered), ...USERS.slice(10, 10 + run.idle)];
       const sets: RecommendationSet[] = chosen.map((userId) => ({
@@ -64,23 +76,25 @@ describe('resolveHeldPolicy reads the last finished run of the window', () => {
     return pool;
   }
 
-  it('under-covered: the next run applies a higher coverage target, moved from what the last run applied', async () => {
-    // Day 0 applied 0.8 and covered 5 of 10; day 1 applied 0.85 and covered 6 of 10.
+  it('under-covered: the next run applies a higher coverage target, as one threshold on the pooled scores of the runs before', async () => {
+    // Day 0 applied the goal as a share and covered 5 of 10; day 1 applied 0.85 as a threshold and covered 6 of 10.
     const pool = await seed([
       { d: 0, policy: 'coverage:0.8', covered: 5, idle: 2 },
-      { d: 1, policy: 'coverage:0.85', covered: 6, idle: 2 },
+      { d: 1, policy: 'threshold:0.5,coverage:0.85', covered: 6, idle: 2 },
     ]);
     const window = { name: 'nightly', policy: parsePolicy('coverage:0.8') };
-    const { gain, evidenceHalf } = DEFAULT_FEEDBACK;
-    const step = (measured: number) => gain * (10 / (10 + evidenceHalf)) * (0.8 - measured);
-    // At day 2 the last finished run is day 1's: 0.85 moved by its error (0.8 − 0.6).
-    const atDay2 = await resolveHeldPolicy(pool, window, day(2));
-    expect(atDay2.kind === 'coverage' && atDay2.target).toBeCloseTo(0.85 + step(0.6), 4);
-    // Mid-day 1, day 1's horizon is not over: day 0's outcome counts, from what day 0 applied.
+    // At day 2 the last finished run is day 1's: 0.85 moved by its error (0.8 − 0.6), on both runs' scores.
+    const target2 = nextTarget(0.8, { applied: 0.85, measured: 0.6, evidence: 10 });
+    expect(target2).toBeGreaterThan(0.85);
+    expect(await resolveHeldPolicy(pool, window, day(2))).toEqual({ kind: 'threshold', p: thresholdFor('coverage', pooled(2), target2), held: { kind: 'coverage', target: target2 } });
+    // Mid-day 1, day 1's horizon is not over: day 0's outcome counts, from what day 0 applied; day 0's scores are the pool.
+    const target1 = nextTarget(0.8, { applied: 0.8, measured: 0.5, evidence: 10 });
     const midDay1 = await resolveHeldPolicy(pool, window, day(1, 12));
-    expect(midDay1.kind === 'coverage' && midDay1.target).toBeCloseTo(0.8 + step(0.5), 4);
-    // Before any run is over: the goal.
-    expect(await resolveHeldPolicy(pool, window, day(0, 12))).toEqual({ kind: 'coverage', target: 0.8 });
+    expect(midDay1).toEqual({ kind: 'threshold', p: thresholdFor('coverage', pooled(1), target1), held: { kind: 'coverage', target: target1 } });
+    // Σp of the weighted scores is 9.5 + 2·0.45·… : the threshold keeps the top users holding target1 of it.
+    expect(midDay1.kind === 'threshold' && midDay1.p).toBeGreaterThan(0);
+    // Before any run: the goal as a share of the window's expected logins.
+    expect(await resolveHeldPolicy(pool, window, day(0))).toEqual({ kind: 'coverage', target: 0.8 });
     // Another window's runs do not count.
     expect(await resolveHeldPolicy(pool, { name: 'other', policy: parsePolicy('coverage:0.8') }, day(2))).toEqual({ kind: 'coverage', target: 0.8 });
   });
@@ -89,16 +103,24 @@ describe('resolveHeldPolicy reads the last finished run of the window', () => {
     // 8 sets, 4 served: waste 0.5 against a bound of 0.3.
     const pool = await seed([{ d: 0, policy: 'waste:0.3', covered: 4, idle: 4 }]);
     const next = await resolveHeldPolicy(pool, { name: 'nightly', policy: parsePolicy('waste:0.3') }, day(1));
-    expect(next.kind).toBe('waste');
-    expect(next.kind === 'waste' && next.max).toBeCloseTo(0.3 - DEFAULT_FEEDBACK.gain * (8 / (8 + DEFAULT_FEEDBACK.evidenceHalf)) * 0.2, 4);
+    const target = 0.3 - DEFAULT_FEEDBACK.gain * (8 / (8 + DEFAULT_FEEDBACK.evidenceHalf)) * 0.2;
+    expect(next.kind === 'threshold' && next.held?.kind === 'waste' && next.held.target).toBeCloseTo(target, 4);
+    expect(next).toEqual({ kind: 'threshold', p: thresholdFor('waste', pooled(1), nextTarget(0.3, { applied: 0.3, measured: 0.5, evidence: 8 })), held: { kind: 'waste', target: nextTarget(0.3, { applied: 0.3, measured: 0.5, evidence: 8 }) } });
   });
 
-  it('fixed and model-free policies are left as they are; a switched policy starts from its goal', async () => {
+  it('fixed and model-free policies are left as they are; a switched policy starts from its goal; the recency stand-in\'s scores are not pooled', async () => {
     const pool = await seed([{ d: 0, policy: 'waste:0.3', covered: 4, idle: 4 }]);
     for (const text of ['coverage:0.8,fixed', 'recent:3', 'budget:5']) {
       const policy = parsePolicy(text);
       expect(await resolveHeldPolicy(pool, { name: 'nightly', policy }, day(1))).toEqual(policy);
     }
-    expect(await resolveHeldPolicy(pool, { name: 'nightly', policy: parsePolicy('coverage:0.7') }, day(1))).toEqual({ kind: 'coverage', target: 0.7 });
+    expect(await resolveHeldPolicy(pool, { name: 'nightly', policy: parsePolicy('coverage:0.7') }, day(1))).toEqual({
+      kind: 'threshold',
+      p: thresholdFor('coverage', pooled(1), 0.7),
+      held: { kind: 'coverage', target: 0.7 },
+    });
+    await db?.drop();
+    const cold = await seed([{ d: 0, policy: 'recent:3', covered: 4, idle: 4, version: 'recency-v1' }]);
+    expect(await resolveHeldPolicy(cold, { name: 'nightly', policy: parsePolicy('coverage:0.8') }, day(1))).toEqual({ kind: 'coverage', target: 0.8 });
   });
 });

@@ -6,7 +6,11 @@ import { PrewarmError } from '../errors.ts';
  * model-free policy selects identical users everywhere.
  */
 export type Policy =
-  | { kind: 'threshold'; p: number }
+  /**
+   * `held`: the threshold a held coverage or waste target was applied as (src/planner/feedback.ts),
+   * recorded as `threshold:P,coverage:F` so that the next run reads the target back.
+   */
+  | { kind: 'threshold'; p: number; held?: { kind: 'coverage' | 'waste'; target: number } }
   | { kind: 'budget'; n: number }
   /**
    * `fixed`: open loop, the target applied as given. Otherwise the target is held from the
@@ -19,7 +23,7 @@ export type Policy =
   | { kind: 'all' }
   | { kind: 'none' };
 
-export const POLICY_SYNTAX = 'threshold:P | budget:N | coverage:F[,fixed] | waste:F[,fixed] | cost:RATIO | recent:K | all | none';
+export const POLICY_SYNTAX = 'threshold:P[,coverage:F|,waste:F] | budget:N | coverage:F[,fixed] | waste:F[,fixed] | cost:RATIO | recent:K | all | none';
 
 /** The suffix that turns a held target (coverage, waste) into an open-loop one. */
 const FIXED_SUFFIX = ',fixed';
@@ -31,6 +35,13 @@ export function parsePolicy(text: string): Policy {
     throw new PrewarmError('PREWARM_ERR_BAD_POLICY', `policy ${JSON.stringify(text.slice(0, 60))} ${why}; expected ${POLICY_SYNTAX}`);
   };
   let trimmed = text.trim();
+  // A held target applied as a threshold, as runs record it: `threshold:0.0961,coverage:0.8412`.
+  const held = /^(threshold:[^,]*),(coverage|waste):([^,]*)$/.exec(trimmed);
+  if (held) {
+    const threshold = parsePolicy(held[1] as string) as Extract<Policy, { kind: 'threshold' }>;
+    const target = parsePolicy(`${held[2]}:${held[3]}`) as Extract<Policy, { kind: 'coverage' | 'waste' }>;
+    return { ...threshold, held: { kind: target.kind, target: target.kind === 'coverage' ? target.target : target.max } };
+  }
   const fixed = trimmed.endsWith(FIXED_SUFFIX);
   if (fixed) trimmed = trimmed.slice(0, -FIXED_SUFFIX.length);
   const [name, arg, ...rest] = trimmed.split(':');
@@ -70,7 +81,7 @@ export function parsePolicy(text: string): Policy {
 export function formatPolicy(policy: Policy): string {
   switch (policy.kind) {
     case 'threshold':
-      return `threshold:${policy.p}`;
+      return `threshold:${policy.p}${policy.held ? `,${policy.held.kind}:${policy.held.target}` : ''}`;
     case 'budget':
       return `budget:${policy.n}`;
     case 'coverage':

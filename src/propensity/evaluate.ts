@@ -9,9 +9,9 @@ import { averagePrecision, coverageAtWaste, pointAtCoverage, rocAuc, thresholdCu
 import { fitPropensityModel, modelProbability, TrainingSetBuilder, type ModelMetrics, type PropensityModel } from './model.ts';
 import { S, STATE_SIZE, type StateGrid } from './state.ts';
 import { chooseTrainingUsers, DEFAULT_MAX_TRAINING_ROWS } from './training-sample.ts';
-import { chooseRule, noteApplied, trainOrCold } from './online.ts';
+import { noteApplied, trainOrCold } from './online.ts';
 import { defaultTrainWindows, logExtent, trainingPeriod } from './periods.ts';
-import { COLD_START, COLD_START_RULES } from './train.ts';
+import { backtestRecencyRules, coldStartRule } from './cold-start.ts';
 import { floorToGrid, walkWindows } from './walk.ts';
 
 /** The baseline rules every evaluation prints beside the model (docs/design.md, the offline protocol). */
@@ -122,8 +122,10 @@ export interface OnlineSummary {
   coldStartReason?: string;
   /** Window start the model took over from the cold start's rule (absent: never or from the start). */
   modelFrom?: string;
-  /** The targets the controller applied to the `model` policy: first, last, lowest, highest. */
+  /** The targets the controller held for the `model` policy (coverage or waste): first, last, lowest, highest. */
   appliedTarget?: { first: number; last: number; min: number; max: number };
+  /** The score thresholds it applied them as (from the second window it observed): first, last, lowest, highest. */
+  appliedThreshold?: { first: number; last: number; min: number; max: number };
 }
 
 /** Users known at `ms` (first login before it): users are numbered by first login. */
@@ -220,6 +222,8 @@ export function runOfflineProtocol(log: LoginLog, options: ProtocolOptions, poli
   const onlineSummary: OnlineSummary | undefined = online ? { retrainEvery: formatDuration(online.retrainEveryMs), retrains: 0, coldStartWindows: 0, coldStartRules: [] } : undefined;
   let trainedAt = Number.NEGATIVE_INFINITY;
   let coldRule: Policy | undefined;
+  // The window's scores: the controller pools them to turn its target into a threshold.
+  let ranked = new Float64Array(0);
   const applied: Policy[] = [...policies];
 
   /** Online: retrain when due (every window while there is no model yet, as the scheduler retries). */
@@ -277,6 +281,7 @@ export function runOfflineProtocol(log: LoginLog, options: ProtocolOptions, poli
       if (model) scored += knownCount;
       // selectUsers sorts a copy the same way; sorting an already sorted array is linear.
       candidates.sort(byPropensity);
+      if (controllers) ranked = Float64Array.from(candidates, (c) => c.p);
       const context = { windowStart: startMs, windowMs: W };
       policies.forEach((policy, r) => {
         // Online: a model policy without a model yet selects by the cold start's rule; a held
@@ -314,7 +319,7 @@ export function runOfflineProtocol(log: LoginLog, options: ProtocolOptions, poli
         // The controller learns from the windows its target selected (not from a cold start's rule).
         if (controllers && (coldRule === undefined || isModelFree(policy))) {
           if (r === 0 && onlineSummary) noteApplied(onlineSummary, applied[r] as Policy);
-          (controllers[r] as ReturnType<typeof createController>).observe({ selected: users.length, hits, activeKnown: activeKnown.length });
+          (controllers[r] as ReturnType<typeof createController>).observe({ selected: users.length, hits, activeKnown: activeKnown.length, scores: ranked });
         }
       });
     },
@@ -440,15 +445,15 @@ export async function evaluateFile(path: string, options: EvaluateOptions): Prom
 
 /**
  * Cold start: the recency rule that meets the policy's goal best on the latest windows of history
- * before `atMs` (at most COLD_START.backtestWindows; `recent:28` when there is none).
+ * before `atMs` (COLD_START.backtestWindows), by the planner's own backtest (src/propensity/cold-start.ts).
  */
 export function bestRecencyRule(log: LoginLog, grid: StateGrid, atMs: number, goal: Policy): Policy {
-  const fromMs = Math.max(logExtent(log, grid).fromMs + grid.windowMs, atMs - COLD_START.backtestWindows * grid.windowMs);
-  const widest: Policy = { kind: 'recent', k: COLD_START_RULES[COLD_START_RULES.length - 1] as number };
-  if (fromMs >= atMs) return widest;
-  const rules: Policy[] = COLD_START_RULES.map((k) => ({ kind: 'recent', k }));
-  const run = runOfflineProtocol(log, { windowMs: grid.windowMs, testFromMs: fromMs, testToMs: atMs, needsModel: false }, rules);
-  const figures = run.tallies.map((tally, i) => ({ k: COLD_START_RULES[i] as number, coverage: ratio(tally.hits, run.activeUserWindows), waste: ratio(tally.selected - tally.hits, tally.selected) }));
-  const best = chooseRule(goal, figures);
-  return best ? { kind: 'recent', k: best.k } : widest;
+  const firstLoginMs = new Float64Array(log.userIds.length).fill(Number.POSITIVE_INFINITY);
+  let end = 0;
+  for (; end < log.at.length && (log.at[end] as number) < atMs; end++) {
+    const u = log.user[end] as number;
+    if ((firstLoginMs[u] as number) === Number.POSITIVE_INFINITY) firstLoginMs[u] = log.at[end] as number;
+  }
+  const figures = backtestRecencyRules({ user: log.user.subarray(0, end), at: log.at.subarray(0, end), firstLoginMs }, atMs, grid.windowMs);
+  return coldStartRule(goal, figures);
 }

@@ -47,9 +47,13 @@ export function trainOrCold(log: LoginLog, atMs: number, knownUsers: number, opt
   }
 }
 
+/** Notes the held target (coverage or waste) and the threshold the model policy applied in a window. */
 export function noteApplied(summary: OnlineSummary, policy: Policy): void {
-  const value = policy.kind === 'coverage' ? policy.target : policy.kind === 'waste' ? policy.max : undefined;
-  if (value === undefined) return;
-  const seen = summary.appliedTarget;
-  summary.appliedTarget = seen ? { first: seen.first, last: value, min: Math.min(seen.min, value), max: Math.max(seen.max, value) } : { first: value, last: value, min: value, max: value };
+  const widen = (seen: Range | undefined, value: number): Range =>
+    seen ? { first: seen.first, last: value, min: Math.min(seen.min, value), max: Math.max(seen.max, value) } : { first: value, last: value, min: value, max: value };
+  const value = policy.kind === 'coverage' ? policy.target : policy.kind === 'waste' ? policy.max : policy.kind === 'threshold' ? policy.held?.target : undefined;
+  if (value !== undefined) summary.appliedTarget = widen(summary.appliedTarget, value);
+  if (policy.kind === 'threshold' && policy.held) summary.appliedThreshold = widen(summary.appliedThreshold, policy.p);
 }
+
+type Range = { first: number; last: number; min: number; max: number };

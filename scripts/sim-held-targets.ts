@@ -1,0 +1,213 @@
+/**
+ * Fast iteration on the feedback controller (issue 14): `evaluate --online` spends its time
+ * retraining, not selecting. This script walks a log once as `evaluate --online` does (model
+ * retrained on the clock, cold start's recency rule before the first model) and caches every
+ * test window's calibrated scores and labels; then it replays controller and policy variants on
+ * the cache in seconds.
+ *
+ *   npx tsx scripts/sim-held-targets.ts cache --logins FILE --test-from DAY [--retrain-every 7d] --out FILE.bin
+ *   npx tsx scripts/sim-held-targets.ts simulate --cache FILE.bin [--target 0.8] [--json]
+ *
+ * The simulation selects through the planner's own code (`selectUsers`, `createController`), so
+ * what it reports for `current` is what `evaluate --online` reports; other variants are what a
+ * change to the controller would give on the same scores.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { parseDuration } from '../src/duration.ts';
+import { createController, DEFAULT_FEEDBACK, nextTarget } from '../src/planner/feedback.ts';
+import { selectUsers, type Candidate, type Policy } from '../src/planner/policy.ts';
+import { bestRecencyRule, knownUsersAt } from '../src/propensity/evaluate.ts';
+import { FEATURE_COUNT, featureRowsAt } from '../src/propensity/features.ts';
+import { readLoginLog } from '../src/propensity/login-log.ts';
+import { pointAtCoverage, thresholdCurve } from '../src/propensity/metrics.ts';
+import { modelProbability, type PropensityModel } from '../src/propensity/model.ts';
+import { trainOrCold } from '../src/propensity/online.ts';
+import { defaultTrainWindows, logExtent } from '../src/propensity/periods.ts';
+import { S, STATE_SIZE, type StateGrid } from '../src/propensity/state.ts';
+import { walkWindows } from '../src/propensity/walk.ts';
+
+interface CachedWindow {
+  startMs: number;
+  n: number;
+  /** The cold start's recency rule (K), or 0 when the model scored the window. */
+  coldK: number;
+  scores: Float32Array;
+  labels: Uint8Array;
+  /** ceil((start − last login) / W): recent:K selects the users with at most K. */
+  since: Uint16Array;
+}
+
+async function cache(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: { logins: { type: 'string' }, 'test-from': { type: 'string' }, 'retrain-every': { type: 'string', default: '7d' }, window: { type: 'string', default: '1d' }, out: { type: 'string' } } });
+  const windowMs = parseDuration(values.window as string);
+  const retrainEveryMs = parseDuration(values['retrain-every'] as string);
+  const { log } = await readLoginLog(values.logins as string);
+  const grid: StateGrid = { windowMs, phaseMs: 0 };
+  const testFromMs = Date.parse(values['test-from'] as string);
+  const testToMs = logExtent(log, grid).toMs;
+  const windows: CachedWindow[] = [];
+  let model: PropensityModel | undefined;
+  let trainedAt = Number.NEGATIVE_INFINITY;
+  let coldK = 0;
+  let rows: Float64Array = new Float64Array(FEATURE_COUNT);
+  const began = Date.now();
+  walkWindows(log, grid, testFromMs, testToMs, {
+    windowStart: ({ startMs, knownCount, states }) => {
+      if (model === undefined || startMs - trainedAt >= retrainEveryMs) {
+        const trained = trainOrCold(log, startMs, knownUsersAt(log, startMs), { windowMs, trainWindows: defaultTrainWindows(windowMs) });
+        if (trained.kind === 'model') {
+          model = trained.model;
+          trainedAt = startMs;
+          coldK = 0;
+        } else if (model === undefined) {
+          const rule = bestRecencyRule(log, grid, startMs, { kind: 'coverage', target: 0.8 });
+          coldK = rule.kind === 'recent' ? rule.k : 28;
+        }
+      }
+      const w: CachedWindow = { startMs, n: knownCount, coldK, scores: new Float32Array(knownCount), labels: new Uint8Array(knownCount), since: new Uint16Array(knownCount) };
+      if (model) ({ rows } = featureRowsAt(states, knownCount, startMs, grid, rows));
+      for (let u = 0; u < knownCount; u++) {
+        if (model) w.scores[u] = modelProbability(model, rows, u * FEATURE_COUNT);
+        const last = states[u * STATE_SIZE + S.LAST] as number;
+        w.since[u] = Math.min(65_535, Math.ceil((startMs - last) / windowMs));
+      }
+      windows.push(w);
+    },
+    windowEnd: ({ knownCount, activeStamp, index }) => {
+      const w = windows[windows.length - 1] as CachedWindow;
+      for (let u = 0; u < knownCount; u++) w.labels[u] = activeStamp[u] === index ? 1 : 0;
+    },
+  });
+  const header = { windowMs, windows: windows.map((w) => ({ startMs: w.startMs, n: w.n, coldK: w.coldK })) };
+  const parts: Buffer[] = [];
+  for (const w of windows) parts.push(Buffer.from(w.scores.buffer), Buffer.from(w.labels.buffer), Buffer.from(w.since.buffer));
+  const head = Buffer.from(JSON.stringify(header));
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(head.length);
+  writeFileSync(values.out as string, Buffer.concat([len, head, ...parts]));
+  console.log(`cached ${windows.length} windows in ${Math.round((Date.now() - began) / 1000)} s`);
+}
+
+function load(path: string): { windowMs: number; windows: CachedWindow[] } {
+  const buf = readFileSync(path);
+  const headLen = buf.readUInt32LE(0);
+  const header = JSON.parse(buf.subarray(4, 4 + headLen).toString()) as { windowMs: number; windows: { startMs: number; n: number; coldK: number }[] };
+  let off = 4 + headLen;
+  const take = (bytes: number) => {
+    const copy = new Uint8Array(bytes);
+    copy.set(buf.subarray(off, off + bytes));
+    off += bytes;
+    return copy.buffer;
+  };
+  const windows = header.windows.map((h) => ({ ...h, scores: new Float32Array(take(h.n * 4)), labels: new Uint8Array(take(h.n)), since: new Uint16Array(take(h.n * 2)) }));
+  return { windowMs: header.windowMs, windows };
+}
+
+/** A variant chooses each window's selection (indices) from its scores and the outcomes before it. */
+type Variant = (target: number) => { select(w: CachedWindow): Int32Array; observe(w: CachedWindow, selected: Int32Array, hits: number, active: number): void };
+
+function candidatesOf(w: CachedWindow): (Candidate & { u: number })[] {
+  const out = new Array<Candidate & { u: number }>(w.n);
+  for (let u = 0; u < w.n; u++) out[u] = { userId: String(u).padStart(8, '0'), p: w.scores[u] as number, lastLoginAt: 0, u };
+  return out;
+}
+
+function recentSelection(w: CachedWindow, k: number): Int32Array {
+  const out: number[] = [];
+  for (let u = 0; u < w.n; u++) if ((w.since[u] as number) <= k) out.push(u);
+  return Int32Array.from(out);
+}
+
+/** The first controller: per-window `coverage:F'`, F' held from realized coverage (a share of each window's expected logins). */
+const share: Variant = (target) => {
+  const goal: Policy = { kind: 'coverage', target };
+  let current: Policy = goal;
+  return {
+    select: (w) => Int32Array.from(selectUsers(candidatesOf(w), current, { windowStart: 0, windowMs: 1 }).selected.map((c) => c.u)),
+    observe: (_w, _selected, hits, active) => {
+      current = { kind: 'coverage', target: nextTarget(target, { applied: (current as { target: number }).target, measured: active > 0 ? hits / active : NaN, evidence: active }) };
+    },
+  };
+};
+
+/** The shipped controller (createController): the held target applied as one threshold on the pooled scores of the last `poolRuns` windows. */
+const held =
+  (poolRuns: number): Variant =>
+  (target) => {
+    const controller = createController({ kind: 'coverage', target }, { ...DEFAULT_FEEDBACK, poolRuns });
+    return {
+      select: (w) => Int32Array.from(selectUsers(candidatesOf(w), controller.policy(), { windowStart: 0, windowMs: 1 }).selected.map((c) => c.u)),
+      observe: (w, selected, hits, active) => controller.observe({ selected: selected.length, hits, activeKnown: active, scores: w.scores }),
+    };
+  };
+
+/** Open loop: `coverage:F,fixed`. */
+const fixed: Variant = (target) => ({
+  select: (w) => Int32Array.from(selectUsers(candidatesOf(w), { kind: 'coverage', target, fixed: true } as Policy, { windowStart: 0, windowMs: 1 }).selected.map((c) => c.u)),
+  observe: () => undefined,
+});
+
+function simulate(argv: string[]): void {
+  const { values } = parseArgs({ args: argv, options: { cache: { type: 'string' }, target: { type: 'string', default: '0.8' }, json: { type: 'boolean', default: false } } });
+  const { windows } = load(values.cache as string);
+  const target = Number(values.target);
+  // The model's own curve: one global threshold over every window the model scored.
+  const modelWindows = windows.filter((w) => w.coldK === 0);
+  const total = modelWindows.reduce((s, w) => s + w.n, 0);
+  const scores = new Float64Array(total);
+  const labels = new Uint8Array(total);
+  let o = 0;
+  for (const w of modelWindows) {
+    scores.set(w.scores, o);
+    labels.set(w.labels, o);
+    o += w.n;
+  }
+  const curve = thresholdCurve(scores, labels);
+  const variants: Record<string, Variant> = { fixed, share, ...EXTRA };
+  const results: Record<string, unknown>[] = [];
+  for (const k of [1, 3, 7, 28]) {
+    let sel = 0;
+    let hits = 0;
+    let active = 0;
+    for (const w of windows) {
+      const s = recentSelection(w, k);
+      sel += s.length;
+      for (const u of s) hits += w.labels[u] as number;
+      for (let u = 0; u < w.n; u++) active += w.labels[u] as number;
+    }
+    results.push({ variant: `recent:${k}`, coverage: hits / active, waste: 1 - hits / sel, precomputes: sel });
+  }
+  for (const [name, make] of Object.entries(variants)) {
+    const v = make(target);
+    let sel = 0;
+    let hits = 0;
+    let active = 0;
+    for (const w of windows) {
+      const chosen = w.coldK > 0 ? recentSelection(w, w.coldK) : v.select(w);
+      let h = 0;
+      for (const u of chosen) h += w.labels[u] as number;
+      let a = 0;
+      for (let u = 0; u < w.n; u++) a += w.labels[u] as number;
+      sel += chosen.length;
+      hits += h;
+      active += a;
+      if (w.coldK === 0) v.observe(w, chosen, h, a);
+    }
+    const coverage = hits / active;
+    const own = pointAtCoverage(curve, coverage);
+    results.push({ variant: name, cold: windows.filter((w) => w.coldK > 0).length, coverage, waste: 1 - hits / sel, ownWaste: own?.waste, excess: own ? 1 - hits / sel - own.waste : undefined, precomputes: sel });
+  }
+  if (values.json) console.log(JSON.stringify(results, null, 2));
+  else for (const r of results) console.log(Object.entries(r).map(([k, v]) => `${k}=${typeof v === 'number' ? (Number.isInteger(v) ? v : v.toFixed(4)) : v}`).join('  '));
+}
+
+const EXTRA: Record<string, Variant> = { held1: held(1), held7: held(7), held14: held(14), held28: held(28) };
+
+const [command, ...rest] = process.argv.slice(2);
+if (command === 'cache') await cache(rest);
+else if (command === 'simulate') simulate(rest);
+else {
+  console.error('usage: sim-held-targets.ts cache|simulate …');
+  process.exitCode = 2;
+}
