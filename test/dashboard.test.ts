@@ -117,8 +117,9 @@ describe('dashboard', () => {
     expect(windowRow).toContain('4 of 5 precomputed, 1 failed');
     await expect(page.textContent('[data-latency="on_demand"]')).resolves.toContain('80 ms');
     await expect(page.textContent('body')).resolves.toContain(history.modelVersion);
-    // Charts: one per daily figure, the reliability bars and latency; dates on the axes.
-    expect(await page.locator('svg.chart').count()).toBe(6);
+    // Charts: one per daily figure (sets behind their users included), the reliability bars and latency; dates on the axes.
+    expect(await page.locator('svg.chart').count()).toBe(7);
+    expect(await page.locator('svg.chart[aria-label="behind"]').count()).toBe(1);
     expect(await page.locator('svg.chart[aria-label="daily waste"] circle').count()).toBe(3);
     expect(await page.locator('svg.chart[aria-label="reliability by decile"] rect').count()).toBe(20);
     // The x axis ends on today, written as a date (src/charts labels days `Mar 5`).
