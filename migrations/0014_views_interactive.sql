@@ -165,8 +165,9 @@ BEGIN
   WITH sets AS (
     SELECT l.computed_at, l.source, l.holdout, l.compute_ms, l.wasted FROM recommendation_life_scan($1, $1, NULL, true) l
     UNION ALL
+    -- Their life ends at or after $1 (as the scan's rows do) unless they expired before it.
     SELECT r.computed_at, r.source, r.holdout, r.compute_ms, false FROM recommendations r
-     WHERE r.computed_at >= $1 AND r.source <> 'batch'
+     WHERE r.computed_at >= $1 AND r.source <> 'batch' AND r.expires_at >= $1
   )
   SELECT (l.computed_at AT TIME ZONE 'UTC')::date,
          count(*) FILTER (WHERE l.source = 'batch'),
