@@ -4,6 +4,9 @@ import { createScheduler } from '../src/planner/scheduler.ts';
 import { enqueueRecordedChunks } from '../src/planner/chunk-jobs.ts';
 import { computeOffset, PRIOR_WEIGHT } from '../src/planner/timing.ts';
 import { dispatchSql } from '../src/planner/timing-sql.ts';
+import { resolveWindow } from '../src/planner/windows.ts';
+import { settingsFromFlags } from '../src/cli/commands/windows.ts';
+import { isPrewarmError } from '../src/errors.ts';
 import { silentLog } from './helpers.ts';
 import { createScriptedRecommender } from './support/scripted-recommender.ts';
 import { createPlannerHarness, DAY, HOUR, type PlannerHarness } from './fixtures/precompute-harness.ts';
@@ -55,6 +58,31 @@ describe('compute times from the hour-of-day habit', () => {
       // …and the next slot would pass it.
       if (offset / HOUR < 23) expect(before + w(offset / HOUR)).toBeGreaterThan(risk - 1e-9);
     }
+  });
+});
+
+describe('the timing setting of a window', () => {
+  const refusal = (make: () => unknown): string => {
+    try {
+      make();
+    } catch (error) {
+      expect(isPrewarmError(error, 'PREWARM_ERR_BAD_WINDOW')).toBe(true);
+      return (error as Error).message;
+    }
+    throw new Error('not refused');
+  };
+
+  it('defaults to midnight, keeps what is not changed, and refuses what cannot time anything', () => {
+    const nightly = resolveWindow('nightly', { cron: '0 0 * * *' });
+    expect(nightly.timing).toEqual({ mode: 'midnight', slotMs: HOUR, risk: 0.02 });
+    const timed = resolveWindow('nightly', { timing: 'predicted', timingSlot: '6h', timingRisk: 0.05 }, nightly);
+    expect(timed.timing).toEqual({ mode: 'predicted', slotMs: 6 * HOUR, risk: 0.05 });
+    expect(resolveWindow('nightly', { policy: 'budget:10' }, timed).timing).toEqual(timed.timing);
+    expect(refusal(() => resolveWindow('w', { cron: '0 * * * *', horizon: '1h', timing: 'predicted' }))).toMatch(/timing slot \(1h\) must be shorter than the horizon \(1h\)/);
+    expect(refusal(() => resolveWindow('w', { cron: '0 0 * * *', timing: 'predicted', timingRisk: 0.9 }))).toMatch(/timing risk must be a fraction from 0 to 0.5/);
+    expect(refusal(() => resolveWindow('w', { cron: '0 0 * * *', timingSlot: '0s' }))).toMatch(/timing slot/);
+    expect(refusal(() => settingsFromFlags({ timing: 'sometimes' }))).toMatch(/--timing must be "midnight" or "predicted"/);
+    expect(settingsFromFlags({ timing: 'predicted', timingSlot: '30m', timingRisk: '0.1' })).toEqual({ timing: 'predicted', timingSlot: '30m', timingRisk: 0.1 });
   });
 });
 
