@@ -1,11 +1,11 @@
 -- Up Migration
 
 -- The analysts' views interactive at 1M users (issue 13 item 6). After 0011 the views read
--- rollups for what is final, yet at 1M users and 30 days coverage_by_run took 5–10 s and
--- calibration_by_decile 6.6 s while reading a 10-row snapshot. EXPLAIN showed why: the plan of
--- the whole view, the raw part included, is estimated at millions of cost units, so Postgres
--- JIT-compiles it (inlined and optimised, ≈ 200 functions) on every query, for seconds, whether
--- the raw part then has one open run to compute or nothing at all.
+-- rollups for what is final, yet at 1M users and 30 days the waste views took 30–50 s,
+-- coverage_by_run 5–10 s and calibration_by_decile 6.6 s while reading a 10-row snapshot.
+-- EXPLAIN showed why: the plan of a view's raw part is estimated at millions of cost units, so
+-- Postgres JIT-compiles it (inlined and optimised, 200–1 600 functions) on every query, for
+-- seconds to tens of seconds, whether the raw part then has one open run to compute or nothing.
 --
 -- So the raw parts move into functions: a view's plan sees a function scan of a few rows and
 -- compiles nothing, and a raw part that is skipped (the calibration while its snapshot holds) is
@@ -21,8 +21,9 @@
 -- only, over the sets of the users who have one (a batch set's next set may be of any source).
 -- Against 0011's query, measured at 1M users (≈ 260 000 sets since yesterday, 115 000 of them
 -- batch sets of 112 000 users, 106 000 unserved so far; load 11): JIT off (it compiled ≈ 1 600
--- functions, 56 s summed over the workers, in a 46 s query); the sort for each user's next set in memory (it spilled
--- 18 MB at the default work_mem) and over 124 000 sets instead of 260 000 for the waste views;
+-- functions, 56 s summed over the workers, in a 46 s query); the sort for each user's next set
+-- in memory (it spilled 18 MB at the default work_mem) and over 124 000 sets instead of 260 000
+-- for the waste views;
 -- and serves looked up in one pass over the serves since `scan_from`, grouped by set, instead of
 -- an index probe of every serves partition per batch set (106 000 × 2 probes). A serve cannot
 -- precede the set it served, so serves before `scan_from` never name a set in scope.
