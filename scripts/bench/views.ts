@@ -45,7 +45,7 @@ export function readmeViewQueries(readme = readFileSync(README, 'utf8')): Exampl
 
 /** "Last N days" filters a dashboard would send, per daily and per-run view. */
 function periodQueries(days: number): ExampleQuery[] {
-  const byDay = ['waste_by_day', 'compute_cost_by_day', 'coverage_by_day', 'login_coverage_by_day', 'staleness_by_day', 'latency_by_day'];
+  const byDay = ['waste_by_day', 'compute_cost_by_day', 'coverage_by_day', 'login_coverage_by_day', 'staleness_by_day', 'latency_by_day', 'missed_interactions_by_day'];
   const byRun = ['waste_by_run', 'coverage_by_run'];
   return [
     ...byDay.map((view) => ({ view, sql: `SELECT * FROM ${view} WHERE day >= current_date - ${days}` })),
@@ -134,13 +134,16 @@ const GENERATE: [string, string][] = [
      SELECT on_demand_id, user_id, 'on_demand', NULL, false, at, at + interval '1 day', 'item-cf-bench', 20 + (hashtext(user_id) & 1023) / 32.0,
             '{i1,i2,i3,i4,i5,i6,i7,i8,i9,i10}', '{0.9,0.8,0.7,0.6,0.5,0.4,0.3,0.2,0.1,0.05}', at, 1
        FROM judged WHERE source = 'on_demand'`],
-  ['serves', `INSERT INTO serves (id, user_id, at, source, recommendation_id, staleness_ms, latency_ms, reason)
+  // missed_interactions (0015): none for a set computed at the login, 0–3 for a precomputed one,
+  // NULL for fallback answers.
+  ['serves', `INSERT INTO serves (id, user_id, at, source, recommendation_id, staleness_ms, latency_ms, reason, missed_interactions)
      SELECT serve_id, user_id, at, source,
             CASE source WHEN 'precomputed' THEN set_id WHEN 'on_demand' THEN on_demand_id END,
             CASE source WHEN 'precomputed' THEN (extract(epoch FROM at - set_at) * 1000)::bigint WHEN 'on_demand' THEN 0 END,
             CASE source WHEN 'precomputed' THEN 2 + (hashtext(serve_id::text) & 255) / 64.0
                         WHEN 'on_demand' THEN 25 + (hashtext(serve_id::text) & 1023) / 16.0 ELSE 150 END,
-            CASE source WHEN 'fallback' THEN 'latency_budget' END
+            CASE source WHEN 'fallback' THEN 'latency_budget' END,
+            CASE source WHEN 'precomputed' THEN (hashtext(serve_id::text) & 7) % 4 WHEN 'on_demand' THEN 0 END
        FROM judged`],
   ['first serves of batch sets', `UPDATE recommendations r SET first_served_at = s.first_at, serve_count = s.n
        FROM (SELECT set_id, min(at) AS first_at, count(*)::int AS n FROM judged WHERE set_id IS NOT NULL GROUP BY 1) s
