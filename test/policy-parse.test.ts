@@ -42,3 +42,19 @@ describe('`,fixed` keeps a coverage or waste target open loop', () => {
     expect(isHeld(parsePolicy('budget:5'))).toBe(false);
   });
 });
+
+describe('a held target applied as a threshold, as runs record it', () => {
+  it.each([
+    ['threshold:0.0961,coverage:0.8412', { kind: 'threshold', p: 0.0961, held: { kind: 'coverage', target: 0.8412 } }],
+    ['threshold:0.5,waste:0.35', { kind: 'threshold', p: 0.5, held: { kind: 'waste', target: 0.35 } }],
+  ])('reads %j and writes it back the same', (text, policy) => {
+    expect(parsePolicy(text)).toEqual(policy);
+    expect(formatPolicy(parsePolicy(text))).toBe(text);
+    // It selects as the threshold does: nothing is held on top of it.
+    expect(isHeld(parsePolicy(text))).toBe(false);
+  });
+
+  it.each(['threshold:0.1,coverage:2', 'threshold:x,coverage:0.8', 'threshold:0.1,budget:5', 'budget:5,coverage:0.8', 'threshold:0.1,coverage:0.8,fixed'])('refuses %j', (text) => {
+    expect(() => parsePolicy(text)).toThrow(expect.objectContaining({ code: 'PREWARM_ERR_BAD_POLICY' }));
+  });
+});

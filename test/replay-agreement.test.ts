@@ -2,6 +2,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { appliedTarget } from '../src/planner/feedback.ts';
 import { parsePolicy } from '../src/planner/policy.ts';
 import { evaluateLog } from '../src/propensity/evaluate.ts';
 import { loginLogFrom } from '../src/propensity/login-log.ts';
@@ -145,7 +146,10 @@ for (const source of SOURCES.filter((candidate) => candidate.load !== undefined)
         // The planner held the target as evaluate did: the first run applies the goal, the later
         // ones what the controller made of the runs before (recorded as each run's policy).
         const runs = await client.query<{ policy: string }>(`SELECT policy FROM ${quoteIdent(replayed.schema)}.batch_runs ORDER BY scheduled_for`);
-        const targets = runs.rows.map((row) => Number(row.policy.replace('coverage:', '')));
+        // Recorded as the goal (`coverage:0.8`) first, then as the threshold applied and its target (`threshold:0.0961,coverage:0.8412`).
+        expect(runs.rows[0]?.policy).toBe('coverage:0.8');
+        for (const row of runs.rows.slice(1)) expect(row.policy).toMatch(/^threshold:[0-9.e-]+,coverage:[0-9.]+$/);
+        const targets = runs.rows.map((row) => appliedTarget(parsePolicy(row.policy), 'coverage') as number);
         expect(targets[0]).toBe(0.8);
         expect(targets.length).toBe(offline.testWindows);
         expect(Math.abs((targets.at(-1) as number) - (offline.online?.appliedTarget?.last ?? NaN))).toBeLessThanOrEqual(0.02);

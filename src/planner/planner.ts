@@ -5,7 +5,7 @@ import { withTransaction, type Pool } from '../db/pool.ts';
 import { toError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { chunkJobId, enqueueRecordedChunks, type PrecomputeJobData, type PrecomputeJobResult } from './chunk-jobs.ts';
-import { coldStartPolicy } from '../propensity/cold-start.ts';
+import { coldStartPolicy, isColdStart } from '../propensity/cold-start.ts';
 import { resolveHeldPolicy } from './feedback.ts';
 import { formatPolicy } from './policy.ts';
 import { createRunStore, type BatchRun } from './runs.ts';
@@ -199,7 +199,7 @@ export function createPlanner(deps: PlannerDeps): Planner {
     if (!pinned) throw new Error(`run ${run.id} vanished while planning`);
     const shards = pinned.shards;
     // Cold start (no model yet): a coverage or waste goal selects by the recency rule that backtests best.
-    const coldStart = { id: run.id, window: window.name, at: scheduledFor, horizonMs: window.horizonMs, version: pinned.model_version };
+    const coldStart = { id: run.id, window: window.name, at: scheduledFor, horizonMs: window.horizonMs, coldStart: isColdStart(prepared) && pinned.model_version === prepared.version };
     const applied = { ...window, policy: await coldStartPolicy({ pool, log }, coldStart, window.policy) };
     const staged = await stages({ runId: run.id, window: applied, windowStart: scheduledFor, version: pinned.model_version, shards });
     return select({ ...run, shards }, applied, started, staged, pinned.model_version, shards);

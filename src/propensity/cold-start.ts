@@ -2,7 +2,6 @@ import type { Pool } from '../db/pool.ts';
 import type { Logger } from '../log.ts';
 import { formatPolicy, type Policy } from '../planner/policy.ts';
 import { chooseRule, type RuleFigures } from './online.ts';
-import { RECENCY_SCORER_VERSION } from './recency-scorer.ts';
 import { COLD_START, COLD_START_RULES } from './train.ts';
 
 /**
@@ -12,6 +11,22 @@ import { COLD_START, COLD_START_RULES } from './train.ts';
  * --online` and the planner call the same backtest on the same logins, so they choose the same
  * rule.
  */
+
+/**
+ * Preparations the deployment's scorer (createDefaultScorer) made with its recency stand-in because
+ * no model is trained yet: a cold start. A planner given the recency scorer on purpose (tests, a
+ * deliberate choice) is not in a cold start and keeps its policy.
+ */
+const coldStartPreparations = new WeakSet<object>();
+
+export function markColdStart<T extends object>(prepared: T): T {
+  coldStartPreparations.add(prepared);
+  return prepared;
+}
+
+export function isColdStart(prepared: object): boolean {
+  return coldStartPreparations.has(prepared);
+}
 
 /** Logins sorted by time; `user` numbers users, `firstLoginMs[u]` is user u's first login ever. */
 export interface BacktestLogins {
@@ -102,17 +117,17 @@ const sql = {
 };
 
 /**
- * The planner's hook: a run scored by the recency stand-in (no model trained yet) whose window asks
- * for a coverage or waste selects by the recency rule that backtests best on the history before
- * `at`, in windows of the run's horizon. The run records the rule as its policy and the log says
- * why. Any other run comes back as it is.
+ * The planner's hook: a run of a cold start (`isColdStart` of its preparation: no model trained
+ * yet, scored by the recency stand-in) whose window asks for a coverage or waste selects by the
+ * recency rule that backtests best on the history before `at`, in windows of the run's horizon.
+ * The run records the rule as its policy and the log says why. Any other run comes back as it is.
  */
 export async function coldStartPolicy(
   deps: { pool: Pool; log: Logger },
-  run: { id: number | null; window: string; at: Date; horizonMs: number; version: string },
+  run: { id: number | null; window: string; at: Date; horizonMs: number; coldStart: boolean },
   policy: Policy,
 ): Promise<Policy> {
-  if (run.version !== RECENCY_SCORER_VERSION || !replacedInColdStart(policy)) return policy;
+  if (!run.coldStart || !replacedInColdStart(policy)) return policy;
   const atMs = run.at.getTime();
   const widest = COLD_START_RULES[COLD_START_RULES.length - 1] as number;
   const fromMs = atMs - (COLD_START.backtestWindows + widest) * run.horizonMs;

@@ -3,6 +3,7 @@ import type { Logger } from '../log.ts';
 import type { PropensityScorer, StreamingScorer } from '../planner/scorer.ts';
 import { createModelScorer, mergeTallies, type ModelScorer, type PopulationTally } from './model-scorer.ts';
 import { latestModelVersion } from './model-store.ts';
+import { markColdStart } from './cold-start.ts';
 import { createRecencyScorer, RECENCY_SCORER_VERSION, recencyStreaming } from './recency-scorer.ts';
 
 /**
@@ -34,7 +35,8 @@ export function createDefaultScorer({ pool, log }: { pool: Pool; log: Logger }):
         warned = true;
         log.warn('no propensity model trained yet (prewarm train-propensity): planning with the recency rule');
       }
-      return recencyStream.prepare(windowStart, horizonMs);
+      // No model yet: a cold start, which the planner answers with the best-backtesting recency rule.
+      return markColdStart(await recencyStream.prepare(windowStart, horizonMs));
     },
     population: async (request) => (await byVersion(request.version)).population(request),
     // Only model tallies are non-null, and they merge the same whichever scorer holds them.
