@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parsePolicy } from '../src/planner/policy.ts';
-import { evaluateLog, type EvaluateOptions } from '../src/propensity/evaluate.ts';
+import { evaluateLog, runOfflineProtocol, type EvaluateOptions, type PolicyTally } from '../src/propensity/evaluate.ts';
+import { pointAtCoverage, thresholdCurve } from '../src/propensity/metrics.ts';
 import { loginLogFrom, type LoginLog } from '../src/propensity/login-log.ts';
 import { chooseRule, COLD_START } from '../src/propensity/online.ts';
 import { generateActivity } from '../src/replay/generate.ts';
@@ -35,6 +36,16 @@ describe('evaluate --online: retrained on the clock, targets held, cold start', 
     // `,fixed` applies the goal unchanged; the held target moved.
     expect(fixed.online?.appliedTarget).toMatchObject({ min: 0.8, max: 0.8 });
     expect(online.online?.appliedTarget?.first).toBe(0.8);
+    // Held, the target is applied as one threshold over the windows: its waste is that of the
+    // model's own curve (one global threshold over all test pairs) at the coverage it reached.
+    expect(online.online?.appliedThreshold).toBeDefined();
+    expect(fixed.online?.appliedThreshold).toBeUndefined();
+    const run = runOfflineProtocol(log, { ...period, needsModel: true, online: { retrainEveryMs: 7 * DAY } }, [parsePolicy('coverage:0.8')]);
+    const tally = run.tallies[0] as PolicyTally;
+    const coverage = tally.hits / run.activeUserWindows;
+    expect(coverage).toBeCloseTo(held, 12);
+    const own = pointAtCoverage(thresholdCurve(run.scores, run.labels), coverage);
+    expect(1 - tally.hits / tally.selected).toBeLessThanOrEqual((own?.waste ?? NaN) + 0.01);
   }, 300_000);
 
   it('a model-free policy selects online exactly as offline', () => {
