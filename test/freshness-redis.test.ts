@@ -76,6 +76,16 @@ describe('freshness: missed interactions from Redis', () => {
     expect(await count(freshness, 'u', at(-10), at(30))).toEqual({ fromRead: undefined, exact: 1 });
   });
 
+  it('records a request of many users in several script calls, each user counted', async () => {
+    const freshness = make();
+    await freshness.start();
+    await freshness.record(Array.from({ length: 1_000 }, (_, i) => ({ userId: `u${i % 120}`, itemId: `i${i}`, at: at(10 + (i % 7)) })));
+    for (const user of ['u0', 'u57', 'u119']) {
+      const n = Array.from({ length: 1_000 }, (_, i) => i).filter((i) => `u${i % 120}` === user).length;
+      expect(await count(freshness, user, at(10), at(30)), user).toEqual({ fromRead: n, exact: n });
+    }
+  });
+
   it('beyond the read limit, ZCOUNT gives the exact count', async () => {
     const freshness = make(testRedis.redis, { readLimit: 4 });
     await freshness.start();
@@ -96,10 +106,12 @@ describe('freshness: missed interactions from Redis', () => {
     expect(await count(freshness, 'u', at(13), at(30))).toEqual({ fromRead: 5, exact: 5 });
   });
 
-  it('drops times older than keepMs behind the newest, and counts sets served longer than that in Postgres', async () => {
+  it('drops times older than keepMs before the clock, and counts sets served longer than that in Postgres', async () => {
     const freshness = make(testRedis.redis, { keepMs: 60 * MINUTE });
     await freshness.start();
+    clock.set(at(10));
     await freshness.record([{ userId: 'u', itemId: 'i', at: at(10) }]);
+    clock.set(at(100));
     await freshness.record([{ userId: 'u', itemId: 'i', at: at(100) }]);
     await inPostgres('u', at(10), at(100));
     expect(await testRedis.redis.zcard(`${testRedis.prefix}:fr:t:u`)).toBe(1);

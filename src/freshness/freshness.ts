@@ -89,43 +89,39 @@ export interface Freshness {
 // KEYS[1]: the marker; then per user: their times, their floor. ARGV[1]: keep (ms); ARGV[2]: most
 // times per user; ARGV[3]: now (ms); ARGV[4]: '1' to move the marker to now (a write failed
 // before); then per user: n, then n pairs of score (ms) and member.
-// The floor is the instant before which times may be missing: raised when times are dropped for
-// age or for number.
+// Times older than now - keep are dropped: a login judges from Redis only sets younger than keep,
+// so it never needs them. Times beyond maxLen for one user are dropped oldest first, and the
+// user's floor (the instant before which times may be missing) is raised past them; it need not
+// outlive keep, after which sets that old are counted in Postgres anyway. Four calls per user
+// unless that user overflows.
 const RECORD_SCRIPT = `
 local keep = tonumber(ARGV[1])
 local maxLen = tonumber(ARGV[2])
+local cut = '(' .. (tonumber(ARGV[3]) - keep)
 if ARGV[4] == '1' then redis.call('SET', KEYS[1], ARGV[3]) else redis.call('SET', KEYS[1], ARGV[3], 'NX') end
 local a = 5
 for k = 2, #KEYS, 2 do
-  local key, floorKey = KEYS[k], KEYS[k + 1]
+  local key = KEYS[k]
   local n = tonumber(ARGV[a])
-  a = a + 1
-  local args = {}
-  for j = 1, n do
-    args[#args + 1] = ARGV[a]
-    args[#args + 1] = ARGV[a + 1]
-    a = a + 2
-  end
-  redis.call('ZADD', key, unpack(args))
-  local raised = nil
-  local newest = redis.call('ZREVRANGE', key, 0, 0, 'WITHSCORES')
-  local cut = tonumber(newest[2]) - keep
-  if redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. cut) > 0 then raised = cut end
+  redis.call('ZADD', key, unpack(ARGV, a + 1, a + 2 * n))
+  a = a + 1 + 2 * n
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', cut)
   local size = redis.call('ZCARD', key)
   if size > maxLen then
     local last = redis.call('ZRANGE', key, size - maxLen - 1, size - maxLen - 1, 'WITHSCORES')
     redis.call('ZREMRANGEBYRANK', key, 0, size - maxLen - 1)
-    local above = tonumber(last[2]) + 1
-    if raised == nil or above > raised then raised = above end
-  end
-  if raised ~= nil then
-    local old = redis.call('GET', floorKey)
-    if old == false or tonumber(old) < raised then redis.call('SET', floorKey, raised, 'PX', keep) end
+    local floor = tonumber(last[2]) + 1
+    local old = redis.call('GET', KEYS[k + 1])
+    if old == false or tonumber(old) < floor then redis.call('SET', KEYS[k + 1], floor, 'PX', keep) end
   end
   redis.call('PEXPIRE', key, keep)
-  if raised == nil and redis.call('EXISTS', floorKey) == 1 then redis.call('PEXPIRE', floorKey, keep) end
 end
 return #KEYS`;
+/**
+ * Users per script call: Redis serves nobody else while a script runs, and a login's cache GET
+ * must not wait long behind an ingest (as src/sets/cache.ts bounds its own script calls).
+ */
+const USERS_PER_CALL = 50;
 
 // KEYS[1]: the user's times; KEYS[2]: their floor; KEYS[3]: the marker. ARGV[1]: the login (ms, excluded);
 // ARGV[2]: how many; ARGV[3]: now (ms), the marker's value if Redis has none (it restarted
@@ -207,15 +203,25 @@ export function createFreshness(options: FreshnessOptions): Freshness {
       // one interaction in both, two items at one instant are two.
       pairs.push(row.at.getTime(), `${row.at.getTime().toString(36)}:${row.itemId}`);
     }
-    const keys: string[] = [markerKey];
-    const perUser: (string | number)[] = [];
+    const moveMarker = markerBehind;
+    const now = clock.now().getTime();
+    const calls: Promise<number>[] = [];
+    let keys: string[] = [markerKey];
+    let perUser: (string | number)[] = [];
+    const send = () => {
+      calls.push(scripted[RECORD_COMMAND](keys.length, ...keys, keepMs, maxPerUser, now, moveMarker ? '1' : '0', ...perUser));
+      keys = [markerKey];
+      perUser = [];
+    };
     for (const [userId, pairs] of byUser) {
       keys.push(timesKey(userId), floorKey(userId));
-      perUser.push(pairs.length / 2, ...pairs);
+      perUser.push(pairs.length / 2);
+      for (const value of pairs) perUser.push(value);
+      if (keys.length > 2 * USERS_PER_CALL) send();
     }
-    const moveMarker = markerBehind;
+    if (keys.length > 1) send();
     try {
-      await scripted[RECORD_COMMAND](keys.length, ...keys, keepMs, maxPerUser, clock.now().getTime(), moveMarker ? '1' : '0', ...perUser);
+      await Promise.all(calls);
       if (moveMarker) markerBehind = false;
     } catch (error) {
       recordFailed(error);
@@ -248,6 +254,7 @@ export function createFreshness(options: FreshnessOptions): Freshness {
       recent.since !== null &&
       computedAt >= recent.since + options.clockAheadMs &&
       computedAt >= recent.floor &&
+      // Times older than the ingest's clock minus keepMs are dropped; logins come later.
       at - computedAt <= keepMs
     );
   }
