@@ -133,9 +133,9 @@ const share: Variant = (target) => {
 
 /** The shipped controller (createController): the held target applied as one threshold on the pooled scores of the last `poolRuns` windows. */
 const held =
-  (poolRuns: number): Variant =>
+  (poolRuns: number, gain = DEFAULT_FEEDBACK.gain): Variant =>
   (target) => {
-    const controller = createController({ kind: 'coverage', target }, { ...DEFAULT_FEEDBACK, poolRuns });
+    const controller = createController({ kind: 'coverage', target }, { ...DEFAULT_FEEDBACK, poolRuns, gain });
     return {
       select: (w) => Int32Array.from(selectUsers(candidatesOf(w), controller.policy(), { windowStart: 0, windowMs: 1 }).selected.map((c) => c.u)),
       observe: (w, selected, hits, active) => controller.observe({ selected: selected.length, hits, activeKnown: active, scores: w.scores }),
@@ -166,6 +166,8 @@ function simulate(argv: string[]): void {
   const curve = thresholdCurve(scores, labels);
   const variants: Record<string, Variant> = { fixed, share, ...EXTRA };
   const results: Record<string, unknown>[] = [];
+  const rules: { sel: number; hits: number }[] = [];
+  let totalActive = 0;
   for (const k of [1, 3, 7, 28]) {
     let sel = 0;
     let hits = 0;
@@ -177,7 +179,25 @@ function simulate(argv: string[]): void {
       for (let u = 0; u < w.n; u++) active += w.labels[u] as number;
     }
     results.push({ variant: `recent:${k}`, coverage: hits / active, waste: 1 - hits / sel, precomputes: sel });
+    rules.push({ sel, hits });
+    totalActive = active;
   }
+  /**
+   * The recency rules' waste at a coverage between two of them: the mixture of the two adjacent
+   * rules (a share of windows by each) that reaches it; undefined outside their range.
+   */
+  const recencyWasteAt = (coverage: number): number | undefined => {
+    const want = coverage * totalActive;
+    const sorted = [...rules].sort((a, b) => a.hits - b.hits);
+    for (let i = 1; i < sorted.length; i++) {
+      const a = sorted[i - 1] as { sel: number; hits: number };
+      const b = sorted[i] as { sel: number; hits: number };
+      if (want < a.hits || want > b.hits) continue;
+      const alpha = b.hits > a.hits ? (want - a.hits) / (b.hits - a.hits) : 0;
+      return 1 - want / ((1 - alpha) * a.sel + alpha * b.sel);
+    }
+    return undefined;
+  };
   for (const [name, make] of Object.entries(variants)) {
     const v = make(target);
     let sel = 0;
@@ -196,13 +216,21 @@ function simulate(argv: string[]): void {
     }
     const coverage = hits / active;
     const own = pointAtCoverage(curve, coverage);
-    results.push({ variant: name, cold: windows.filter((w) => w.coldK > 0).length, coverage, waste: 1 - hits / sel, ownWaste: own?.waste, excess: own ? 1 - hits / sel - own.waste : undefined, precomputes: sel });
+    results.push({ variant: name, cold: windows.filter((w) => w.coldK > 0).length, coverage, waste: 1 - hits / sel, ownWaste: own?.waste, excess: own ? 1 - hits / sel - own.waste : undefined, recencyWaste: recencyWasteAt(coverage), precomputes: sel });
   }
   if (values.json) console.log(JSON.stringify(results, null, 2));
   else for (const r of results) console.log(Object.entries(r).map(([k, v]) => `${k}=${typeof v === 'number' ? (Number.isInteger(v) ? v : v.toFixed(4)) : v}`).join('  '));
 }
 
-const EXTRA: Record<string, Variant> = { held1: held(1), held7: held(7), held14: held(14), held28: held(28) };
+const EXTRA: Record<string, Variant> = {
+  held1: held(1),
+  held7: held(7),
+  held14: held(14),
+  held28: held(28),
+  // The pooled threshold without feedback (gain 0): how much the feedback's moves cost or buy.
+  threshold28: held(28, 0),
+  held28gain025: held(28, 0.25),
+};
 
 const [command, ...rest] = process.argv.slice(2);
 if (command === 'cache') await cache(rest);
