@@ -119,6 +119,21 @@ describe('freshness: missed interactions from Redis', () => {
     expect(await count(freshness, 'u', at(50), at(101))).toEqual({ fromRead: 1, exact: 1 });
   });
 
+  it("after Redis lost everything, a user's first login counts in Postgres and loads the user's times; the next is judged from Redis", async () => {
+    // Started after a restart of Redis: no marker until the first read sets one.
+    const freshness = make();
+    clock.set(at(40));
+    await inPostgres('u', at(15), at(20), at(35));
+    // No marker (Redis restarted empty), the set older than the new one: Postgres, and a load.
+    expect(await count(freshness, 'u', at(10), at(40))).toEqual({ fromRead: undefined, exact: 3 });
+    expect(await count(freshness, 'u', at(18), at(40))).toEqual({ fromRead: 2, exact: 2 });
+    // What comes after the load is recorded as usual.
+    await freshness.record([{ userId: 'u', itemId: 'k', at: at(38) }]);
+    expect(await count(freshness, 'u', at(10), at(40))).toEqual({ fromRead: 4, exact: 4 });
+    // Another user, never loaded, still goes to Postgres.
+    expect((await count(freshness, 'w', at(10), at(40))).fromRead).toBeUndefined();
+  });
+
   it('after a failed write, sets computed before Redis takes writes again are counted in Postgres', async () => {
     // A serving-style connection: commands fail at once while it is disconnected.
     const redis = new Redis(TEST_REDIS_URL, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: true });

@@ -54,6 +54,11 @@ export interface RecentInteractions {
   readonly since: number | null;
   /** Interactions before this instant (ms) may have been dropped from the user's times. */
   readonly floor: number;
+  /**
+   * The user's times were loaded from Postgres (`countExactly`): complete from `from` on, if
+   * loaded after the marker was last set (`madeAt`). Null when never loaded.
+   */
+  readonly loaded: { from: number; madeAt: number } | null;
   /** Newest first, each before the login. */
   readonly times: readonly number[];
 }
@@ -123,10 +128,11 @@ return #KEYS`;
  */
 const USERS_PER_CALL = 50;
 
-// KEYS[1]: the user's times; KEYS[2]: their floor; KEYS[3]: the marker. ARGV[1]: the login (ms, excluded);
+// KEYS[1]: the user's times; KEYS[2]: their floor; KEYS[3]: the marker; KEYS[4]: when the user's
+// times were loaded from Postgres ('from:madeAt'). ARGV[1]: the login (ms, excluded);
 // ARGV[2]: how many; ARGV[3]: now (ms), the marker's value if Redis has none (it restarted
 // empty): from then on, every acknowledged interaction is here. Returns marker (or ''), floor (or
-// ''), then the scores, newest first.
+// ''), loaded (or ''), then the scores, newest first.
 const READ_SCRIPT = `
 local since = redis.call('GET', KEYS[3])
 if since == false then
@@ -134,8 +140,9 @@ if since == false then
   since = ''
 end
 local floor = redis.call('GET', KEYS[2]) or ''
+local loaded = redis.call('GET', KEYS[4]) or ''
 local found = redis.call('ZREVRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '-inf', 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
-local out = { since, floor }
+local out = { since, floor, loaded }
 for i = 2, #found, 2 do out[#out + 1] = found[i] end
 return out`;
 
@@ -148,6 +155,14 @@ interface FreshnessRedis extends Redis {
 }
 
 const sql = {
+  /** The user's interactions from `from` on, newest first, at most `limit` (to load them into Redis). */
+  recentOf(userId: string, from: Date, limit: number): Sql {
+    return {
+      text: `SELECT (extract(epoch FROM at) * 1000)::float8 AS ms, item_id FROM interactions
+              WHERE user_id = $1 AND at >= $2 ORDER BY at DESC LIMIT $3`,
+      values: [userId, from.toISOString(), limit],
+    };
+  },
   /** Interactions of the user in [from, to); the (user_id, at) index of migrations/0005 answers it. */
   countBetween(userId: string, from: Date, to: Date): Sql {
     return {
@@ -157,7 +172,7 @@ const sql = {
   },
 };
 
-const UNREAD: RecentInteractions = Object.freeze({ ok: false, since: null, floor: Infinity, times: Object.freeze([]) as readonly number[] });
+const UNREAD: RecentInteractions = Object.freeze({ ok: false, since: null, floor: Infinity, loaded: null, times: Object.freeze([]) as readonly number[] });
 /** How often the marker is moved again after a failed write, until Redis takes it. */
 const MARKER_RETRY_MS = 1_000;
 
@@ -169,6 +184,7 @@ export function createFreshness(options: FreshnessOptions): Freshness {
   const markerKey = `${prefix}fr:since`;
   const timesKey = (userId: string) => `${prefix}fr:t:${userId}`;
   const floorKey = (userId: string) => `${prefix}fr:f:${userId}`;
+  const loadedKey = (userId: string) => `${prefix}fr:l:${userId}`;
   if (!(RECORD_COMMAND in redis)) redis.defineCommand(RECORD_COMMAND, { lua: RECORD_SCRIPT });
   if (!(READ_COMMAND in redis)) redis.defineCommand(READ_COMMAND, { lua: READ_SCRIPT });
   const scripted = redis as FreshnessRedis;
@@ -233,30 +249,66 @@ export function createFreshness(options: FreshnessOptions): Freshness {
   async function read(userId: string, at: Date): Promise<RecentInteractions> {
     let reply: string[];
     try {
-      reply = await scripted[READ_COMMAND](3, timesKey(userId), floorKey(userId), markerKey, at.getTime(), readLimit, clock.now().getTime());
+      reply = await scripted[READ_COMMAND](4, timesKey(userId), floorKey(userId), markerKey, loadedKey(userId), at.getTime(), readLimit, clock.now().getTime());
     } catch (error) {
       readFailed(error);
       return UNREAD;
     }
-    const [since, floor, ...scores] = reply;
+    const [since, floor, loaded, ...scores] = reply;
+    const [loadedFrom, loadedAt] = loaded ? loaded.split(':').map(Number) : [];
     return {
       ok: true,
       since: since ? Number(since) : null,
       floor: floor ? Number(floor) : -Infinity,
+      loaded: loadedFrom !== undefined && loadedAt !== undefined ? { from: loadedFrom, madeAt: loadedAt } : null,
       times: scores.map(Number),
     };
   }
 
+  /** Whether Redis still holds every time it was given at or after `computedAt`. */
+  function keepsAllSince(recent: RecentInteractions, computedAt: number, at: number): boolean {
+    // Times older than the ingest's clock minus keepMs are dropped; logins come later.
+    return recent.ok && computedAt >= recent.floor && at - computedAt <= keepMs;
+  }
+
   /** Whether Redis holds every interaction of the user at or after `computedAt`. */
   function holdsAllSince(recent: RecentInteractions, computedAt: number, at: number): boolean {
-    return (
-      recent.ok &&
-      recent.since !== null &&
-      computedAt >= recent.since + options.clockAheadMs &&
-      computedAt >= recent.floor &&
-      // Times older than the ingest's clock minus keepMs are dropped; logins come later.
-      at - computedAt <= keepMs
-    );
+    if (!keepsAllSince(recent, computedAt, at) || recent.since === null) return false;
+    if (computedAt >= recent.since + options.clockAheadMs) return true;
+    // Loaded from Postgres since the marker was last set: complete from the load's start.
+    return recent.loaded !== null && recent.loaded.madeAt >= recent.since && computedAt >= recent.loaded.from;
+  }
+
+  /**
+   * Counts in Postgres, and when only the marker stood in the way, loads the user's times of the
+   * last keepMs into Redis, so that the user's next logins are judged from Redis again: after a
+   * restart or a first deployment, one Postgres read per user, not one per login.
+   */
+  async function countInPostgres(recent: RecentInteractions, userId: string, computedAt: Date, at: Date): Promise<number> {
+    await options.flushPending?.(userId);
+    const madeAt = clock.now().getTime();
+    // (A read that found no marker has just set one, before this load.)
+    if (keepsAllSince(recent, computedAt.getTime(), at.getTime())) {
+      const from = madeAt - keepMs;
+      const rows = (await pool.query<{ ms: number; item_id: string }>(sql.recentOf(userId, new Date(from), maxPerUser))).rows;
+      if (rows.length < maxPerUser && computedAt.getTime() >= from) {
+        if (rows.length > 0) {
+          const pairs: (string | number)[] = [];
+          for (const row of rows) pairs.push(row.ms, `${row.ms.toString(36)}:${row.item_id}`);
+          redis
+            .multi()
+            .zadd(timesKey(userId), ...pairs)
+            .pexpire(timesKey(userId), keepMs)
+            .set(loadedKey(userId), `${from}:${madeAt}`, 'PX', keepMs)
+            .exec()
+            .catch(recordFailed);
+        } else redis.set(loadedKey(userId), `${from}:${madeAt}`, 'PX', keepMs).catch(recordFailed);
+        const since = computedAt.getTime();
+        return rows.filter((row) => row.ms >= since && row.ms < at.getTime()).length;
+      }
+    }
+    const result = await pool.query<{ n: number }>(sql.countBetween(userId, computedAt, at));
+    return result.rows[0]?.n ?? 0;
   }
 
   return {
@@ -280,9 +332,7 @@ export function createFreshness(options: FreshnessOptions): Freshness {
         }
       }
       try {
-        await options.flushPending?.(userId);
-        const result = await pool.query<{ n: number }>(sql.countBetween(userId, computedAt, at));
-        return result.rows[0]?.n ?? 0;
+        return await countInPostgres(recent, userId, computedAt, at);
       } catch (error) {
         countFailed(error);
         return null;
