@@ -133,9 +133,9 @@ const share: Variant = (target) => {
 
 /** The shipped controller (createController): the held target applied as one threshold on the pooled scores of the last `poolRuns` windows. */
 const held =
-  (poolRuns: number, gain = DEFAULT_FEEDBACK.gain): Variant =>
+  (poolRuns: number, gain = DEFAULT_FEEDBACK.gain, maxOffset = DEFAULT_FEEDBACK.maxOffset): Variant =>
   (target) => {
-    const controller = createController({ kind: 'coverage', target }, { ...DEFAULT_FEEDBACK, poolRuns, gain });
+    const controller = createController({ kind: 'coverage', target }, { ...DEFAULT_FEEDBACK, poolRuns, gain, maxOffset });
     return {
       select: (w) => Int32Array.from(selectUsers(candidatesOf(w), controller.policy(), { windowStart: 0, windowMs: 1 }).selected.map((c) => c.u)),
       observe: (w, selected, hits, active) => controller.observe({ selected: selected.length, hits, activeKnown: active, scores: w.scores }),
@@ -230,6 +230,8 @@ const EXTRA: Record<string, Variant> = {
   // The pooled threshold without feedback (gain 0): how much the feedback's moves cost or buy.
   threshold28: held(28, 0),
   held28gain025: held(28, 0.25),
+  // A tighter bound on the target's distance from the goal (less wind-up after a dead period).
+  held28offset01: held(28, DEFAULT_FEEDBACK.gain, 0.1),
 };
 
 const [command, ...rest] = process.argv.slice(2);
