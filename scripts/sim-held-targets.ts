@@ -222,7 +222,46 @@ function simulate(argv: string[]): void {
   else for (const r of results) console.log(Object.entries(r).map(([k, v]) => `${k}=${typeof v === 'number' ? (Number.isInteger(v) ? v : v.toFixed(4)) : v}`).join('  '));
 }
 
+/**
+ * No controller: the threshold at which the last `k` finished windows' own scores and outcomes
+ * reach the goal (hits over active known users) — the model's own curve on recent history,
+ * applied forward. Logins do not depend on what was precomputed, so this needs no feedback loop.
+ */
+const recentCurve =
+  (k: number): Variant =>
+  (target) => {
+    const pool: CachedWindow[] = [];
+    return {
+      select: (w) => {
+        if (pool.length === 0) return Int32Array.from(selectUsers(candidatesOf(w), { kind: 'coverage', target }, { windowStart: 0, windowMs: 1 }).selected.map((c) => c.u));
+        const pairs: [number, number][] = [];
+        let active = 0;
+        for (const x of pool) for (let u = 0; u < x.n; u++) {
+          pairs.push([x.scores[u] as number, x.labels[u] as number]);
+          active += x.labels[u] as number;
+        }
+        pairs.sort((a, b) => b[0] - a[0]);
+        let hits = 0;
+        let theta = 0;
+        for (const [p, y] of pairs) {
+          hits += y;
+          theta = p;
+          if (hits >= target * active) break;
+        }
+        const out: number[] = [];
+        for (let u = 0; u < w.n; u++) if ((w.scores[u] as number) >= theta) out.push(u);
+        return Int32Array.from(out);
+      },
+      observe: (w) => {
+        pool.push(w);
+        if (pool.length > k) pool.shift();
+      },
+    };
+  };
+
 const EXTRA: Record<string, Variant> = {
+  recentCurve7: recentCurve(7),
+  recentCurve28: recentCurve(28),
   held1: held(1),
   held7: held(7),
   held14: held(14),
