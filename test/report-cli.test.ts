@@ -85,6 +85,15 @@ describe('prewarm report', () => {
       latencyP50Ms: { fallback: 1, on_demand: 80, precomputed: 3 },
       latencyP99Ms: { fallback: 1, on_demand: 80, precomputed: 3 },
       servesBySource: { fallback: 3, on_demand: 3, precomputed: 9 },
+      // Content staleness (issue 15), added beside the fields above: this history's serves carry
+      // no missed-interaction counts (written before they were recorded), and none of its
+      // on-demand sets was computed while its user had a fresh set.
+      behindServes: 0,
+      behindShare: null,
+      missedP50: null,
+      missedP95: null,
+      refreshes: 0,
+      refreshComputeMs: 0,
     };
     const format = await prewarm(['--format', 'json']);
     expect(format.code).toBe(0);
@@ -136,13 +145,15 @@ describe('prewarm report', () => {
       await expect(page.textContent('.lead')).resolves.toBe('Over these 3 days prewarm saved 40% of compute vs precomputing everyone, served 60% of logins precomputed, median age 5.9 h.');
       for (const day of history.days) {
         const cells = await page.locator(`tr[data-day="${day}"] td`).allTextContents();
-        expect(cells).toEqual([day, '5', '25.0%', '75.0%', '60.0%', '5.9 h', '5.9 h', '20.0%']);
+        // Missed interactions p50/p95: not counted in this history.
+        expect(cells).toEqual([day, '5', '25.0%', '75.0%', '60.0%', '5.9 h', '5.9 h', '—', '—', '20.0%']);
       }
       await expect(page.textContent('[data-latency="on_demand"]')).resolves.toContain('80 ms');
       await expect(page.textContent('body')).resolves.toContain(history.modelVersion);
-      // The dashboard's charts: waste, coverage, staleness, on-demand share, reliability, latency.
-      expect(await page.locator('svg.chart').count()).toBe(6);
-      for (const title of ['daily waste', 'daily coverage', 'staleness', 'on-demand share', 'reliability by decile', 'latency p99 by source']) {
+      // The dashboard's charts: waste, coverage, staleness, sets behind their users, on-demand
+      // share, reliability, latency.
+      expect(await page.locator('svg.chart').count()).toBe(7);
+      for (const title of ['daily waste', 'daily coverage', 'staleness', 'behind', 'on-demand share', 'reliability by decile', 'latency p99 by source']) {
         expect(await page.locator(`svg.chart[aria-label="${title}"]`).count()).toBe(1);
       }
       expect(await page.locator('svg.chart[aria-label="daily waste"] circle').count()).toBe(3);

@@ -48,7 +48,7 @@ describe('window validation', () => {
   it('refuses an unknown or malformed policy with the syntax', () => {
     const unknown = refusal(() => resolveWindow('nightly', { cron: '0 2 * * *', policy: 'magic:3' }));
     expect(unknown.code).toBe('PREWARM_ERR_BAD_POLICY');
-    expect(unknown.message).toContain('threshold:P | budget:N');
+    expect(unknown.message).toContain('threshold:P[,coverage:F|,waste:F] | budget:N | coverage:F[,fixed] | waste:F[,fixed]');
     expect(refusal(() => resolveWindow('nightly', { cron: '0 2 * * *', policy: 'threshold:1.5' })).code).toBe('PREWARM_ERR_BAD_POLICY');
   });
 
