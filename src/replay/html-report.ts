@@ -18,24 +18,33 @@ const pct = (v: number | null) => (v === null ? '—' : `${(v * 100).toFixed(1)}
 const num = (v: number | null | undefined, digits = 0) => (v === null || v === undefined ? '—' : v.toFixed(digits));
 
 /**
- * Content staleness per policy, from its daily points: logins served a set that missed
- * interactions of its user (serves.missed_interactions > 0), beside the age of what was served.
- * Empty when no serve was counted (interactions imported rather than fed through the API).
+ * Content staleness per policy (its ReplayPolicyFigures): logins served a set that missed
+ * interactions of its user (serves.missed_interactions > 0), the missed interactions of every
+ * served set, and the price of refreshing behind sets at login — the on-demand sets computed in
+ * their place and their compute, beside the batch's. Empty when no serve was counted
+ * (interactions imported rather than fed through the API).
  */
 function behindTable(result: ReplayResult): string {
   const rows = result.policies.flatMap((run) => {
-    const counted = run.daily.filter((point) => point.behindShare !== null && point.behindShare !== undefined);
-    if (counted.length === 0) return [];
-    const logins = counted.reduce((total, point) => total + point.logins, 0);
-    const behind = counted.reduce((total, point) => total + Math.round((point.behindShare as number) * point.logins), 0);
-    const p95 = Math.max(...counted.map((point) => point.missedP95 ?? 0));
+    if (run.behindShare === null) return [];
     const age = run.stalenessP50Ms === null ? '—' : `${(run.stalenessP50Ms / 3_600_000).toFixed(1)} h`;
-    return [`<tr><td>${escapeHtml(run.name)}</td><td>${behind}</td><td>${pct(logins > 0 ? behind / logins : null)}</td><td>${num(p95, 1)}</td><td>${escapeHtml(age)}</td></tr>`];
+    const cells = [
+      run.name,
+      String(run.behindServes),
+      pct(run.behindShare),
+      `${num(run.missedMean, 2)} / ${num(run.missedP50, 1)} / ${num(run.missedP95, 1)}`,
+      String(run.refreshes),
+      num(run.refreshComputeMs / 1000, 1),
+      pct(run.refreshComputeShare),
+      age,
+    ];
+    return [`<tr>${cells.map((cell) => `<td>${escapeHtml(cell)}</td>`).join('')}</tr>`];
   });
   if (rows.length === 0) return '';
+  const refreshed = result.refreshBehind === 'login' ? 'computed again at login (refresh behind: login), within the latency budget' : 'served as they were (refresh behind: never)';
   return `<h2>Sets behind their users</h2>
-<p>A set is behind when its user interacted at or after it was computed and before the login: it could not know. Interactions were fed through the interactions API as the clock reached them.</p>
-<table><thead><tr><th>policy</th><th>logins served a behind set</th><th>share of logins</th><th>missed interactions p95 (worst day)</th><th>age p50</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
+<p>A set is behind when its user interacted at or after it was computed and before the login: it could not know. ${result.interactionFeed === 'api' ? 'Interactions were fed through the interactions API as the clock reached them' : 'Interactions were imported a window at a time, out of Redis\'s sight: only serves Redis could not vouch for were counted, so the share is a lower bound'}; behind sets were ${escapeHtml(refreshed)}. Refreshes are the on-demand sets computed while an older set of the user was still fresh: their compute is the price of serving up-to-date sets.</p>
+<table><thead><tr><th>policy</th><th>logins served a behind set</th><th>share of logins</th><th>missed interactions mean / p50 / p95</th><th>refreshes at login</th><th>refresh compute s</th><th>refresh compute / batch compute</th><th>age p50</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
 }
 
 /** The replay's report as one HTML file with no external resources. */

@@ -4,7 +4,7 @@ import { createReport, type DailyPoint, type PolicyReport } from '../accounting/
 import { createImporter } from '../activity/import.ts';
 import { VirtualClock } from '../clock.ts';
 import { migrate, quoteIdent } from '../db/migrate.ts';
-import { createPool, type Pool } from '../db/pool.ts';
+import { createPool, type Pool, type Sql } from '../db/pool.ts';
 import { runShutdownSteps, type ShutdownStep } from '../lifecycle.ts';
 import type { Logger } from '../log.ts';
 import { createPlanner } from '../planner/planner.ts';
@@ -102,12 +102,23 @@ export interface PolicyRun {
   daily: DailyPoint[];
   wallMs: number;
   logins: number;
+  /**
+   * Mean of `serves.missed_interactions` over the serves that counted it (every answer from a
+   * set; not `fallback`); null when none did. The report gives its p50 and p95, not its mean.
+   */
+  missedMean: number | null;
 }
 
 const WINDOW_NAME = 'replay';
 
 const sql = {
   maintain: 'VACUUM (ANALYZE) interactions, logins, user_activity, recommendations, serves, predictions, batch_runs, batch_chunks',
+  missedMean(from: Date, to: Date): Sql {
+    return {
+      text: 'SELECT avg(missed_interactions)::float8 AS mean FROM serves WHERE missed_interactions IS NOT NULL AND at >= $1 AND at < $2',
+      values: [from, to],
+    };
+  },
 };
 
 /**
@@ -249,6 +260,7 @@ export async function replayPolicy(data: ReplayData, name: string, policy: Polic
     await pool.query('ANALYZE interactions, logins, user_activity, recommendations, serves, predictions, batch_runs, batch_chunks');
     const report = createReport({ pool });
     const period = { asOf: new Date(toMs), from: options.from, to: options.to };
+    const missed = await pool.query<{ mean: number | null }>(sql.missedMean(options.from, options.to));
     return {
       name,
       policy: formatPolicy(policy),
@@ -257,6 +269,7 @@ export async function replayPolicy(data: ReplayData, name: string, policy: Polic
       daily: await report.daily(period),
       wallMs: performance.now() - started,
       logins: logins.length,
+      missedMean: missed.rows[0]?.mean ?? null,
     };
   } finally {
     await runShutdownSteps(shutdown, log);

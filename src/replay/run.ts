@@ -2,6 +2,7 @@ import type { PolicyReport } from '../accounting/report.ts';
 import { readCsv } from '../activity/csv.ts';
 import { formatPolicy, type Policy } from '../planner/policy.ts';
 import type { InteractionEvent, LoginEvent } from './generate.ts';
+import type { RefreshBehind } from '../serving/service.ts';
 import { replayPolicy, type PolicyRun, type ReplayData, type ReplayOptions } from './replay.ts';
 
 export interface ReplayResult {
@@ -9,6 +10,10 @@ export interface ReplayResult {
   from: string;
   to: string;
   window: string;
+  /** How the log's interactions after `from` reached the replay (ReplayOptions.interactionFeed). */
+  interactionFeed: 'api' | 'import';
+  /** What the serving path did with a behind set at login (ReplayOptions.refreshBehind). */
+  refreshBehind: RefreshBehind;
   logins: number;
   wallMs: number;
   /** The `replay --json` entries of docs/design.md: `model` (the chosen policy), `all`, `none`. */
@@ -33,12 +38,33 @@ export type ReplayPolicyFigures = { name: string; policy: string } & Pick<
   | 'onDemandComputeMs'
   | 'latencyP50Ms'
   | 'latencyP99Ms'
->;
+  | 'behindServes'
+  | 'behindShare'
+  | 'missedP50'
+  | 'missedP95'
+  | 'refreshes'
+  | 'refreshComputeMs'
+> & {
+  /** Mean missed interactions of the served sets (0 for a set that missed none); null when none was counted. */
+  missedMean: number | null;
+  /** refreshComputeMs / batchComputeMs: the price of refreshing behind sets against the batch's compute; null without batch compute. */
+  refreshComputeShare: number | null;
+};
 
-function figures(name: string, policy: string, report: PolicyReport): ReplayPolicyFigures {
+/**
+ * The figures of one replayed policy. Content staleness (issue 15): `behindServes` / `behindShare`
+ * are the logins served a set that missed interactions of its user (share of all logins),
+ * `missedMean` / `missedP50` / `missedP95` the missed interactions of every served set, and
+ * `refreshes` / `refreshComputeMs` / `refreshComputeShare` the on-demand sets computed at login
+ * in place of a behind set, with the compute they added (ms and share of the batch's).
+ */
+export function policyFigures(name: string, run: Pick<PolicyRun, 'policy' | 'report' | 'missedMean'>): ReplayPolicyFigures {
+  const { report } = run;
+  const batchComputeMs = Math.round(report.batchComputeMs);
+  const refreshComputeMs = Math.round(report.refreshComputeMs);
   return {
     name,
-    policy,
+    policy: run.policy,
     precomputes: report.precomputes,
     wasted: report.wasted,
     waste: report.waste,
@@ -47,10 +73,19 @@ function figures(name: string, policy: string, report: PolicyReport): ReplayPoli
     stalenessP50Ms: report.stalenessP50Ms,
     stalenessP95Ms: report.stalenessP95Ms,
     onDemand: report.onDemand,
-    batchComputeMs: Math.round(report.batchComputeMs),
+    batchComputeMs,
     onDemandComputeMs: Math.round(report.onDemandComputeMs),
     latencyP50Ms: report.latencyP50Ms,
     latencyP99Ms: report.latencyP99Ms,
+    behindServes: report.behindServes,
+    behindShare: report.behindShare,
+    missedMean: run.missedMean,
+    missedP50: report.missedP50,
+    missedP95: report.missedP95,
+    refreshes: report.refreshes,
+    refreshComputeMs,
+    // From the unrounded figures: a few refreshes beside a small batch are not a round number.
+    refreshComputeShare: report.batchComputeMs > 0 ? report.refreshComputeMs / report.batchComputeMs : null,
   };
 }
 
@@ -84,7 +119,7 @@ export async function runReplay(data: ReplayData, policy: Policy, options: Repla
   }
   const model = runs[0] as PolicyRun;
   const oracle: ReplayPolicyFigures = {
-    ...figures('oracle', 'oracle', model.report),
+    ...policyFigures('oracle', { policy: 'oracle', report: model.report, missedMean: null }),
     precomputes: model.report.knownActiveUserWindows,
     wasted: 0,
     waste: 0,
@@ -97,8 +132,16 @@ export async function runReplay(data: ReplayData, policy: Policy, options: Repla
     onDemandComputeMs: 0,
     latencyP50Ms: {},
     latencyP99Ms: {},
+    behindServes: 0,
+    behindShare: null,
+    missedMean: null,
+    missedP50: null,
+    missedP95: null,
+    refreshes: 0,
+    refreshComputeMs: 0,
+    refreshComputeShare: null,
   };
-  const policies = runs.map((run) => ({ ...figures(run.name, run.policy, run.report), daily: run.daily }));
+  const policies = runs.map((run) => ({ ...policyFigures(run.name, run), daily: run.daily }));
   const sources = ['precomputed', 'reused', 'on_demand', 'fallback'];
   const pct = (v: number | null) => (v === null ? '—' : `${(v * 100).toFixed(1)}%`);
   const hours = (v: number | null) => (v === null ? '—' : `${(v / 3_600_000).toFixed(1)} h`);
@@ -112,6 +155,7 @@ export async function runReplay(data: ReplayData, policy: Policy, options: Repla
     'login coverage': pct(p.loginCoverage),
     'staleness p50/p95': p.name === 'oracle' ? '—' : `${hours(p.stalenessP50Ms)} / ${hours(p.stalenessP95Ms)}`,
     'on-demand': p.onDemand,
+    'behind (refreshes)': p.name === 'oracle' ? '—' : `${pct(p.behindShare)} (${p.refreshes})`,
     'compute s batch/demand': p.name === 'oracle' ? '—' : `${(p.batchComputeMs / 1000).toFixed(1)} / ${(p.onDemandComputeMs / 1000).toFixed(1)}`,
     'latency p50/p99 ms': sources
       .filter((s) => p.latencyP50Ms[s] !== undefined)
@@ -123,6 +167,8 @@ export async function runReplay(data: ReplayData, policy: Policy, options: Repla
     from: options.from.toISOString(),
     to: options.to.toISOString(),
     window: options.window,
+    interactionFeed: options.interactionFeed ?? 'api',
+    refreshBehind: options.refreshBehind ?? 'never',
     logins: model.logins,
     wallMs: Date.now() - started,
     policies,

@@ -11,6 +11,7 @@ import { loadReplayData, runReplay, type ReplayResult } from '../../replay/run.t
 import { parseWindowSpec, windowStartOf, WINDOW_SPECS } from '../../window-spec.ts';
 import { action, createCliContext } from '../runtime.ts';
 import type { ReplayData, ReplayProgress } from '../../replay/replay.ts';
+import type { RefreshBehind } from '../../serving/service.ts';
 
 interface ReplayFlags {
   logins?: string;
@@ -28,6 +29,14 @@ interface ReplayFlags {
   timing: string;
   timingSlot: string;
   timingRisk: string;
+  interactionFeed: string;
+  refreshBehind?: string;
+}
+
+/** `--interaction-feed` and `--refresh-behind`, checked together (refused with exit code 2). */
+export interface BehindFlags {
+  interactionFeed: 'api' | 'import';
+  refreshBehind: RefreshBehind;
 }
 
 export function registerReplay(program: Command): void {
@@ -50,6 +59,15 @@ export function registerReplay(program: Command): void {
     .option('--timing <mode>', 'midnight: the model row computes its sets at the window start; predicted: each user at the slot start before their likely login (src/planner/timing.ts)', 'midnight')
     .option('--timing-slot <duration>', 'with --timing predicted: slot length of compute times, shorter than the window', '1h')
     .option('--timing-risk <f>', "with --timing predicted: accepted chance that a user's first login comes before their set, 0–0.5", '0.02')
+    .option(
+      '--interaction-feed <mode>',
+      'api: the log\'s interactions after --from reach the replay through the interactions API (POST /v1/interactions\' recorder) as the clock reaches them, so served sets can be behind; import: COPY each window\'s at its start',
+      'api',
+    )
+    .option(
+      '--refresh-behind <mode>',
+      'login: a set that missed interactions of its user is computed again at login (PREWARM_REFRESH_BEHIND\'s default); never: served as it is (default: login with --interaction-feed api, never with import)',
+    )
     .option('--keep-schemas', 'keep the Postgres schemas of the replay for inspection')
     .option('--json', 'print one JSON object (fields in docs/design.md) instead of the table')
     .action(
@@ -60,6 +78,7 @@ export function registerReplay(program: Command): void {
         if (!Number.isInteger(items) || items < 1 || items > 100) throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `--items must be a whole number from 1 to 100, not "${flags.items}"`);
         const retrainEveryMs = parseDurationFlag(flags.retrainEvery, '--retrain-every');
         const timing = timingFromFlags(flags, WINDOW_SPECS[window].ms);
+        const behind = behindFromFlags(flags);
         // As production (PREWARM_PROPENSITY_RETRAIN_EVERY, 24h for daily windows): every window.
         const retrainPropensityEveryMs =
           flags.retrainPropensityEvery === 'never'
@@ -69,12 +88,13 @@ export function registerReplay(program: Command): void {
               : parseDurationFlag(flags.retrainPropensityEvery, '--retrain-propensity-every');
         const context = createCliContext();
         const data = await loadReplayData(flags.logins as string, flags.interactions as string);
-        const result = await replayWithProgress(data, { ...flags, window, retrainPropensityEveryMs, timingOption: timing }, policy, items, retrainEveryMs, context);
+        const result = await replayWithProgress(data, { ...flags, window, retrainPropensityEveryMs, timingOption: timing, behind }, policy, items, retrainEveryMs, context);
         const path = resolve(flags.report ?? `reports/replay-${new Date().toISOString().replace(/[:.]/g, '-')}.html`);
         mkdirSync(dirname(path), { recursive: true });
         writeFileSync(path, renderReplayHtml(result));
         if (flags.json) {
-          process.stdout.write(`${JSON.stringify({ policies: result.policies.map(({ daily: _daily, ...rest }) => rest), oracle: result.oracle, report: path })}\n`);
+          const { interactionFeed, refreshBehind } = result;
+          process.stdout.write(`${JSON.stringify({ interactionFeed, refreshBehind, policies: result.policies.map(({ daily: _daily, ...rest }) => rest), oracle: result.oracle, report: path })}\n`);
         } else {
           process.stdout.write(formatTable(result));
           process.stdout.write(`\nreport: ${path}\n`);
@@ -85,7 +105,7 @@ export function registerReplay(program: Command): void {
 
 async function replayWithProgress(
   data: ReplayData,
-  flags: ReplayFlags & { window: keyof typeof WINDOW_SPECS; retrainPropensityEveryMs: number | undefined; timingOption: { slotMs: number; risk: number } | undefined },
+  flags: ReplayFlags & { window: keyof typeof WINDOW_SPECS; retrainPropensityEveryMs: number | undefined; timingOption: { slotMs: number; risk: number } | undefined; behind: BehindFlags },
   policy: Policy,
   items: number,
   retrainEveryMs: number,
@@ -134,6 +154,8 @@ async function replayWithProgress(
       retrainEveryMs,
       keepSchemas: flags.keepSchemas ?? false,
       ...(flags.timingOption ? { timing: flags.timingOption } : {}),
+      interactionFeed: flags.behind.interactionFeed,
+      refreshBehind: flags.behind.refreshBehind,
       onProgress,
     });
   } finally {
@@ -154,11 +176,36 @@ function timingFromFlags(flags: ReplayFlags, windowMs: number): { slotMs: number
   return { slotMs, risk };
 }
 
+/**
+ * `--interaction-feed` (default api) and `--refresh-behind` (default login with api, never with
+ * import). The defaults are a deployment's: interactions arrive through the API and
+ * PREWARM_REFRESH_BEHIND defaults to login, so the replay measures what `prewarm serve` would do
+ * (issue 15's behind target is measured so). Imported interactions never reach Redis, so the
+ * serving path cannot see most behind sets: refreshing them is refused rather than half done.
+ */
+export function behindFromFlags(flags: { interactionFeed: string; refreshBehind?: string | undefined }): BehindFlags {
+  const { interactionFeed } = flags;
+  if (interactionFeed !== 'api' && interactionFeed !== 'import') {
+    throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `--interaction-feed must be "api" or "import", not "${interactionFeed}"`);
+  }
+  const refreshBehind = flags.refreshBehind ?? (interactionFeed === 'api' ? 'login' : 'never');
+  if (refreshBehind !== 'login' && refreshBehind !== 'never') {
+    throw new PrewarmError('PREWARM_ERR_BAD_INPUT', `--refresh-behind must be "login" or "never", not "${refreshBehind}"`);
+  }
+  if (refreshBehind === 'login' && interactionFeed === 'import') {
+    throw new PrewarmError(
+      'PREWARM_ERR_BAD_INPUT',
+      '--refresh-behind login needs --interaction-feed api: imported interactions do not reach Redis, so the serving path would not see most behind sets (add --refresh-behind never)',
+    );
+  }
+  return { interactionFeed, refreshBehind };
+}
+
 export function formatTable(result: ReplayResult): string {
   const widths = result.columns.map((c) => Math.max(c.length, ...result.table.map((row) => String(row[c]).length)));
   const line = (cells: string[]) => cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] as number) : cell.padStart(widths[i] as number))).join('  ');
   return [
-    `replay ${result.from.slice(0, 10)} → ${result.to.slice(0, 10)}, ${result.window} windows, ${result.logins} logins, ${(result.wallMs / 1000).toFixed(1)} s`,
+    `replay ${result.from.slice(0, 10)} → ${result.to.slice(0, 10)}, ${result.window} windows, ${result.logins} logins, interactions by ${result.interactionFeed}, behind sets ${result.refreshBehind === 'login' ? 'refreshed at login' : 'served as they are'}, ${(result.wallMs / 1000).toFixed(1)} s`,
     line(result.columns),
     ...result.table.map((row) => line(result.columns.map((c) => String(row[c])))),
   ].join('\n') + '\n';
