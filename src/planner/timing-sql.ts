@@ -30,6 +30,7 @@ export interface DispatchRunRow {
   window_name: string;
   scheduled_for: Date;
   expires_at: Date;
+  horizon_ms: string | number;
   shards: number;
   priority: number;
 }
@@ -136,6 +137,19 @@ export const cutSql = {
   },
   /** The grid whose states are the most current (any grid's hour histogram is the same). */
   freshestGrid: `SELECT window_ms, phase_ms FROM propensity_state_grids ORDER BY observed_through DESC NULLS LAST, grid LIMIT 1`,
+  /**
+   * The users among `userIds` with a policy set computed in [from, before) that is live until
+   * `until`: a set of the window's previous timed run (chained, timing.ts), which serves them
+   * until their new one is computed.
+   */
+  liveThrough(userIds: readonly string[], from: Date, before: Date, until: Date): Sql {
+    return {
+      text: `SELECT DISTINCT user_id FROM recommendations
+              WHERE user_id = ANY($1::text[]) AND source = 'batch' AND NOT holdout
+                AND computed_at >= $2 AND computed_at < $3 AND expires_at >= $4`,
+      values: [userIds, from.toISOString(), before.toISOString(), until.toISOString()],
+    };
+  },
   states(grid: string, userIds: readonly string[]): Sql {
     return { text: `SELECT user_id, state FROM propensity_state WHERE grid = $1 AND user_id = ANY($2::text[])`, values: [grid, userIds] };
   },
@@ -160,7 +174,7 @@ export const dispatchSql = {
   },
   runs(runIds: readonly number[]): Sql {
     return {
-      text: `SELECT r.id, r.window_name, r.scheduled_for, r.expires_at, r.shards, coalesce(w.priority, 0) AS priority
+      text: `SELECT r.id, r.window_name, r.scheduled_for, r.expires_at, r.horizon_ms, r.shards, coalesce(w.priority, 0) AS priority
                FROM batch_runs r LEFT JOIN windows w ON w.name = r.window_name WHERE r.id = ANY($1::bigint[])`,
       values: [runIds],
     };

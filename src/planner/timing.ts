@@ -31,7 +31,26 @@ export { DEFAULT_TIMING, type TimingMode, type WindowTiming } from './timing-set
 export const PRIOR_WEIGHT = 4;
 /** The population's hours are read from this many days of logins before the occurrence. */
 const PRIOR_DAYS = 28;
+/**
+ * A user whose previous set is still live is computed at the start of the CHAINED_SPAN_MS with
+ * most of their logins: the serves in it are younger than that, the others get the previous set
+ * or this one, older. 8 h is a third of a day (scripts/sim-timing.ts: 6/8/10/12 h give 0.62/0.49/
+ * 0.50/0.54 of nightly's median age on uci-messages; chosen there, so judged on other logs).
+ */
+export const CHAINED_SPAN_MS = 8 * HOUR_MS;
 const PAGE = 10_000;
+
+/** A user's share of logins by UTC hour (`hours`, any scale; all zero when unknown), smoothed towards `prior` (summing to 1). */
+export function smoothedHours(hours: ArrayLike<number>, prior: ArrayLike<number>): Float64Array {
+  let own = 0;
+  for (let h = 0; h < 24; h++) own += hours[h] as number;
+  const out = new Float64Array(24);
+  for (let h = 0; h < 24; h++) {
+    const mine = own > 0 ? (hours[h] as number) / own : 0;
+    out[h] = (own * mine + PRIOR_WEIGHT * (prior[h] as number)) / (own + PRIOR_WEIGHT);
+  }
+  return out;
+}
 
 /**
  * Offset from the window start of a user's compute time: the latest slot start b (a multiple of
@@ -41,15 +60,10 @@ const PAGE = 10_000;
  * (the population's, summing to 1). 0 means "at the occurrence", as an untimed window.
  */
 export function computeOffset(hours: ArrayLike<number>, prior: ArrayLike<number>, startMs: number, horizonMs: number, slotMs: number, risk: number): number {
-  let own = 0;
-  for (let h = 0; h < 24; h++) own += hours[h] as number;
+  const share = smoothedHours(hours, prior);
   const span = Math.min(horizonMs, DAY_MS);
   // Weight of each hour of the span: the smoothed share of the day's logins in that UTC hour.
-  const weightAt = (offset: number): number => {
-    const h = utcHour(startMs + offset);
-    const mine = own > 0 ? (hours[h] as number) / own : 0;
-    return (own * mine + PRIOR_WEIGHT * (prior[h] as number)) / (own + PRIOR_WEIGHT);
-  };
+  const weightAt = (offset: number): number => share[utcHour(startMs + offset)] as number;
   let total = 0;
   for (let offset = 0; offset < span; offset += HOUR_MS) total += weightAt(offset) * (Math.min(HOUR_MS, span - offset) / HOUR_MS);
   if (!(total > 0)) return 0;
@@ -67,6 +81,54 @@ export function computeOffset(hours: ArrayLike<number>, prior: ArrayLike<number>
     best = slot;
   }
   return best;
+}
+
+/**
+ * Offset of the compute time of a user whose previous set serves them until this one is
+ * computed (a daily or longer horizon): the slot start b within the day that maximises the
+ * (smoothed) share of the user's logins in [b, b + spanMs), day-wrapped — the logins served
+ * younger than spanMs. A login before b is served the previous set (older), not missed. Ties go
+ * to the earliest slot.
+ */
+export function chainedOffset(hours: ArrayLike<number>, prior: ArrayLike<number>, startMs: number, slotMs: number, spanMs = CHAINED_SPAN_MS): number {
+  const share = smoothedHours(hours, prior);
+  // Mass of [from, to) of the day, from < to, in proportion within each UTC hour.
+  const mass = (from: number, to: number): number => {
+    let sum = 0;
+    for (let t = from; t < to; ) {
+      const hourEnd = (Math.floor(t / HOUR_MS) + 1) * HOUR_MS;
+      const end = Math.min(hourEnd, to);
+      sum += ((share[utcHour(startMs + t)] as number) * (end - t)) / HOUR_MS;
+      t = end;
+    }
+    return sum;
+  };
+  const span = Math.min(spanMs, DAY_MS);
+  let best = 0;
+  let bestMass = Number.NEGATIVE_INFINITY;
+  for (let slot = 0; slot < DAY_MS; slot += slotMs) {
+    const end = slot + span;
+    const m = end <= DAY_MS ? mass(slot, end) : mass(slot, DAY_MS) + mass(0, end - DAY_MS);
+    if (m > bestMass + 1e-12) {
+      bestMass = m;
+      best = slot;
+    }
+  }
+  return best;
+}
+
+/**
+ * Whether a timed run's sets live until the user's next set (chained) rather than the end of the
+ * occurrence: on horizons of a day or more, where the next occurrence's set is computed within
+ * the next day. Such a set lives one horizon past its run's end (`chainedExpiry`).
+ */
+export function chainsSets(horizonMs: number): boolean {
+  return horizonMs >= DAY_MS;
+}
+
+/** Expiry of a timed set: its run's end, plus one horizon when sets chain (superseded by the user's next set before then). */
+export function timedExpiry(runExpiresAt: Date, horizonMs: number): Date {
+  return chainsSets(horizonMs) ? new Date(runExpiresAt.getTime() + horizonMs) : runExpiresAt;
 }
 
 /** The population's login share by UTC hour over the PRIOR_DAYS days before `startMs` (uniform when none). */
@@ -136,11 +198,18 @@ export function createTiming(deps: TimingDeps): Timing {
       }
       // Logins at or after the occurrence (a late plan, a replay) are not the habit it predicts from.
       await rewindStates(client, { userIds, states }, chosen, startMs);
-      const offsets = userIds.map((_id, i) => {
+      // Users whose previous set lives through this horizon's first day: a login before their
+      // new set is served that one, so they are placed for young serves, not against early logins.
+      const chained = new Set<string>();
+      if (chainsSets(horizonMs)) {
+        const liveSql = cutSql.liveThrough(userIds, new Date(startMs - 2 * horizonMs), new Date(startMs), new Date(startMs + DAY_MS));
+        for (const row of (await client.query<{ user_id: string }>(liveSql.text, liveSql.values)).rows) chained.add(row.user_id);
+      }
+      const offsets = userIds.map((id, i) => {
         const base = i * STATE_SIZE;
         // The histogram is valued at the user's last login; its shape is what matters, so no decay to startMs.
         for (let h = 0; h < 24; h++) hours[h] = (states[base + S.COUNT] as number) > 0 ? (states[base + S.HOUR + h] as number) : 0;
-        const offset = computeOffset(hours, prior, startMs, horizonMs, slotMs, risk);
+        const offset = chained.has(id) ? chainedOffset(hours, prior, startMs, slotMs) : computeOffset(hours, prior, startMs, horizonMs, slotMs, risk);
         slots.set(offset, (slots.get(offset) ?? 0) + 1);
         return startMs + offset;
       });
@@ -186,7 +255,7 @@ export function createTiming(deps: TimingDeps): Timing {
         const chunkNos = byRun.get(Number(run.id)) ?? [];
         added += await enqueueRecordedChunks(
           { pool, queue },
-          { id: Number(run.id), window: run.window_name, scheduledFor: run.scheduled_for, expiresAt: run.expires_at, shards: run.shards },
+          { id: Number(run.id), window: run.window_name, scheduledFor: run.scheduled_for, expiresAt: timedExpiry(run.expires_at, Number(run.horizon_ms)), shards: run.shards },
           { windowPriority: run.priority, itemsPerUser, chunkNos },
         );
       }
