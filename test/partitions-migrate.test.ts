@@ -217,15 +217,30 @@ describe('migration 0008: partitions in place', () => {
       await migrateBy('up', 1);
       expect(await readViews(client)).toEqual(before);
       const maintenance = createPartitionMaintenance({ pool: db.pool, clock: systemClock, log: silentLog, retentionMs: 3_650 * 86_400_000 });
-      await maintenance.run();
+      const report = await maintenance.run();
       expect((await client.query('SELECT count(*)::int AS n FROM calibration_snapshot')).rows[0].n).toBeGreaterThan(0);
-      expect(await readViews(client)).toEqual(before);
+      // Maintenance derives the serve counts of the sets of the last day or so from their serves
+      // (some of those were cleared above); nothing else a view shows changes.
+      const counted = report.actions.find((a) => a.kind === 'serve_counts');
+      expect(counted).toBeDefined();
+      const wrong = await client.query(
+        `SELECT count(*)::int AS n FROM recommendations r
+          WHERE r.computed_at >= $1 AND r.serve_count <> (SELECT count(*) FROM serves s WHERE s.recommendation_id = r.id)`,
+        [counted?.kind === 'serve_counts' ? counted.from : null],
+      );
+      expect(wrong.rows[0].n).toBe(0);
+      const withoutServeCounts = (views: Record<string, unknown[]>) => ({
+        ...views,
+        recommendation_life: views.recommendation_life!.map((row) => ({ ...(row as object), first_served_at: undefined, serve_count: undefined })),
+      });
+      const after = await readViews(client);
+      expect(withoutServeCounts(after)).toEqual(withoutServeCounts(before));
       // The snapshot no longer matches the ended runs: the view computes from the raw tables.
       await client.query(`UPDATE calibration_snapshot SET runs = '{}'`);
-      expect(await readViews(client)).toEqual(before);
+      expect(await readViews(client)).toEqual(after);
 
       await migrateBy('down', 1);
-      expect(await readViews(client)).toEqual(before);
+      expect(await readViews(client)).toEqual(after);
     } finally {
       client.release();
     }

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordLogins } from '../src/activity/user-activity.ts';
 import { BinaryCopyWriter, copyIn } from '../src/db/copy-binary.ts';
 import type { Pool, PoolClient } from '../src/db/pool.ts';
+import { fillServeCounts } from '../src/maintenance/rollups.ts';
 import { createEventRecorder, type ServeEvent } from '../src/serving/event-recorder.ts';
 import type { RecommendationSet } from '../src/sets/set.ts';
 import { createRecommendationStore } from '../src/sets/store.ts';
@@ -162,7 +163,6 @@ describe('event recorder: a retried flush never counts a serve twice', () => {
                 at: new Date(base + s.minute * 60_000),
                 source: 'reused',
                 recommendationId: set.id,
-                recommendationComputedAt: set.computedAt,
                 stalenessMs: 0,
                 latencyMs: 1,
                 reason: null,
@@ -184,6 +184,7 @@ describe('event recorder: a retried flush never counts a serve twice', () => {
         } finally {
           await recorder.close(10_000).catch(() => undefined);
         }
+        await fillServeCounts(db.pool, new Date(base + 86_400_000));
         const { rows } = await db.pool.query<{ id: string; serve_count: number; first_served_at: Date | null }>(
           'SELECT id, serve_count, first_served_at FROM recommendations WHERE id = ANY($1::uuid[])',
           [sets.map((set) => set.id)],

@@ -74,10 +74,11 @@ function applyInsertedLoginsSql(source: LoginSource): { text: string; values: un
   let values: unknown[];
   if ('rows' in source) {
     // A (user, at) given twice is one login, vouched for if either copy is.
-    from = `(SELECT user_id, at, bool_or(vouched) AS vouched
-               FROM unnest($1::text[], $2::timestamptz[], $3::bool[]) AS rows (user_id, at, vouched)
-              GROUP BY user_id, at) AS source`;
-    values = [source.rows.map((row) => row.userId), source.rows.map((row) => row.at.toISOString()), source.rows.map((row) => row.vouched ?? true)];
+    // Instants as epoch milliseconds: sent as numbers, where ISO strings are built, quoted and parsed again.
+    from = `(SELECT user_id, to_timestamp(at_ms / 1000) AS at, bool_or(vouched) AS vouched
+               FROM unnest($1::text[], $2::float8[], $3::bool[]) AS rows (user_id, at_ms, vouched)
+              GROUP BY user_id, at_ms) AS source`;
+    values = [source.rows.map((row) => row.userId), source.rows.map((row) => row.at.getTime()), source.rows.map((row) => row.vouched ?? true)];
   } else {
     if (!SAFE_TABLE.test(source.table)) throw new Error(`unsafe staging table name ${JSON.stringify(source.table)}`);
     // Every imported login vouches: no per-row flag to carry, so no join below.

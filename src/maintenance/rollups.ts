@@ -4,7 +4,20 @@ import { rollupSql as sql } from './sql.ts';
 /** The rolled-up tables: serves_daily (migrations/0008) and those of migrations/0011. */
 export type RollupTable = 'serves_daily' | 'waste_daily' | 'cost_daily' | 'waste_runs' | 'coverage_runs' | 'calibration_snapshot';
 
-export interface RollupAction {
+export type RollupAction = TableRollupAction | ServeCountsAction;
+
+/**
+ * The serve counts of the sets computed since `from` made equal to their serves (`sets`: how many
+ * changed; none in a dry run). `recommendations.serve_count` and `first_served_at` are derived
+ * here, not on the login path (src/serving/event-recorder.ts).
+ */
+export interface ServeCountsAction {
+  kind: 'serve_counts';
+  from: string;
+  sets: number | null;
+}
+
+export interface TableRollupAction {
   kind: 'rollup';
   table: RollupTable;
   /** Days [from, to) (YYYY-MM-DD); for the run tables, the first and last run's scheduled_for; for the calibration, when. */
@@ -39,8 +52,29 @@ export interface Rollups {
 }
 
 const DAY_MS = 86_400_000;
+/**
+ * Sets whose life ended longer than this (plus the grace) ago are no longer counted again: their
+ * serves are all in. Every pass within it counts them again from scratch, so a flush arriving up
+ * to this late is counted, and a pass that failed is made up by the next.
+ */
+const SERVE_COUNTS_SETTLE_MS = DAY_MS;
 const isoDay = (ms: number) => new Date(ms).toISOString().slice(0, 10);
 const dayMs = (day: string) => Date.parse(`${day}T00:00:00Z`);
+
+/**
+ * Makes `serve_count` and `first_served_at` of the sets whose life had not ended a day before
+ * `cutoff` equal to their serves; returns where it counted from and how many sets changed (null
+ * in a dry run), or null when there is no set. Run by every maintenance pass.
+ *
+ * Absolute counts, not increments: a serve cannot precede its set, so the serves since `from`
+ * are all the serves of the sets computed since `from`, and counting them again changes nothing.
+ */
+export async function fillServeCounts(pool: Pool, cutoff: Date, dryRun = false): Promise<Omit<ServeCountsAction, 'kind'> | null> {
+  const from = (await pool.query<{ from_at: Date | null }>(sql.serveCountsFrom(new Date(cutoff.getTime() - SERVE_COUNTS_SETTLE_MS)))).rows[0]?.from_at;
+  if (!from) return null;
+  const sets = dryRun ? null : ((await pool.query(sql.fillServeCounts(from))).rowCount ?? 0);
+  return { from: from.toISOString(), sets };
+}
 
 /** Fills waste_daily, cost_daily, waste_runs, coverage_runs and calibration_snapshot (migrations/0011). */
 export function createRollups(deps: RollupDeps): Rollups {
@@ -96,6 +130,13 @@ export function createRollups(deps: RollupDeps): Rollups {
     });
   }
 
+  async function countServes(cutoff: Date, dryRun: boolean, actions: ActionLog) {
+    // Reported when it changed something; a dry run cannot tell what would change without counting.
+    if (dryRun) return;
+    const counted = await fillServeCounts(pool, cutoff);
+    if (counted && counted.sets !== 0) actions.push({ kind: 'serve_counts', ...counted });
+  }
+
   return {
     async run(now, dryRun, actions) {
       const { now: dbNow, migrated } = (await pool.query<{ now: Date; migrated: boolean }>(sql.dbNow)).rows[0]!;
@@ -103,6 +144,7 @@ export function createRollups(deps: RollupDeps): Rollups {
       if (!migrated) return null;
       const cutoff = new Date(Math.min(now.getTime(), dbNow.getTime()) - graceMs);
       const closedThrough = isoDay(Math.floor(cutoff.getTime() / DAY_MS) * DAY_MS);
+      await countServes(cutoff, dryRun, actions);
       await rollDays('waste_daily', closedThrough, dryRun, actions);
       const firstOpen = (await pool.query<{ day: string | null }>(sql.firstOpenCostDay(cutoff))).rows[0]?.day ?? null;
       await rollDays('cost_daily', firstOpen !== null && firstOpen < closedThrough ? firstOpen : closedThrough, dryRun, actions);

@@ -131,6 +131,32 @@ export const rollupSql = {
       values: [name, day],
     };
   },
+  /**
+   * Where the serve counts are taken from: the earliest set whose life had not ended by $1 (no
+   * later than $1). The sets computed since are counted again; those before are settled.
+   */
+  serveCountsFrom(settledBefore: Date): Sql {
+    return {
+      text: 'SELECT least($1::timestamptz, min(computed_at)) AS from_at FROM recommendations WHERE expires_at >= $1',
+      values: [settledBefore.toISOString()],
+    };
+  },
+  /**
+   * Each set computed at or after $1 gets its serve count and first serve from `serves` (all its
+   * serves are at or after it). Only rows that change are written.
+   */
+  fillServeCounts(from: Date): Sql {
+    return {
+      text: `UPDATE recommendations r SET first_served_at = c.first_at, serve_count = c.n
+               FROM (SELECT s.recommendation_id AS id, min(s.at) AS first_at, count(*)::int AS n
+                       FROM serves s
+                      WHERE s.at >= $1 AND s.recommendation_id IS NOT NULL
+                      GROUP BY s.recommendation_id) c
+              WHERE r.computed_at >= $1 AND r.id = c.id
+                AND (r.first_served_at IS DISTINCT FROM c.first_at OR r.serve_count IS DISTINCT FROM c.n)`,
+      values: [from.toISOString()],
+    };
+  },
   /** The first day a set was computed (no life ends before it). A scan: only before the first fill. */
   firstSetDay: `SELECT ((min(computed_at) AT TIME ZONE 'UTC')::date)::text AS day FROM recommendations`,
   /** The first day holding a set not expired by $1: cost_daily may not roll it up yet. */

@@ -12,13 +12,6 @@ export interface ServeEvent {
   at: Date;
   source: ServeSource;
   recommendationId: string | null;
-  /**
-   * The served set's computedAt (null with recommendationId): `recommendations` is partitioned
-   * by it, so the serve count's update finds the set in one partition's index instead of
-   * probing every partition's (at 66 daily partitions: 4 400 against 22 000 buffers per 200
-   * serves, 25 against 255 ms).
-   */
-  recommendationComputedAt: Date | null;
   stalenessMs: number | null;
   latencyMs: number;
   reason: string | null;
@@ -57,55 +50,42 @@ export interface EventRecorderOptions {
 }
 
 const sql = {
-  // One statement: the serves, then the serve counts of their sets. Counts are taken from the
-  // rows this statement inserted (RETURNING), so a retried flush cannot count a serve twice, and
-  // no second statement has to look the serves up again by id (in flushes of 1,000 serves of
-  // distinct sets: 37 instead of 40 µs of Postgres CPU per serve, and one round trip less).
-  insertServesAndCount(serves: readonly ServeEvent[]): Sql {
-    const ids: string[] = [];
-    const userIds: string[] = [];
-    const ats: string[] = [];
-    const sources: string[] = [];
-    const setIds: (string | null)[] = [];
-    const setComputedAts: (string | null)[] = [];
-    const staleness: (number | null)[] = [];
-    const latency: number[] = [];
-    const reasons: (string | null)[] = [];
-    const missed: (number | null)[] = [];
-    for (const s of serves) {
-      ids.push(s.id);
-      userIds.push(s.userId);
-      ats.push(s.at.toISOString());
-      sources.push(s.source);
-      setIds.push(s.recommendationId);
-      setComputedAts.push(s.recommendationComputedAt?.toISOString() ?? null);
-      staleness.push(s.stalenessMs);
-      latency.push(s.latencyMs);
-      reasons.push(s.reason);
-      missed.push(s.missedInteractions ?? null);
+  // Serves only: a set's serve count and first serve are derived from them by maintenance
+  // (src/maintenance/rollups.ts, fillServeCounts), not updated here. The update was 40% of
+  // Postgres's work per login (a new version of a wide row, not HOT: four indexes), for columns
+  // no view needs (they read the serves). ON CONFLICT makes a retried flush write nothing twice.
+  insertServes(serves: readonly ServeEvent[]): Sql {
+    const n = serves.length;
+    const ids = new Array<string>(n);
+    const userIds = new Array<string>(n);
+    const ats = new Array<number>(n);
+    const sources = new Array<string>(n);
+    const setIds = new Array<string | null>(n);
+    const staleness = new Array<number | null>(n);
+    const latency = new Array<number>(n);
+    const reasons = new Array<string | null>(n);
+    const missed = new Array<number | null>(n);
+    for (let i = 0; i < n; i++) {
+      const s = serves[i] as ServeEvent;
+      ids[i] = s.id;
+      userIds[i] = s.userId;
+      // Epoch milliseconds: a number is sent as it is, where an ISO string is built, quoted and
+      // parsed again per element.
+      ats[i] = s.at.getTime();
+      sources[i] = s.source;
+      setIds[i] = s.recommendationId;
+      staleness[i] = s.stalenessMs;
+      latency[i] = s.latencyMs;
+      reasons[i] = s.reason;
+      missed[i] = s.missedInteractions ?? null;
     }
     return {
-      text: `WITH input AS (
-               SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::uuid[],
-                                    $6::bigint[], $7::real[], $8::text[], $9::integer[], $10::timestamptz[])
-                 AS t(id, user_id, at, source, recommendation_id, staleness_ms, latency_ms, reason, missed_interactions, set_computed_at)
-             ), inserted AS (
-               INSERT INTO serves (id, user_id, at, source, recommendation_id, staleness_ms, latency_ms, reason, missed_interactions)
-               SELECT id, user_id, at, source, recommendation_id, staleness_ms, latency_ms, reason, missed_interactions FROM input
-               ON CONFLICT (id, at) DO NOTHING
-               RETURNING id, at, recommendation_id
-             ), counted AS (
-               SELECT i.recommendation_id, input.set_computed_at, min(i.at) AS first_at, count(*)::int AS n
-                 FROM inserted i JOIN input USING (id)
-                WHERE i.recommendation_id IS NOT NULL
-                GROUP BY i.recommendation_id, input.set_computed_at
-             )
-             UPDATE recommendations r
-                SET first_served_at = LEAST(COALESCE(r.first_served_at, c.first_at), c.first_at),
-                    serve_count = r.serve_count + c.n
-               FROM counted c
-              WHERE r.id = c.recommendation_id AND r.computed_at = c.set_computed_at`,
-      values: [ids, userIds, ats, sources, setIds, staleness, latency, reasons, missed, setComputedAts],
+      text: `INSERT INTO serves (id, user_id, at, source, recommendation_id, staleness_ms, latency_ms, reason, missed_interactions)
+             SELECT id, user_id, to_timestamp(at_ms / 1000), source, recommendation_id, staleness_ms, latency_ms, reason, missed_interactions
+               FROM unnest($1::uuid[], $2::text[], $3::float8[], $4::text[], $5::uuid[], $6::bigint[], $7::real[], $8::text[], $9::integer[])
+                 AS t(id, user_id, at_ms, source, recommendation_id, staleness_ms, latency_ms, reason, missed_interactions)
+             ON CONFLICT (id, at) DO NOTHING`,
+      values: [ids, userIds, ats, sources, setIds, staleness, latency, reasons, missed],
     };
   },
 };
@@ -148,7 +128,7 @@ export function createEventRecorder(options: EventRecorderOptions): EventRecorde
     await withTransaction(pool, async (client) => {
       if (sets.length > 0) await store.insertMany(client, sets);
       if (logins.length > 0) await recordLogins(client, logins);
-      if (serves.length > 0) await client.query(sql.insertServesAndCount(serves));
+      if (serves.length > 0) await client.query(sql.insertServes(serves));
     });
   }
 

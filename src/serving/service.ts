@@ -13,6 +13,8 @@ import type { RecommendationStore } from '../sets/store.ts';
 import { createCoalescer } from './coalesce.ts';
 import type { EventRecorder, ServeSource } from './event-recorder.ts';
 
+const NO_KEYS: readonly string[] = [];
+
 export type FallbackReason = 'unknown_user' | 'latency_budget' | 'overloaded' | 'compute_failed';
 
 export interface ServeResult {
@@ -112,7 +114,7 @@ export interface RecommendationServiceDeps {
    * Tells whether a set is behind (src/freshness/freshness.ts). Default: none, and every set is
    * served as it is, with `missedInteractions` null.
    */
-  freshness?: Pick<Freshness, 'read' | 'countFrom' | 'countExactly'>;
+  freshness?: Pick<Freshness, 'keys' | 'fromValues' | 'countFrom' | 'countExactly'>;
 }
 
 export interface RecommendationService {
@@ -198,10 +200,8 @@ export function createRecommendationService(deps: RecommendationServiceDeps): Re
   const onDemandCacheFailed = throttledErrorLog(log, 'caching an on-demand set failed');
 
   async function findFreshSet(userId: string, at: Date): Promise<Found | undefined> {
-    // Issued in the same tick as the cache GET: both leave in one write (auto-pipelining) and
-    // come back in one round trip.
-    const recent = freshness?.read(userId, at);
-    const cached = await cache.get(userId);
+    // The set and what tells whether it is behind, in one MGET.
+    const { set: cached, values } = await cache.getWith(userId, freshness ? freshness.keys(userId) : NO_KEYS);
     let set: RecommendationSet | undefined;
     if (cached && isFresh(cached, at)) set = cached;
     else {
@@ -215,8 +215,8 @@ export function createRecommendationService(deps: RecommendationServiceDeps): Re
       if (set) cache.setMany([set], at).catch(refillFailed);
     }
     if (!set) return undefined;
-    if (!freshness || !recent) return { set, missed: null };
-    const read = await recent;
+    if (!freshness) return { set, missed: null };
+    const read = freshness.fromValues(values);
     const missed = freshness.countFrom(read, set.computedAt, at) ?? (await freshness.countExactly(read, userId, set.computedAt, at));
     return { set, missed };
   }
@@ -406,7 +406,6 @@ export function createRecommendationService(deps: RecommendationServiceDeps): Re
         at,
         source: result.source,
         recommendationId: setId,
-        recommendationComputedAt: setId === null ? null : result.computedAt,
         stalenessMs: result.stalenessMs,
         latencyMs,
         reason: result.reason ?? null,

@@ -11,6 +11,8 @@ function describe(a: MaintenanceAction): string {
       return `drop ${a.partition} (ends ${a.to})`;
     case 'keep':
       return `keep ${a.partition} (ends ${a.to}): ${a.reason}`;
+    case 'serve_counts':
+      return `count the serves of the sets computed since ${a.from}${a.sets === null ? '' : ` (${a.sets} sets changed)`}`;
     case 'rollup':
       return a.runs === undefined ? `roll up ${a.table} for days [${a.from}, ${a.to})` : `roll up ${a.runs} runs into ${a.table} (${a.from} … ${a.to})`;
   }
