@@ -97,9 +97,22 @@ export interface EncodedEntries {
   readonly expiresAt: number[];
 }
 
+/** A cached set read with other keys (`getWith`). */
+export interface CachedRead {
+  /** The cached set, or undefined when absent (or unreadable). */
+  set: RecommendationSet | undefined;
+  /** The other keys' values, in order; undefined when Redis did not answer. */
+  values: (Buffer | null)[] | undefined;
+}
+
 export interface RecommendationCache {
   /** The cached set, or undefined when absent or when Redis does not answer (never throws). */
   get(userId: string): Promise<RecommendationSet | undefined>;
+  /**
+   * The cached set and the values of `keys`, in one MGET (the login path reads its user's
+   * freshness keys with it: one command, not two). Never throws.
+   */
+  getWith(userId: string, keys: readonly string[]): Promise<CachedRead>;
   /** Caches sets, TTL = remaining freshness measured against `now`. */
   setMany(sets: readonly RecommendationSet[], now: Date): Promise<void>;
   /** The entries setMany would write; encoding early lets a worker drop its sets sooner. */
@@ -153,8 +166,26 @@ export function createRecommendationCache({ redis, prefix, log }: Recommendation
     await Promise.all(calls);
   }
 
+  function decodeEntry(raw: Buffer | null, userId: string): RecommendationSet | undefined {
+    if (raw === null) return undefined;
+    const cached = decode(raw, userId);
+    // Written by an older version, or not by prewarm: Postgres has the set.
+    if (cached === undefined) unrecognised(new Error(`cannot decode the entry at ${key(userId)}`));
+    return cached;
+  }
+
   return {
     key,
+    async getWith(userId, keys) {
+      let raw: (Buffer | null)[];
+      try {
+        raw = await redis.mgetBuffer(key(userId), ...keys);
+      } catch (error) {
+        readFailed(error);
+        return { set: undefined, values: undefined };
+      }
+      return { set: decodeEntry(raw[0] ?? null, userId), values: raw.slice(1) };
+    },
     async get(userId) {
       let raw: Buffer | null;
       try {
@@ -163,11 +194,7 @@ export function createRecommendationCache({ redis, prefix, log }: Recommendation
         readFailed(error);
         return undefined;
       }
-      if (raw === null) return undefined;
-      const cached = decode(raw, userId);
-      // Written by an older version, or not by prewarm: Postgres has the set.
-      if (cached === undefined) unrecognised(new Error(`cannot decode the entry at ${key(userId)}`));
-      return cached;
+      return decodeEntry(raw, userId);
     },
     encode: encodeEntries,
     setEncoded,
