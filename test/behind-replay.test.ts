@@ -6,9 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { quoteIdent } from '../src/db/migrate.ts';
 import { parsePolicy } from '../src/planner/policy.ts';
 import { streamActivity } from '../src/replay/generate.ts';
-import { prepareModelScorer } from '../src/replay/propensity.ts';
-import { replayPolicy, type PolicyRun, type ReplayData, type ReplayOptions } from '../src/replay/replay.ts';
-import { silentLog, TEST_DATABASE_URL, TEST_REDIS_URL } from './helpers.ts';
+import type { PolicyRun, ReplayData, ReplayOptions } from '../src/replay/replay.ts';
+import { createReplayTestBed, TEST_DATABASE_URL } from './helpers.ts';
 
 const DAY_MS = 86_400_000;
 const START = new Date('2024-01-01T00:00:00Z');
@@ -29,30 +28,15 @@ async function generated(): Promise<ReplayData> {
 
 describe('replay with interactions fed through the API', () => {
   let data: ReplayData;
-  const kept: string[] = [];
   const admin = new pg.Pool({ connectionString: TEST_DATABASE_URL, max: 1 });
-  const base = (overrides: Partial<ReplayOptions>): ReplayOptions => ({
-    databaseUrl: TEST_DATABASE_URL,
-    redisUrl: TEST_REDIS_URL,
-    log: silentLog,
-    from,
-    to,
-    window: '1d',
-    prepareScorer: prepareModelScorer,
-    keepSchemas: true,
-    ...overrides,
-  });
-  async function replay(overrides: Partial<ReplayOptions>): Promise<PolicyRun> {
-    const run = await replayPolicy(data, 'model', parsePolicy('recent:3'), base(overrides));
-    kept.push(run.schema);
-    return run;
-  }
+  const bed = createReplayTestBed({ from, to });
+  const replay = (overrides: Partial<ReplayOptions>): Promise<PolicyRun> => bed.replay(data, parsePolicy('recent:3'), overrides);
 
   beforeAll(async () => {
     data = await generated();
   });
   afterAll(async () => {
-    for (const schema of kept) await admin.query(`DROP SCHEMA IF EXISTS ${quoteIdent(schema)} CASCADE`);
+    await bed.drop();
     await admin.end();
   });
 

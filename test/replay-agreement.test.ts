@@ -8,12 +8,12 @@ import { evaluateLog } from '../src/propensity/evaluate.ts';
 import { loginLogFrom } from '../src/propensity/login-log.ts';
 import { writeActivityCsv } from '../src/replay/csv-write.ts';
 import { streamActivity } from '../src/replay/generate.ts';
-import { prepareModelScorer, retrainModelScorer } from '../src/replay/propensity.ts';
-import { replayPolicy, type ReplayData, type ReplayOptions } from '../src/replay/replay.ts';
+import { retrainModelScorer } from '../src/replay/propensity.ts';
+import { replayPolicy, type ReplayData } from '../src/replay/replay.ts';
 import { loadReplayData } from '../src/replay/run.ts';
 import pg from 'pg';
 import { quoteIdent } from '../src/db/migrate.ts';
-import { silentLog, TEST_DATABASE_URL, TEST_REDIS_URL } from './helpers.ts';
+import { createReplayTestBed, TEST_DATABASE_URL } from './helpers.ts';
 
 /**
  * The proof that the replay's accounting in Postgres is right: the whole system on a virtual
@@ -90,26 +90,19 @@ for (const source of SOURCES.filter((candidate) => candidate.load !== undefined)
   const slice = async () => before(await (source.load as () => Promise<ReplayData>)(), to);
 
   /** The replay of the slice: the recommender trained once, the propensity model once (as evaluate). */
-  const sliceReplay: ReplayOptions = {
-    databaseUrl: TEST_DATABASE_URL,
-    redisUrl: TEST_REDIS_URL,
-    log: silentLog,
-    from,
-    to,
-    window: '1d',
-    prepareScorer: prepareModelScorer,
-    retrainEveryMs: 14 * DAY_MS,
-  };
+  const bed = createReplayTestBed({ from, to, retrainEveryMs: 14 * DAY_MS });
 
   async function agreement(data: ReplayData, spec: string) {
     const policy = parsePolicy(spec);
     const offline = evaluateLog(loginLogFrom(data.logins), { windowMs: DAY_MS, testFromMs: from.getTime(), testToMs: to.getTime(), policy });
     const evaluated = offline.policies.find((p) => p.name === 'model');
-    const replayed = await replayPolicy(data, 'model', policy, sliceReplay);
+    const replayed = await replayPolicy(data, 'model', policy, bed.options());
     return { evaluated, replayed, offline };
   }
 
   describe(`replay agrees with the offline evaluation (${source.name}, two weeks)`, () => {
+    afterAll(() => bed.drop());
+
     it('a model-free policy selects exactly the same users: identical waste and coverage', async () => {
       const { evaluated, replayed, offline } = await agreement(await slice(), 'recent:3');
       // Something to agree on: known users logged in and sets were both used and wasted.
@@ -135,7 +128,7 @@ for (const source of SOURCES.filter((candidate) => candidate.load !== undefined)
       const policy = parsePolicy('coverage:0.8');
       const offline = evaluateLog(loginLogFrom(data.logins), { windowMs: DAY_MS, testFromMs: from.getTime(), testToMs: to.getTime(), policy, online: { retrainEveryMs: 7 * DAY_MS } });
       const evaluated = offline.policies.find((p) => p.name === 'model');
-      const replayed = await replayPolicy(data, 'model', policy, { ...sliceReplay, retrainScorer: { every: 7 * DAY_MS, retrain: retrainModelScorer }, keepSchemas: true });
+      const replayed = await bed.replay(data, policy, { retrainScorer: { every: 7 * DAY_MS, retrain: retrainModelScorer } });
       const client = new pg.Client({ connectionString: TEST_DATABASE_URL });
       await client.connect();
       try {
@@ -156,7 +149,6 @@ for (const source of SOURCES.filter((candidate) => candidate.load !== undefined)
         expect(Math.abs(Math.min(...targets) - (offline.online?.appliedTarget?.min ?? NaN))).toBeLessThanOrEqual(0.02);
         expect(Math.abs(Math.max(...targets) - (offline.online?.appliedTarget?.max ?? NaN))).toBeLessThanOrEqual(0.02);
       } finally {
-        await client.query(`DROP SCHEMA IF EXISTS ${quoteIdent(replayed.schema)} CASCADE`);
         await client.end();
       }
     }, 300_000);
@@ -164,8 +156,7 @@ for (const source of SOURCES.filter((candidate) => candidate.load !== undefined)
     it('retrains the propensity model on the virtual clock when asked, and plans with the new model', async () => {
       const retrainedAt: string[] = [];
       const weekLater = new Date(from.getTime() + 7 * DAY_MS).toISOString();
-      const run = await replayPolicy(await slice(), 'model', parsePolicy('coverage:0.8'), {
-        ...sliceReplay,
+      const run = await bed.replay(await slice(), parsePolicy('coverage:0.8'), {
         retrainScorer: {
           every: 7 * DAY_MS,
           retrain: async (args) => {
@@ -173,7 +164,6 @@ for (const source of SOURCES.filter((candidate) => candidate.load !== undefined)
             await retrainModelScorer(args);
           },
         },
-        keepSchemas: true,
       });
       const client = new pg.Client({ connectionString: TEST_DATABASE_URL });
       await client.connect();
@@ -185,7 +175,6 @@ for (const source of SOURCES.filter((candidate) => candidate.load !== undefined)
         );
         expect(runs.rows.map((row) => row.from_day.toISOString())).toEqual([from.toISOString(), weekLater]);
       } finally {
-        await client.query(`DROP SCHEMA IF EXISTS ${quoteIdent(run.schema)} CASCADE`);
         await client.end();
       }
     }, 300_000);

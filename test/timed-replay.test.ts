@@ -3,9 +3,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { quoteIdent } from '../src/db/migrate.ts';
 import { parsePolicy } from '../src/planner/policy.ts';
 import { generateActivity } from '../src/replay/generate.ts';
-import { prepareModelScorer } from '../src/replay/propensity.ts';
-import { replayPolicy, type PolicyRun, type ReplayOptions } from '../src/replay/replay.ts';
-import { silentLog, TEST_DATABASE_URL, TEST_REDIS_URL } from './helpers.ts';
+import type { PolicyRun } from '../src/replay/replay.ts';
+import { createReplayTestBed, TEST_DATABASE_URL } from './helpers.ts';
 
 const DAY_MS = 86_400_000;
 const HOUR_MS = 3_600_000;
@@ -23,21 +22,10 @@ describe('replay with timed precompute (generated log, seed 42, 400 users, one w
   const data = { logins, interactions };
   const from = new Date(START.getTime() + HISTORY_DAYS * DAY_MS);
   const to = new Date(from.getTime() + REPLAYED_DAYS * DAY_MS);
-  const options: ReplayOptions = {
-    databaseUrl: TEST_DATABASE_URL,
-    redisUrl: TEST_REDIS_URL,
-    log: silentLog,
-    from,
-    to,
-    window: '1d',
-    prepareScorer: prepareModelScorer,
-    retrainEveryMs: 14 * DAY_MS,
-    keepSchemas: true,
-  };
+  const bed = createReplayTestBed({ from, to, retrainEveryMs: 14 * DAY_MS });
   const client = new pg.Client({ connectionString: TEST_DATABASE_URL });
-  const schemas: string[] = [];
   afterAll(async () => {
-    for (const schema of schemas) await client.query(`DROP SCHEMA IF EXISTS ${quoteIdent(schema)} CASCADE`);
+    await bed.drop();
     await client.end();
   });
 
@@ -52,16 +40,16 @@ describe('replay with timed precompute (generated log, seed 42, 400 users, one w
     await client.connect();
     // Trained once and open loop, so both replays select from the same scores.
     const policy = parsePolicy('coverage:0.8,fixed');
-    const nightly = await replayPolicy(data, 'model', policy, options);
-    schemas.push(nightly.schema);
-    const timed = await replayPolicy(data, 'model', policy, { ...options, timing: { slotMs: HOUR_MS, risk: 0.02 } });
-    schemas.push(timed.schema);
+    const nightly = await bed.replay(data, policy);
+    const timed = await bed.replay(data, policy, { timing: { slotMs: HOUR_MS, risk: 0.02 } });
 
     const runs = await client.query<{ status: string; n: number }>(`SELECT status, count(*)::int AS n FROM ${quoteIdent(timed.schema)}.batch_runs GROUP BY status`);
     expect(runs.rows).toEqual([{ status: 'completed', n: REPLAYED_DAYS }]);
-    // Every set at a slot start of its run's day, before the day ends; most of them after midnight.
+    // Every set at a slot start of its run's day, before the day ends, living until the next
+    // day's end (chained: superseded by the user's next set); most of them after midnight.
     const sets = await client.query<{ offset_ms: number; expires: boolean }>(
-      `SELECT (extract(epoch FROM r.computed_at - b.scheduled_for) * 1000)::float8 AS offset_ms, r.expires_at = b.expires_at AS expires
+      `SELECT (extract(epoch FROM r.computed_at - b.scheduled_for) * 1000)::float8 AS offset_ms,
+              r.expires_at = b.expires_at + b.horizon_ms * interval '1 millisecond' AS expires
          FROM ${quoteIdent(timed.schema)}.recommendations r JOIN ${quoteIdent(timed.schema)}.batch_runs b ON b.id = r.run_id WHERE r.source = 'batch'`,
     );
     expect(sets.rows.length).toBeGreaterThan(0);
