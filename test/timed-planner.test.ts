@@ -153,8 +153,8 @@ describe('timed precompute on real Postgres and Redis', () => {
     expect(sets.size).toBe(users.length);
     for (const [userId, set] of sets) {
       expect(set.computed_at.getTime()).toBe(START + (userId.startsWith('morning') ? 7 : 20) * HOUR);
-      // Sets still expire at the window's end.
-      expect(set.expires_at.getTime()).toBe(START + DAY);
+      // A daily window's timed sets chain: each lives until the next day's end, superseded by the user's next set.
+      expect(set.expires_at.getTime()).toBe(START + 2 * DAY);
     }
     await worker.close();
   });

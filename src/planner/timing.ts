@@ -88,7 +88,7 @@ export function computeOffset(hours: ArrayLike<number>, prior: ArrayLike<number>
  * computed (a daily or longer horizon): the slot start b within the day that maximises the
  * (smoothed) share of the user's logins in [b, b + spanMs), day-wrapped — the logins served
  * younger than spanMs. A login before b is served the previous set (older), not missed. Ties go
- * to the earliest slot.
+ * to the latest slot: the same logins in the span, served younger.
  */
 export function chainedOffset(hours: ArrayLike<number>, prior: ArrayLike<number>, startMs: number, slotMs: number, spanMs = CHAINED_SPAN_MS): number {
   const share = smoothedHours(hours, prior);
@@ -109,7 +109,7 @@ export function chainedOffset(hours: ArrayLike<number>, prior: ArrayLike<number>
   for (let slot = 0; slot < DAY_MS; slot += slotMs) {
     const end = slot + span;
     const m = end <= DAY_MS ? mass(slot, end) : mass(slot, DAY_MS) + mass(0, end - DAY_MS);
-    if (m > bestMass + 1e-12) {
+    if (m >= bestMass - 1e-12) {
       bestMass = m;
       best = slot;
     }
