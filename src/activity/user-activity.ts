@@ -1,3 +1,4 @@
+import { booleanArrayLiteral, numberArrayLiteral, textArrayLiteral } from '../db/array-literal.ts';
 import type { Queryable } from '../db/pool.ts';
 
 /** One login to record. */
@@ -78,7 +79,11 @@ function applyInsertedLoginsSql(source: LoginSource): { text: string; values: un
     from = `(SELECT user_id, to_timestamp(at_ms / 1000) AS at, bool_or(vouched) AS vouched
                FROM unnest($1::text[], $2::float8[], $3::bool[]) AS rows (user_id, at_ms, vouched)
               GROUP BY user_id, at_ms) AS source`;
-    values = [source.rows.map((row) => row.userId), source.rows.map((row) => row.at.getTime()), source.rows.map((row) => row.vouched ?? true)];
+    values = [
+      textArrayLiteral(source.rows.map((row) => row.userId)),
+      numberArrayLiteral(source.rows.map((row) => row.at.getTime())),
+      booleanArrayLiteral(source.rows.map((row) => row.vouched ?? true)),
+    ];
   } else {
     if (!SAFE_TABLE.test(source.table)) throw new Error(`unsafe staging table name ${JSON.stringify(source.table)}`);
     // Every imported login vouches: no per-row flag to carry, so no join below.

@@ -16,6 +16,7 @@ import { throttledErrorLog, type Logger } from '../log.ts';
 import type { RecommendationService } from '../serving/service.ts';
 import type { ApiMetrics } from './metrics.ts';
 import { registerInteractionsRoute, type InteractionsRouteDeps } from '../interactions/route.ts';
+import { answerJson } from './answer-json.ts';
 import { errorSchema, recommendationsParams, recommendationsQuery, recommendationsResponse } from './schemas.ts';
 
 export interface AppOptions {
@@ -44,6 +45,8 @@ export interface AppDeps {
 function sendError(reply: FastifyReply, status: number, code: string, message: string): FastifyReply {
   return reply.code(status).send({ error: { code, message } });
 }
+
+const JSON_UTF8 = 'application/json; charset=utf-8';
 
 /** Largest request head (request line and headers) Node's parser reads; beyond it, 431. */
 export const MAX_HEADER_BYTES = 16 * 1_024;
@@ -243,12 +246,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         // queued before this handler counts against it.
         const receivedAt = performance.now() - reply.elapsedTime;
         const result = await service.getRecommendations(request.params.userId, request.query.limit, { receivedAt });
-        return {
-          ...result,
-          computedAt: result.computedAt?.toISOString() ?? null,
-          expiresAt: result.expiresAt?.toISOString() ?? null,
-          stalenessMs: result.stalenessMs === null ? null : Math.round(result.stalenessMs),
-        };
+        // Already JSON: Fastify sends a string of a JSON content type as it is.
+        reply.header('content-type', JSON_UTF8);
+        return answerJson(result);
       },
     );
     if (deps.interactions) registerInteractionsRoute(v1, deps.interactions);

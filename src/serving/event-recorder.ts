@@ -1,4 +1,5 @@
 import type { Logger } from '../log.ts';
+import { numberArrayLiteral, textArrayLiteral } from '../db/array-literal.ts';
 import { createBatchBuffer } from '../db/batch-buffer.ts';
 import { withTransaction, type Pool, type PoolClient, type Sql } from '../db/pool.ts';
 import type { RecommendationSet } from '../sets/set.ts';
@@ -69,8 +70,8 @@ const sql = {
       const s = serves[i] as ServeEvent;
       ids[i] = s.id;
       userIds[i] = s.userId;
-      // Epoch milliseconds: a number is sent as it is, where an ISO string is built, quoted and
-      // parsed again per element.
+      // Epoch milliseconds: a number is written as it is, where an ISO string is built, quoted
+      // and parsed again per element.
       ats[i] = s.at.getTime();
       sources[i] = s.source;
       setIds[i] = s.recommendationId;
@@ -85,7 +86,17 @@ const sql = {
                FROM unnest($1::uuid[], $2::text[], $3::float8[], $4::text[], $5::uuid[], $6::bigint[], $7::real[], $8::text[], $9::integer[])
                  AS t(id, user_id, at_ms, source, recommendation_id, staleness_ms, latency_ms, reason, missed_interactions)
              ON CONFLICT (id, at) DO NOTHING`,
-      values: [ids, userIds, ats, sources, setIds, staleness, latency, reasons, missed],
+      values: [
+        textArrayLiteral(ids),
+        textArrayLiteral(userIds),
+        numberArrayLiteral(ats),
+        textArrayLiteral(sources),
+        textArrayLiteral(setIds),
+        numberArrayLiteral(staleness),
+        numberArrayLiteral(latency),
+        textArrayLiteral(reasons),
+        numberArrayLiteral(missed),
+      ],
     };
   },
 };

@@ -1,0 +1,91 @@
+// The recommendations route writes its 200 body itself (src/api/answer-json.ts): the same bytes
+// as Fastify's serializer of the documented response schema, for any answer.
+import fc from 'fast-check';
+import Fastify from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { answerJson } from '../src/api/answer-json.ts';
+import { recommendationsResponse } from '../src/api/schemas.ts';
+import type { ServeResult } from '../src/serving/service.ts';
+
+const text = fc.string({ unit: 'binary', maxLength: 24 });
+const instant = fc.option(fc.date({ min: new Date('1970-01-01T00:00:00Z'), max: new Date('2200-01-01T00:00:00Z'), noInvalidDate: true }), { nil: null });
+const answer: fc.Arbitrary<ServeResult> = fc.record(
+  {
+    userId: text,
+    items: fc.array(fc.record({ itemId: text, score: fc.double({ noNaN: true }) }), { maxLength: 12 }),
+    source: fc.constantFrom('precomputed', 'reused', 'on_demand', 'fallback'),
+    computedAt: instant,
+    expiresAt: instant,
+    stalenessMs: fc.option(fc.double({ min: 0, max: 1e12, noNaN: true }), { nil: null }),
+    behind: fc.boolean(),
+    missedInteractions: fc.option(fc.nat(), { nil: null }),
+    modelVersion: text,
+    reason: fc.constantFrom('unknown_user', 'latency_budget', 'overloaded', 'compute_failed'),
+  },
+  { requiredKeys: ['userId', 'items', 'source', 'computedAt', 'expiresAt', 'stalenessMs', 'behind', 'missedInteractions', 'modelVersion'] },
+);
+
+describe('answerJson', () => {
+  // What the route sent before: the result with its instants as ISO strings and the staleness
+  // rounded, through the schema's serializer.
+  const app = Fastify();
+  let current: ServeResult;
+  app.get('/', { schema: { response: { 200: recommendationsResponse } } }, async () => ({
+    ...current,
+    computedAt: current.computedAt?.toISOString() ?? null,
+    expiresAt: current.expiresAt?.toISOString() ?? null,
+    stalenessMs: current.stalenessMs === null ? null : Math.round(current.stalenessMs),
+  }));
+  beforeAll(() => app.ready());
+  afterAll(() => app.close());
+
+  async function bySchema(result: ServeResult): Promise<string> {
+    current = result;
+    const response = await app.inject({ method: 'GET', url: '/' });
+    expect(response.statusCode).toBe(200);
+    return response.body;
+  }
+
+  it('writes the bytes the schema serializer writes', async () => {
+    await fc.assert(
+      fc.asyncProperty(answer, async (result) => {
+        const written = answerJson(result);
+        expect(written).toBe(await bySchema(result));
+        expect(JSON.parse(written)).toEqual(JSON.parse(await bySchema(result)));
+      }),
+      { seed: 20261204, numRuns: 400 },
+    );
+  });
+
+  it('writes a typical precomputed answer', async () => {
+    const result: ServeResult = {
+      userId: 'u"1\\',
+      items: [
+        { itemId: 'i1', score: 0.5 },
+        { itemId: 'ü\n', score: 1e-7 },
+      ],
+      source: 'precomputed',
+      computedAt: new Date('2024-03-01T10:00:00Z'),
+      expiresAt: new Date('2024-03-02T10:00:00Z'),
+      stalenessMs: 3_600_000.4,
+      behind: false,
+      missedInteractions: 0,
+      modelVersion: 'item-cf-v1',
+    };
+    expect(answerJson(result)).toBe(await bySchema(result));
+    expect(JSON.parse(answerJson(result))).toEqual({
+      userId: 'u"1\\',
+      items: [
+        { itemId: 'i1', score: 0.5 },
+        { itemId: 'ü\n', score: 1e-7 },
+      ],
+      source: 'precomputed',
+      computedAt: '2024-03-01T10:00:00.000Z',
+      expiresAt: '2024-03-02T10:00:00.000Z',
+      stalenessMs: 3_600_000,
+      behind: false,
+      missedInteractions: 0,
+      modelVersion: 'item-cf-v1',
+    });
+  });
+});
