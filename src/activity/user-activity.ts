@@ -96,9 +96,13 @@ function applyInsertedLoginsSql(source: LoginSource): { text: string; values: un
   const firstVouched = 'rows' in source ? 'min(i.at) FILTER (WHERE s.vouched)' : 'min(i.at)';
   // Who is known (migration 0010): from the first vouched login (every imported login, an API
   // login not answered unknown_user) or the first interaction, whichever is earlier. least()
-  // ignores NULLs. The interactions lookup is one primary-key range per new user.
+  // ignores NULLs. The interactions lookup (an index range) is made only for a user not known
+  // yet: a known user's known_since already accounts for their interactions, as every
+  // interaction recorded after the row exists lowers it (applyInsertedInteractions). It was
+  // 40% of the upsert's time when made for every login.
   const firstInteraction = '(SELECT min(i.at) FROM interactions i WHERE i.user_id = per_user.user_id)';
-  const knownSince = `least(per_user.first_vouched_at, ${firstInteraction})`;
+  const knownSince = `CASE WHEN EXISTS (SELECT 1 FROM user_activity k WHERE k.user_id = per_user.user_id AND k.known_since IS NOT NULL)
+                           THEN per_user.first_vouched_at ELSE least(per_user.first_vouched_at, ${firstInteraction}) END`;
   // ON CONFLICT DO NOTHING also drops repeats within the source itself: the second copy
   // conflicts with the first, inserted by this same statement.
   const text = `
