@@ -15,8 +15,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { parseDuration } from '../src/duration.ts';
-import { createController, DEFAULT_FEEDBACK, nextTarget } from '../src/planner/feedback.ts';
-import { selectUsers, type Candidate, type Policy } from '../src/planner/policy.ts';
+import { createController, DEFAULT_FEEDBACK, EXPECTED_FEEDBACK, nextTarget, type FeedbackSettings } from '../src/planner/feedback.ts';
+import { byPropensity, selectUsers, type Candidate, type Policy } from '../src/planner/policy.ts';
 import { bestRecencyRule, knownUsersAt } from '../src/propensity/evaluate.ts';
 import { FEATURE_COUNT, featureRowsAt } from '../src/propensity/features.ts';
 import { readLoginLog } from '../src/propensity/login-log.ts';
@@ -131,14 +131,22 @@ const share: Variant = (target) => {
   };
 };
 
-/** The shipped controller (createController): the held target applied as one threshold on the pooled scores of the last `poolRuns` windows. */
+/**
+ * The planner's controller (createController) with `settings`: the held target applied as one
+ * threshold on the pooled scores (and logins) of the last `poolRuns` windows. `held()` with the
+ * defaults is what `evaluate --online` runs.
+ */
 const held =
-  (poolRuns: number, gain = DEFAULT_FEEDBACK.gain, maxOffset = DEFAULT_FEEDBACK.maxOffset): Variant =>
+  (overrides: Partial<FeedbackSettings> = {}, base: FeedbackSettings = DEFAULT_FEEDBACK): Variant =>
   (target) => {
-    const controller = createController({ kind: 'coverage', target }, { ...DEFAULT_FEEDBACK, poolRuns, gain, maxOffset });
+    const controller = createController({ kind: 'coverage', target }, { ...base, ...overrides });
     return {
       select: (w) => Int32Array.from(selectUsers(candidatesOf(w), controller.policy(), { windowStart: 0, windowMs: 1 }).selected.map((c) => c.u)),
-      observe: (w, selected, hits, active) => controller.observe({ selected: selected.length, hits, activeKnown: active, scores: w.scores }),
+      // The candidates in the order evaluate ranks them (by p, ties by user id), with their logins.
+      observe: (w, selected, hits, active) => {
+        const ranked = candidatesOf(w).sort(byPropensity);
+        controller.observe({ selected: selected.length, hits, activeKnown: active, scores: Float64Array.from(ranked, (c) => c.p), loggedIn: Uint8Array.from(ranked, (c) => w.labels[c.u] as number), candidates: w.n });
+      },
     };
   };
 
@@ -260,17 +268,31 @@ const recentCurve =
   };
 
 const EXTRA: Record<string, Variant> = {
+  // The shipped rule (DEFAULT_FEEDBACK): what `evaluate --online` selects.
+  shipped: held(),
   recentCurve7: recentCurve(7),
   recentCurve28: recentCurve(28),
-  held1: held(1),
-  held7: held(7),
-  held14: held(14),
-  held28: held(28),
-  // The pooled threshold without feedback (gain 0): how much the feedback's moves cost or buy.
-  threshold28: held(28, 0),
-  held28gain025: held(28, 0.25),
-  // A tighter bound on the target's distance from the goal (less wind-up after a dead period).
-  held28offset01: held(28, DEFAULT_FEEDBACK.gain, 0.1),
+  // The threshold from outcomes without the integral, and with other gains, bounds and pools.
+  outcomes0: held({ gain: 0 }),
+  outcomesGain005: held({ gain: 0.05 }),
+  outcomesGain02: held({ gain: 0.2 }),
+  outcomesGain05: held({ gain: 0.5, maxStep: 0.05 }),
+  outcomesOffset005: held({ maxOffset: 0.05 }),
+  outcomesOffset02: held({ maxOffset: 0.2 }),
+  outcomesNoAntiWindup: held({ antiWindupShare: 1.01 }),
+  outcomesPool14: held({ poolRuns: 14 }),
+  outcomesPool56: held({ poolRuns: 56 }),
+  outcomesBand005: held({ expectedBand: 0.05 }),
+  outcomesBand01: held({ expectedBand: 0.1 }),
+  outcomesBand02: held({ expectedBand: 0.2 }),
+  outcomes0Band01: held({ expectedBand: 0.1, gain: 0 }),
+  outcomes0Band005: held({ expectedBand: 0.05, gain: 0 }),
+  // The first held threshold (on Σp, fast integral), with and without anti-wind-up.
+  expected28: held({}, EXPECTED_FEEDBACK),
+  expected28antiWindup: held({ antiWindupShare: 0.9 }, EXPECTED_FEEDBACK),
+  expected28antiWindup05: held({ antiWindupShare: 0.5 }, EXPECTED_FEEDBACK),
+  // The pooled threshold on Σp without feedback (gain 0).
+  expected28gain0: held({ gain: 0 }, EXPECTED_FEEDBACK),
 };
 
 const [command, ...rest] = process.argv.slice(2);

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { addScores, createController, DEFAULT_FEEDBACK, emptyHistogram, heldPolicy, nextTarget, thresholdFor } from '../src/planner/feedback.ts';
-import { formatPolicy, parsePolicy, selectUsers, type Policy } from '../src/planner/policy.ts';
+import { addScores, createController, DEFAULT_FEEDBACK, emptyHistogram, EXPECTED_FEEDBACK, heldPolicy, nextTarget, thresholdFor, type FeedbackSettings } from '../src/planner/feedback.ts';
+import { byPropensity, formatPolicy, parsePolicy, selectUsers, type Policy } from '../src/planner/policy.ts';
 
 /**
  * A synthetic window: what a run measures when it applies `applied` — a line (a model whose
@@ -14,12 +14,12 @@ interface Plant {
 const measure = (plant: Plant, applied: number, noise = 0) => Math.min(1, Math.max(0, plant.bias + plant.slope * applied + noise));
 
 /** Runs the controller for `runs` windows and returns the applied targets and the measurements. */
-function simulate(goal: number, plants: (run: number) => Plant, runs: number, noise: (run: number) => number = () => 0, evidence = 10_000) {
+function simulate(goal: number, plants: (run: number) => Plant, runs: number, noise: (run: number) => number = () => 0, evidence = 10_000, settings: FeedbackSettings = DEFAULT_FEEDBACK) {
   const applied: number[] = [];
   const measured: number[] = [];
   let last: { applied: number; measured: number; evidence: number } | undefined;
   for (let run = 0; run < runs; run++) {
-    const target = nextTarget(goal, last);
+    const target = nextTarget(goal, last, settings);
     const m = measure(plants(run), target, noise(run));
     applied.push(target);
     measured.push(m);
@@ -28,26 +28,38 @@ function simulate(goal: number, plants: (run: number) => Plant, runs: number, no
   return { applied, measured };
 }
 
-/** Plants whose fixed point (bias + slope·x = goal) lies well inside the controller's bounds. */
-const plantFor = (goal: number) =>
-  fc.record({ slope: fc.double({ min: 0.4, max: 2, noNaN: true }), offset: fc.double({ min: -0.2, max: 0.2, noNaN: true }) }).map(({ slope, offset }) => {
+/** Plants whose fixed point (bias + slope·x = goal) lies well inside the controller's bounds (0.8 of its largest offset). */
+const plantFor = (goal: number, settings: FeedbackSettings) => {
+  const reach = 0.8 * settings.maxOffset;
+  return fc.record({ slope: fc.double({ min: 0.4, max: 2, noNaN: true }), offset: fc.double({ min: -reach, max: reach, noNaN: true }) }).map(({ slope, offset }) => {
     const fixedPoint = Math.min(0.99, Math.max(0.01, goal + offset));
     return { plant: { slope, bias: goal - slope * fixedPoint }, fixedPoint };
   });
+};
 
 const goals = fc.double({ min: 0.3, max: 0.9, noNaN: true });
 
-describe('the feedback controller (src/planner/feedback.ts)', () => {
+/**
+ * The integral part of the controller against a line (`nextTarget`), with the shipped settings
+ * (slow, ±0.1: on the threshold from outcomes it only corrects a level) and those of the first
+ * held threshold (fast, ±0.3: on Σp it corrected the calibration). `recoverRuns`: the runs the
+ * slowest plant (slope 0.4) needs after the largest shift inside the bounds (twice 0.8·maxOffset)
+ * to come back within a point: (1 − gain·w·0.4)^n·0.4·1.6·maxOffset < 0.01.
+ */
+describe.each([
+  { name: 'shipped (outcomes, slow integral)', settings: DEFAULT_FEEDBACK, settleRuns: 80, recoverRuns: 60 },
+  { name: 'first held threshold (Σp, fast integral)', settings: EXPECTED_FEEDBACK, settleRuns: 80, recoverRuns: 30 },
+])('the feedback controller (src/planner/feedback.ts), $name', ({ settings, settleRuns, recoverRuns }) => {
   it('takes bounded steps and stays within the goal ± maxOffset, whatever it measures', () => {
     fc.assert(
       fc.property(goals, fc.array(fc.record({ measured: fc.double({ min: 0, max: 1, noNaN: true }), evidence: fc.integer({ min: 0, max: 10_000 }) }), { maxLength: 60 }), (goal, outcomes) => {
-        let applied = nextTarget(goal, undefined);
+        let applied = nextTarget(goal, undefined, settings);
         expect(applied).toBe(goal);
         for (const outcome of outcomes) {
-          const next = nextTarget(goal, { applied, ...outcome });
-          expect(Math.abs(next - applied)).toBeLessThanOrEqual(DEFAULT_FEEDBACK.maxStep + 1e-4);
-          expect(next).toBeGreaterThanOrEqual(Math.max(0, goal - DEFAULT_FEEDBACK.maxOffset) - 1e-4);
-          expect(next).toBeLessThanOrEqual(Math.min(1, goal + DEFAULT_FEEDBACK.maxOffset) + 1e-4);
+          const next = nextTarget(goal, { applied, ...outcome }, settings);
+          expect(Math.abs(next - applied)).toBeLessThanOrEqual(settings.maxStep + 1e-4);
+          expect(next).toBeGreaterThanOrEqual(Math.max(0, goal - settings.maxOffset) - 1e-4);
+          expect(next).toBeLessThanOrEqual(Math.min(1, goal + settings.maxOffset) + 1e-4);
           if (outcome.evidence === 0) expect(Math.abs(next - applied)).toBeLessThanOrEqual(1e-4);
           applied = next;
         }
@@ -57,8 +69,8 @@ describe('the feedback controller (src/planner/feedback.ts)', () => {
 
   it('does not oscillate on a stationary window: the error keeps its sign, shrinks, and vanishes', () => {
     fc.assert(
-      fc.property(goals.chain((goal) => plantFor(goal).map((p) => ({ goal, ...p }))), ({ goal, plant }) => {
-        const { measured } = simulate(goal, () => plant, 80);
+      fc.property(goals.chain((goal) => plantFor(goal, settings).map((p) => ({ goal, ...p }))), ({ goal, plant }) => {
+        const { measured } = simulate(goal, () => plant, settleRuns, undefined, undefined, settings);
         const errors = measured.map((m) => goal - m);
         const first = errors[0] as number;
         for (let i = 1; i < errors.length; i++) {
@@ -75,12 +87,12 @@ describe('the feedback controller (src/planner/feedback.ts)', () => {
 
   it('keeps a noisy stationary window near its goal without drifting: the applied target wanders less than the noise', () => {
     fc.assert(
-      fc.property(goals.chain((goal) => plantFor(goal).map((p) => ({ goal, ...p }))), fc.integer({ min: 1, max: 2 ** 30 }), ({ goal, plant, fixedPoint }, seed) => {
+      fc.property(goals.chain((goal) => plantFor(goal, settings).map((p) => ({ goal, ...p }))), fc.integer({ min: 1, max: 2 ** 30 }), ({ goal, plant, fixedPoint }, seed) => {
         let state = seed;
         const uniform = () => ((state = (Math.imul(state, 1_103_515_245) + 12_345) >>> 0) / 2 ** 32);
         const sd = 0.05;
         const noise = () => sd * Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
-        const { applied, measured } = simulate(goal, () => plant, 400, noise, 100);
+        const { applied, measured } = simulate(goal, () => plant, 400, noise, 100, settings);
         const settled = applied.slice(100);
         const meanApplied = settled.reduce((a, b) => a + b, 0) / settled.length;
         const spread = Math.sqrt(settled.reduce((a, b) => a + (b - meanApplied) ** 2, 0) / settled.length);
@@ -94,20 +106,35 @@ describe('the feedback controller (src/planner/feedback.ts)', () => {
     );
   });
 
-  it('recovers after a shift: back within a point of the goal in a few weeks of daily runs', () => {
+  it(`recovers after a shift: back within a point of the goal within ${recoverRuns} daily runs`, () => {
     fc.assert(
       fc.property(
-        goals.chain((goal) => fc.tuple(plantFor(goal), plantFor(goal)).map(([before, after]) => ({ goal, before: before.plant, after: after.plant }))),
+        goals.chain((goal) => fc.tuple(plantFor(goal, settings), plantFor(goal, settings)).map(([before, after]) => ({ goal, before: before.plant, after: after.plant }))),
         ({ goal, before, after }) => {
-          const { measured } = simulate(goal, (run) => (run < 60 ? before : after), 120);
+          const { measured } = simulate(goal, (run) => (run < 60 ? before : after), 60 + recoverRuns + 30, undefined, undefined, settings);
           expect(Math.abs((measured[59] as number) - goal)).toBeLessThan(0.01);
-          // 0.4 apart at most, ≤ 0.05 a step and a geometric approach after that.
-          for (const m of measured.slice(60 + 30)) expect(Math.abs(m - goal)).toBeLessThan(0.01);
+          // 1.6·maxOffset apart at most, ≤ maxStep a step and a geometric approach after that.
+          for (const m of measured.slice(60 + recoverRuns)) expect(Math.abs(m - goal)).toBeLessThan(0.01);
         },
       ),
     );
   });
 
+  it('anti-wind-up: never raises the target after a run that selected almost every candidate, and still lowers it', () => {
+    fc.assert(
+      fc.property(goals, fc.double({ min: 0, max: 1, noNaN: true }), fc.double({ min: 0, max: 1, noNaN: true }), fc.integer({ min: 1_000, max: 10_000 }), (goal, measured, share, evidence) => {
+        // A target as runs record it (four decimals), so that a step of 0 leaves it where it was.
+        const applied = Math.round(goal * 1e4) / 1e4;
+        const next = nextTarget(goal, { applied, measured, evidence, selectedShare: share }, settings);
+        if (share >= settings.antiWindupShare) expect(next).toBeLessThanOrEqual(applied);
+        // Over-covered by 5 points with at least 1 000 users behind it: the target falls, whatever the share.
+        if (measured > goal + 0.05) expect(next).toBeLessThan(applied);
+      }),
+    );
+  });
+});
+
+describe('the feedback controller (src/planner/feedback.ts)', () => {
   it('leaves alone what it does not hold, and starts each window at the goal', () => {
     const pooled = addScores(emptyHistogram(), [0.9, 0.5, 0.1]);
     for (const text of ['coverage:0.8,fixed', 'waste:0.5,fixed', 'budget:10', 'threshold:0.2', 'recent:3', 'all', 'none', 'cost:4']) {
@@ -136,15 +163,17 @@ describe('the feedback controller (src/planner/feedback.ts)', () => {
     const scores = [1, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1];
     coverage.observe({ selected: 6, hits: 60, activeKnown: 100, scores });
     const target = nextTarget(0.8, { applied: 0.8, measured: 0.6, evidence: 100 });
-    expect(target).toBeCloseTo(0.8 + Math.min(0.05, gain * (100 / (100 + evidenceHalf)) * 0.2), 4);
+    expect(target).toBeCloseTo(0.8 + Math.min(DEFAULT_FEEDBACK.maxStep, gain * (100 / (100 + evidenceHalf)) * 0.2), 4);
+    expect(target).toBeGreaterThan(0.8);
+    // Without the users' logins the pool's Σp stands for them.
     const raised = coverage.policy();
     expect(raised).toEqual({ kind: 'threshold', p: thresholdFor('coverage', addScores(emptyHistogram(), scores), target), held: { kind: 'coverage', target } });
-    // The smallest top of the scores whose Σp reaches target·5.5 = 4.67 ends at p = 0.4 (Σp 4.9): θ is at most 0.4 and above 0.3.
-    expect(raised.kind === 'threshold' && raised.p).toBeLessThanOrEqual(0.4);
-    expect(raised.kind === 'threshold' && raised.p).toBeGreaterThan(0.3);
+    // The smallest top of the scores whose Σp reaches target·5.5 = 4.44 (target 0.808) ends at p = 0.5 (Σp 4.5): θ is at most 0.5 and above 0.4.
+    expect(raised.kind === 'threshold' && raised.p).toBeLessThanOrEqual(0.5);
+    expect(raised.kind === 'threshold' && raised.p).toBeGreaterThan(0.4);
     // Waste: 40% < 50%, the bound may rise by gain·w·0.1.
     const waste = createController(parsePolicy('waste:0.5'));
-    waste.observe({ selected: 100, hits: 60, activeKnown: 1_000, scores });
+    waste.observe({ selected: 100, hits: 60, activeKnown: 1_000, scores, candidates: 1_000 });
     const relaxed = waste.policy();
     expect(relaxed.kind === 'threshold' && relaxed.held?.target).toBeCloseTo(0.5 + gain * (100 / (100 + evidenceHalf)) * 0.1, 3);
   });
@@ -174,6 +203,61 @@ describe('the feedback controller (src/planner/feedback.ts)', () => {
       ),
     );
   });
+
+  it('thresholdFor on outcomes: the users at or above θ hold x of the pooled logins, the users of the next bin up less; no login, no threshold', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ p: fc.double({ min: 0.0001, max: 0.9999, noNaN: true }), w: fc.integer({ min: 1, max: 5 }), y: fc.boolean() }), { minLength: 1, maxLength: 60 }),
+        fc.double({ min: 0.05, max: 0.95, noNaN: true }),
+        (rows, x) => {
+          const histogram = addScores(emptyHistogram(), rows.map((r) => r.p), rows.map((r) => r.w), rows.map((r) => (r.y ? 1 : 0)));
+          const logins = rows.reduce((a, r) => a + (r.y ? r.w : 0), 0);
+          const theta = thresholdFor('coverage', histogram, x, 'outcomes');
+          if (logins === 0) {
+            expect(theta).toBeUndefined();
+            return;
+          }
+          const above = (t: number) => rows.filter((r) => r.p >= t && r.y).reduce((a, r) => a + r.w, 0);
+          expect(above(theta as number)).toBeGreaterThanOrEqual(x * logins - 1e-9);
+          // One bin (0.01 in log-odds) higher, the users above hold less than x of the logins.
+          const higher = 1 / (1 + Math.exp(-(Math.log((theta as number) / (1 - (theta as number))) + 0.0101)));
+          if ((theta as number) > 0) expect(above(higher)).toBeLessThan(x * logins + 1e-9);
+        },
+      ),
+      { seed: 14, numRuns: 300 },
+    );
+  });
+
+  it('createController on outcomes: the threshold comes from who logged in, not from the scores\' Σp', () => {
+    const controller = createController(parsePolicy('coverage:0.8'), { ...DEFAULT_FEEDBACK, gain: 0 });
+    // The model is over-confident at the top: the users of p 1.0 … 0.6 never log in, those of 0.5 … 0.1 do.
+    const scores = [1, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1];
+    const loggedIn = scores.map((p) => (p <= 0.5 ? 1 : 0));
+    controller.observe({ selected: 6, hits: 1, activeKnown: 5, scores, loggedIn });
+    const policy = controller.policy();
+    // 0.8 of the 5 logins is 4: from the top, the users down to 0.2 (on Σp it would stop above 0.3).
+    expect(policy).toEqual({ kind: 'threshold', p: thresholdFor('coverage', addScores(emptyHistogram(), scores, undefined, loggedIn), 0.8, 'outcomes'), held: { kind: 'coverage', target: 0.8 } });
+    expect(policy.kind === 'threshold' && policy.p).toBeLessThanOrEqual(0.2);
+    expect(policy.kind === 'threshold' && policy.p).toBeGreaterThan(0.1);
+    // A pool without a login (a dead month) falls back to Σp.
+    const dead = createController(parsePolicy('coverage:0.8'), { ...DEFAULT_FEEDBACK, gain: 0 });
+    dead.observe({ selected: 6, hits: 0, activeKnown: 0, scores, loggedIn: scores.map(() => 0) });
+    expect(dead.policy()).toEqual({ kind: 'threshold', p: thresholdFor('coverage', addScores(emptyHistogram(), scores), 0.8), held: { kind: 'coverage', target: 0.8 } });
+  });
+
+  it('anti-wind-up in the loop: a dead fortnight, where the threshold takes everyone, does not wind the target up', () => {
+    const controller = createController(parsePolicy('coverage:0.8'));
+    const scores = Array.from({ length: 1_000 }, (_v, i) => 0.001 + i / 2_000);
+    // Every candidate selected, a third of the few active users covered (they were not known yet, say).
+    for (let t = 0; t < 14; t++) controller.observe({ selected: 1_000, hits: 100, activeKnown: 300, scores, loggedIn: scores.map((_p, i) => (i % 10 === 0 ? 1 : 0)) });
+    const policy = controller.policy();
+    expect(policy.kind === 'threshold' && policy.held?.target).toBe(0.8);
+    // The same fortnight with a threshold that left room: the target rises.
+    const room = createController(parsePolicy('coverage:0.8'));
+    for (let t = 0; t < 14; t++) room.observe({ selected: 300, hits: 100, activeKnown: 300, scores, loggedIn: scores.map((_p, i) => (i % 10 === 0 ? 1 : 0)) });
+    const raised = room.policy();
+    expect(raised.kind === 'threshold' && raised.held?.target).toBeGreaterThan(0.8);
+  });
 });
 
 /**
@@ -181,7 +265,10 @@ describe('the feedback controller (src/planner/feedback.ts)', () => {
  * σ(logit q − bias) (miscalibrated by `bias`), days differ in size and activity (busy and quiet
  * days in a week); the measured coverage of a threshold is the true expected share of logins above it.
  */
-describe('the held threshold on synthetic days (createController)', () => {
+describe.each([
+  { name: 'shipped: threshold from outcomes', settings: DEFAULT_FEEDBACK },
+  { name: 'first held threshold: on Σp', settings: EXPECTED_FEEDBACK },
+])('the held threshold on synthetic days (createController), $name', ({ settings }) => {
   const logit = (p: number) => Math.log(p / (1 - p));
   const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
   function day(seed: number, users: number, busy: number): number[] {
@@ -189,14 +276,15 @@ describe('the held threshold on synthetic days (createController)', () => {
     const uniform = () => ((state = (Math.imul(state, 1_103_515_245) + 12_345) >>> 0) / 2 ** 32);
     return Array.from({ length: users }, () => sigmoid(-4 + 5 * uniform() ** 2 + busy));
   }
-  function run(goal: number, days: number, plant: (t: number) => { q: number[]; bias: number }) {
-    const controller = createController({ kind: 'coverage', target: goal });
+  function run(goal: number, days: number, plant: (t: number) => { q: number[]; bias: number }, overrides: Partial<FeedbackSettings> = {}) {
+    const controller = createController({ kind: 'coverage', target: goal }, { ...settings, ...overrides });
     const measured: number[] = [];
     const policies: Policy[] = [];
     const selectedCounts: number[] = [];
     for (let t = 0; t < days; t++) {
       const { q, bias } = plant(t);
-      const users = q.map((v, i) => ({ userId: String(i).padStart(6, '0'), p: sigmoid(logit(v) - bias), q: v, lastLoginAt: 0 }));
+      // Ranked once (selectUsers' own sort of a ranked array is linear): the controller observes the scores in that order.
+      const users = q.map((v, i) => ({ userId: String(i).padStart(6, '0'), p: sigmoid(logit(v) - bias), q: v, lastLoginAt: 0 })).sort(byPropensity);
       const policy = controller.policy();
       const { selected } = selectUsers(users, policy, { windowStart: 0, windowMs: 1 });
       const total = q.reduce((a, b) => a + b, 0);
@@ -204,8 +292,8 @@ describe('the held threshold on synthetic days (createController)', () => {
       measured.push(m);
       policies.push(policy);
       selectedCounts.push(selected.length);
-      // Expected outcomes (no sampling noise): hits = Σq of the selected, of Σq active.
-      controller.observe({ selected: selected.length, hits: m * 10_000, activeKnown: 10_000, scores: users.map((u) => u.p) });
+      // Expected outcomes (no sampling noise): hits = Σq of the selected, of Σq active; each user's login is q.
+      controller.observe({ selected: selected.length, hits: m * 10_000, activeKnown: 10_000, scores: users.map((u) => u.p), loggedIn: users.map((u) => u.q) });
     }
     return { measured, policies, selectedCounts };
   }
@@ -223,7 +311,7 @@ describe('the held threshold on synthetic days (createController)', () => {
       }),
       { numRuns: 15 },
     );
-  });
+  }, 240_000);
 
   it('holds one threshold across days: on goal, a busy day selects more users than a quiet one', () => {
     const quiet = day(11, 800, 0);
@@ -255,6 +343,18 @@ describe('the held threshold on synthetic days (createController)', () => {
       }),
       { numRuns: 15 },
     );
-  });
+  }, 240_000);
+
+  it.runIf(settings.basis === 'outcomes')('needs no calibration: without the integral, a miscalibrated model is on goal from the second day, and back on it once the pool has turned over after a shift', () => {
+    fc.assert(
+      fc.property(goalsMid, biases, biases, fc.integer({ min: 1, max: 1000 }), (goal, before, after, seed) => {
+        const q = day(seed, 4_000, 0);
+        const { measured } = run(goal, 100, (t) => ({ q, bias: t < 40 ? before : after }), { gain: 0 });
+        for (const m of measured.slice(1, 40)) expect(Math.abs(m - goal)).toBeLessThan(0.01);
+        for (const m of measured.slice(40 + settings.poolRuns)) expect(Math.abs(m - goal)).toBeLessThan(0.01);
+      }),
+      { numRuns: 15 },
+    );
+  }, 240_000);
 });
 

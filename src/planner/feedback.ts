@@ -7,28 +7,39 @@ import { isHeld, parsePolicy, type Policy } from './policy.ts';
  *
  * `coverage:F` and `waste:F` select from calibrated probabilities, so what a run delivers is only
  * as good as the calibration: on a log whose model is over- or under-confident the same F buys
- * too much or too little. The logins are the labels and arrive by themselves, so every run whose
- * horizon is over says how far the target it applied missed the goal. The controller keeps an
- * applied target next to the operator's goal and moves it by a bounded integral step:
+ * too much or too little. The logins are the labels and arrive by themselves, so every finished
+ * run says both what its scores were worth and how far it missed the goal. Two parts:
  *
- *   applied' = clamp(applied + clamp(gain · w · (goal − measured), ±maxStep), goal ± maxOffset)
+ * 1. **The threshold from outcomes.** The target is applied as ONE score threshold: the score at
+ *    which the recorded users of the window's last `poolRuns` finished runs — their scores and
+ *    whether they logged in during the run — reach it (the logins of the users at or above it over
+ *    all their logins for coverage; the share of them who did not log in for waste). This is the
+ *    model's own threshold curve on recent history, applied forward: it needs no calibration and
+ *    no feedback loop, because logins do not depend on what was precomputed. One threshold serves
+ *    busy and quiet windows alike, as one global threshold over all windows does (a share of each
+ *    window's expected logins would buy the same coverage with more waste). When the pool holds no
+ *    login (`basis: 'expected'`, or a dead month) the threshold is the one at which the pooled
+ *    scores' Σp reaches the target.
+ * 2. **A slow, bounded integral on the level.** Applied forward, the recent curve still misses by
+ *    a level (the model is retrained, the population drifts): the controller keeps an applied
+ *    target beside the goal and moves it after each finished run
  *
- * with w = n / (n + evidenceHalf) (n = active known users for coverage, precomputes for waste), so
- * a run that measured a handful of users moves the target little.
+ *      applied' = clamp(applied + clamp(gain · w · (goal − measured), ±maxStep), goal ± maxOffset)
  *
- * The applied target is then applied as ONE score threshold: the score at which the pooled scores
- * of the window's last `poolRuns` runs reach it (their expected coverage, or expected waste). So
- * the same threshold serves busy and quiet windows alike — a busy window, with more users above
- * it, gets more precomputes and a quiet one fewer — as one global threshold over all windows
- * does; applying the target as a share of each window's expected logins would buy the same
- * coverage with more waste. The run records both (`threshold:0.0961,coverage:0.8412`), which makes
- * the controller's state the run history itself: nothing else to store, and a re-plan or another
- * replica computes the same policy. Without earlier runs the target is applied as a per-window
- * share (`coverage:0.8`).
+ *    with w = n / (n + evidenceHalf) (n = active known users for coverage, precomputes for waste),
+ *    so a run that measured a handful of users moves it little. The gain is small: a day's coverage
+ *    swings with a calendar (a course's deadlines) by itself, and the curve already follows the
+ *    level; the integral only removes what remains. Anti-wind-up: the target does not rise after a
+ *    run that already selected at least `antiWindupShare` of its candidates (taking more users
+ *    cannot help a run that takes almost everyone; a dead fortnight would otherwise wind the target
+ *    up to its bound and precompute for everyone until it wound down).
+ *
+ * The run records both (`threshold:0.0961,coverage:0.8412`), which makes the controller's state
+ * the run history itself: nothing else to store, and a re-plan or another replica computes the
+ * same policy. Without earlier runs the target is applied as a per-window share (`coverage:0.8`).
  *
  * No oscillation: as long as gain × (slope of measured against applied) ≤ 1 each step closes at
  * most the whole remaining error, so a stationary log approaches its fixed point from one side.
- * With a calibrated model that slope is 1; gain 0.5 leaves room for a model twice as steep.
  */
 export interface FeedbackSettings {
   gain: number;
@@ -38,11 +49,26 @@ export interface FeedbackSettings {
   maxStep: number;
   /** Largest distance of the applied target from the goal. */
   maxOffset: number;
-  /** Runs of the window whose scores are pooled to turn the target into a threshold (4 weeks of daily runs). */
+  /** Finished runs of the window whose scores (and logins) are pooled to turn the target into a threshold (4 weeks of daily runs). */
   poolRuns: number;
+  /**
+   * What the pooled threshold reaches the target on: the pooled runs' logins (`outcomes`, the
+   * default) or their scores' Σp (`expected`, the calibration taken at its word).
+   */
+  basis: 'outcomes' | 'expected';
+  /** A run that selected at least this share of its candidates does not raise the target. */
+  antiWindupShare: number;
+  /**
+   * On `outcomes`, how far the threshold may move from where the scores' Σp would put it: between
+   * the Σp thresholds of the target ± this band (Infinity: unbounded).
+   */
+  expectedBand: number;
 }
 
-export const DEFAULT_FEEDBACK: FeedbackSettings = { gain: 0.5, evidenceHalf: 150, maxStep: 0.05, maxOffset: 0.3, poolRuns: 28 };
+export const DEFAULT_FEEDBACK: FeedbackSettings = { gain: 0.1, evidenceHalf: 150, maxStep: 0.02, maxOffset: 0.1, poolRuns: 28, basis: 'outcomes', antiWindupShare: 0.9, expectedBand: Number.POSITIVE_INFINITY };
+
+/** The controller as first shipped: the target held on Σp with a fast integral (kept for comparison in scripts/sim-held-targets.ts). */
+export const EXPECTED_FEEDBACK: FeedbackSettings = { gain: 0.5, evidenceHalf: 150, maxStep: 0.05, maxOffset: 0.3, poolRuns: 28, basis: 'expected', antiWindupShare: 1, expectedBand: Number.POSITIVE_INFINITY };
 
 /** Applied targets are recorded with four decimals, so that a plan and its re-plan agree. */
 const RESOLUTION = 1e4;
@@ -55,6 +81,8 @@ export interface RunOutcome {
   measured: number;
   /** Active known users (coverage) or precomputes that ended (waste) behind `measured`. */
   evidence: number;
+  /** The share of the run's candidates it selected (anti-wind-up); unknown: no limit. */
+  selectedShare?: number;
 }
 
 export type HeldPolicy = Extract<Policy, { kind: 'coverage' | 'waste' }>;
@@ -76,6 +104,9 @@ export function nextTarget(goal: number, last: RunOutcome | undefined, settings:
   if (last.evidence > 0 && Number.isFinite(last.measured)) {
     const weight = last.evidence / (last.evidence + settings.evidenceHalf);
     step = Math.max(-settings.maxStep, Math.min(settings.maxStep, settings.gain * weight * (goal - last.measured)));
+    // Anti-wind-up: a rise (of a coverage target or a waste bound) selects more users, which
+    // cannot help a run that already took almost everyone.
+    if (step > 0 && last.selectedShare !== undefined && last.selectedShare >= settings.antiWindupShare) step = 0;
   }
   const low = Math.max(0, goal - settings.maxOffset);
   const high = Math.min(1, goal + settings.maxOffset);
@@ -85,18 +116,20 @@ export function nextTarget(goal: number, last: RunOutcome | undefined, settings:
 
 /**
  * Pooled scores, binned by log-odds (3 200 bins of 0.01 over ±16, and one below and one above):
- * per bin the users and their Σp. The planner builds it from its runs' predictions (weighted)
- * and `evaluate --online` from its windows' scores, with the same bins.
+ * per bin the users, their Σp and those of them who logged in during their run. The planner
+ * builds it from its finished runs' predictions (weighted) and the logins, `evaluate --online`
+ * from its windows' scores and outcomes, with the same bins.
  */
 export interface ScoreHistogram {
   count: Float64Array;
   sum: Float64Array;
+  logins: Float64Array;
 }
 
 export const HISTOGRAM = { lo: -16, hi: 16, bins: 3200 } as const;
 
 export function emptyHistogram(): ScoreHistogram {
-  return { count: new Float64Array(HISTOGRAM.bins + 2), sum: new Float64Array(HISTOGRAM.bins + 2) };
+  return { count: new Float64Array(HISTOGRAM.bins + 2), sum: new Float64Array(HISTOGRAM.bins + 2), logins: new Float64Array(HISTOGRAM.bins + 2) };
 }
 
 /** The bin of p: 0 below lo, bins + 1 at or above hi, as Postgres' width_bucket numbers them. */
@@ -107,15 +140,29 @@ export function binOf(p: number): number {
   return b < 0 ? 0 : b > HISTOGRAM.bins + 1 ? HISTOGRAM.bins + 1 : b;
 }
 
-/** Adds scores (each standing for `weight` users, 1 when absent) to a histogram. */
-export function addScores(histogram: ScoreHistogram, p: ArrayLike<number>, weight?: ArrayLike<number>): ScoreHistogram {
+/**
+ * Adds scores (each standing for `weight` users, 1 when absent) to a histogram, with whether each
+ * user logged in (1 or 0; a probability for expected outcomes; none when unknown).
+ */
+export function addScores(histogram: ScoreHistogram, p: ArrayLike<number>, weight?: ArrayLike<number>, loggedIn?: ArrayLike<number>): ScoreHistogram {
   for (let i = 0; i < p.length; i++) {
     const w = weight ? (weight[i] as number) : 1;
     const b = binOf(p[i] as number);
     histogram.count[b] = (histogram.count[b] as number) + w;
     histogram.sum[b] = (histogram.sum[b] as number) + w * (p[i] as number);
+    if (loggedIn) histogram.logins[b] = (histogram.logins[b] as number) + w * (loggedIn[i] as number);
   }
   return histogram;
+}
+
+/** Adds one histogram into another. */
+export function addHistogram(into: ScoreHistogram, from: ScoreHistogram): ScoreHistogram {
+  for (let b = 0; b < into.count.length; b++) {
+    into.count[b] = (into.count[b] as number) + (from.count[b] as number);
+    into.sum[b] = (into.sum[b] as number) + (from.sum[b] as number);
+    into.logins[b] = (into.logins[b] as number) + (from.logins[b] as number);
+  }
+  return into;
 }
 
 /** The lowest score of bin b (0 for the bin below the range). */
@@ -126,19 +173,21 @@ function lowerEdge(b: number): number {
 }
 
 /**
- * The threshold whose selection `p ≥ θ` of the pooled scores reaches expected coverage x (the
- * highest bins whose Σp reaches x of all), or keeps expected waste at most x (the most bins that
- * do): the lower edge of the last bin taken, rounded down to six significant digits. Undefined for an
- * empty histogram.
+ * The threshold whose selection `p ≥ θ` of the pooled scores reaches coverage x (the highest bins
+ * whose logins — `outcomes` — or Σp — `expected` — reach x of all), or keeps waste at most x (the
+ * most bins that do): the lower edge of the last bin taken, rounded down to six significant
+ * digits. Undefined for an empty histogram, and on `outcomes` for one without a login.
  */
-export function thresholdFor(kind: HeldPolicy['kind'], histogram: ScoreHistogram, x: number): number | undefined {
+export function thresholdFor(kind: HeldPolicy['kind'], histogram: ScoreHistogram, x: number, basis: FeedbackSettings['basis'] = 'expected'): number | undefined {
+  const hitsOf = basis === 'outcomes' ? histogram.logins : histogram.sum;
   let total = 0;
   let users = 0;
   for (let b = 0; b < histogram.count.length; b++) {
-    total += histogram.sum[b] as number;
+    total += hitsOf[b] as number;
     users += histogram.count[b] as number;
   }
   if (users <= 0) return undefined;
+  if (basis === 'outcomes' && total <= 0) return undefined;
   const top = histogram.count.length - 1;
   let hits = 0;
   let count = 0;
@@ -147,11 +196,11 @@ export function thresholdFor(kind: HeldPolicy['kind'], histogram: ScoreHistogram
     if ((histogram.count[b] as number) === 0) continue;
     if (kind === 'coverage') {
       if (x <= 0 || total <= 0) break;
-      hits += histogram.sum[b] as number;
+      hits += hitsOf[b] as number;
       taken = b;
       if (hits >= x * total - 1e-9) break;
     } else {
-      const nextHits = hits + (histogram.sum[b] as number);
+      const nextHits = hits + (hitsOf[b] as number);
       const nextCount = count + (histogram.count[b] as number);
       if (1 - nextHits / nextCount > x + 1e-12) break;
       hits = nextHits;
@@ -174,50 +223,85 @@ export function appliedTarget(policy: Policy, kind: HeldPolicy['kind']): number 
 }
 
 /**
+ * The threshold of `target` on the pool: from its logins (`outcomes`), kept between the Σp
+ * thresholds of target ± expectedBand; from its Σp when it holds no login or on `expected`.
+ */
+function pooledThreshold(kind: HeldPolicy['kind'], pooled: ScoreHistogram, target: number, settings: FeedbackSettings): number | undefined {
+  const expected = thresholdFor(kind, pooled, target, 'expected');
+  if (settings.basis !== 'outcomes') return expected;
+  const outcomes = thresholdFor(kind, pooled, target, 'outcomes');
+  if (outcomes === undefined) return expected;
+  if (!Number.isFinite(settings.expectedBand)) return outcomes;
+  // A higher target (coverage or waste bound) takes more users: a lower threshold.
+  const lowest = thresholdFor(kind, pooled, Math.min(1, target + settings.expectedBand), 'expected') ?? 0;
+  const highest = thresholdFor(kind, pooled, Math.max(0, target - settings.expectedBand), 'expected') ?? 1;
+  return Math.min(highest, Math.max(lowest, outcomes));
+}
+
+/** What the last finished run applied and measured (`selectedShare`: of its candidates, for anti-wind-up). */
+export interface LastRun {
+  policy: Policy;
+  measured: number;
+  evidence: number;
+  selectedShare?: number;
+}
+
+/**
  * The policy a run applies: a held policy's target moved by the last finished run's outcome (when
  * that run applied a target of the same kind; an operator who switched from waste to coverage
- * starts again from the goal), applied as a threshold on the pooled scores of the window's
- * earlier runs, or as a per-window share when there are none. Any other policy as it is.
+ * starts again from the goal), applied as a threshold on the pooled scores and logins of the
+ * window's earlier finished runs (on their Σp when the pool holds no login, or with `basis:
+ * 'expected'`), or as a per-window share when there are none. Any other policy as it is.
  */
-export function heldPolicy(
-  policy: Policy,
-  last: { policy: Policy; measured: number; evidence: number } | undefined,
-  pooled: ScoreHistogram | undefined,
-  settings: FeedbackSettings = DEFAULT_FEEDBACK,
-): Policy {
+export function heldPolicy(policy: Policy, last: LastRun | undefined, pooled: ScoreHistogram | undefined, settings: FeedbackSettings = DEFAULT_FEEDBACK): Policy {
   if (!isHeld(policy)) return policy;
   const applied = last ? appliedTarget(last.policy, policy.kind) : undefined;
-  const target = nextTarget(goalOf(policy), last && applied !== undefined ? { applied, measured: last.measured, evidence: last.evidence } : undefined, settings);
-  const threshold = pooled ? thresholdFor(policy.kind, pooled, target) : undefined;
+  const target = nextTarget(
+    goalOf(policy),
+    last && applied !== undefined ? { applied, measured: last.measured, evidence: last.evidence, ...(last.selectedShare !== undefined ? { selectedShare: last.selectedShare } : {}) } : undefined,
+    settings,
+  );
+  const threshold = pooled ? pooledThreshold(policy.kind, pooled, target, settings) : undefined;
   if (threshold === undefined) return applying(policy, target);
   return { kind: 'threshold', p: threshold, held: { kind: policy.kind, target } };
 }
 
+/** One finished window as the controller observes it. */
+export interface WindowOutcome {
+  selected: number;
+  hits: number;
+  activeKnown: number;
+  /** Every candidate's score, … */
+  scores: ArrayLike<number>;
+  /** … whether each logged in during the window (1 or 0, same order; expected outcomes may be probabilities) … */
+  loggedIn?: ArrayLike<number>;
+  /** … and how many candidates there were (default scores.length). */
+  candidates?: number;
+}
+
 /**
  * The controller as a loop over windows, for the offline walk (`evaluate --online`): `policy()`
- * before a window's selection, `observe()` once its outcome is known, with the window's scores.
+ * before a window's selection, `observe()` once its outcome is known, with the window's scores
+ * and logins — what the planner reads back from a finished run's predictions and the logins.
  */
 export function createController(policy: Policy, settings: FeedbackSettings = DEFAULT_FEEDBACK) {
-  let last: { policy: Policy; measured: number; evidence: number } | undefined;
+  let last: LastRun | undefined;
   const windows: ScoreHistogram[] = [];
   let current = heldPolicy(policy, undefined, undefined, settings);
   return {
     policy: (): Policy => current,
-    observe(outcome: { selected: number; hits: number; activeKnown: number; scores: ArrayLike<number> }): void {
+    observe(outcome: WindowOutcome): void {
       if (!isHeld(policy)) return;
+      const candidates = outcome.candidates ?? outcome.scores.length;
+      const selectedShare = candidates > 0 ? outcome.selected / candidates : 0;
       last =
         policy.kind === 'coverage'
-          ? { policy: current, measured: outcome.activeKnown > 0 ? outcome.hits / outcome.activeKnown : NaN, evidence: outcome.activeKnown }
-          : { policy: current, measured: outcome.selected > 0 ? 1 - outcome.hits / outcome.selected : NaN, evidence: outcome.selected };
-      windows.push(addScores(emptyHistogram(), outcome.scores));
+          ? { policy: current, measured: outcome.activeKnown > 0 ? outcome.hits / outcome.activeKnown : NaN, evidence: outcome.activeKnown, selectedShare }
+          : { policy: current, measured: outcome.selected > 0 ? 1 - outcome.hits / outcome.selected : NaN, evidence: outcome.selected, selectedShare };
+      windows.push(addScores(emptyHistogram(), outcome.scores, undefined, outcome.loggedIn));
       if (windows.length > settings.poolRuns) windows.shift();
       const pooled = emptyHistogram();
-      for (const window of windows) {
-        for (let b = 0; b < pooled.count.length; b++) {
-          pooled.count[b] = (pooled.count[b] as number) + (window.count[b] as number);
-          pooled.sum[b] = (pooled.sum[b] as number) + (window.sum[b] as number);
-        }
-      }
+      for (const window of windows) addHistogram(pooled, window);
       current = heldPolicy(policy, last, pooled, settings);
     },
   };
@@ -230,8 +314,8 @@ const sql = {
    * measured misses), waste from waste_by_run over the sets whose life ended.
    */
   lastFinished: (window: string, at: Date) => ({
-    text: `SELECT b.policy, c.active_known::int AS active_known, c.covered::int AS covered, w.ended::int AS ended, w.wasted::int AS wasted
-             FROM (SELECT id, policy FROM batch_runs
+    text: `SELECT b.policy, b.selected, b.candidates, c.active_known::int AS active_known, c.covered::int AS covered, w.ended::int AS ended, w.wasted::int AS wasted
+             FROM (SELECT id, policy, selected, candidates FROM batch_runs
                     WHERE window_name = $1 AND planned_at IS NOT NULL
                       AND scheduled_for + horizon_ms * interval '1 millisecond' <= $2
                     ORDER BY scheduled_for DESC LIMIT 1) b
@@ -240,18 +324,27 @@ const sql = {
     values: [window, at],
   }),
   /**
-   * The pooled scores of the window's latest runs planned before `at` by a model (the recency
-   * stand-in's scores are no probabilities), binned as `binOf` bins them; predictions keep every
-   * selected and holdout user and a weighted sample of the others.
+   * The pooled scores of the window's latest runs scored by a model (the recency stand-in's scores
+   * are no probabilities) whose horizon is over by `at`, binned as `binOf` bins them, with the
+   * recorded users who logged in during their run (its scheduled_for to expires_at, as
+   * coverage_by_run counts them); predictions keep every selected and holdout user and a
+   * weighted sample of the others.
    */
   pooledScores: (window: string, at: Date, runs: number) => ({
-    text: `SELECT width_bucket(ln(q / (1 - q)), $4::float8, $5::float8, $6::int) AS bin, sum(weight)::float8 AS count, sum(weight * p)::float8 AS sum
-             FROM (SELECT pr.p::float8 AS p, greatest(1e-7, least(1 - 1e-7, pr.p::float8)) AS q, pr.weight::float8 AS weight
-                     FROM predictions pr
-                    WHERE pr.run_id IN (SELECT id FROM batch_runs
-                                         WHERE window_name = $1 AND planned_at IS NOT NULL AND scheduled_for < $2
-                                           AND model_version IS DISTINCT FROM $7
-                                         ORDER BY scheduled_for DESC LIMIT $3)) s
+    text: `WITH runs AS (SELECT id, scheduled_for, expires_at FROM batch_runs
+                        WHERE window_name = $1 AND planned_at IS NOT NULL
+                          AND scheduled_for + horizon_ms * interval '1 millisecond' <= $2
+                          AND model_version IS DISTINCT FROM $7
+                        ORDER BY scheduled_for DESC LIMIT $3),
+                  active AS (SELECT DISTINCT r.id AS run_id, l.user_id
+                               FROM runs r JOIN logins l ON l.at >= r.scheduled_for AND l.at < r.expires_at)
+           SELECT width_bucket(ln(q / (1 - q)), $4::float8, $5::float8, $6::int) AS bin, sum(weight)::float8 AS count, sum(weight * p)::float8 AS sum,
+                  coalesce(sum(weight) FILTER (WHERE logged_in), 0)::float8 AS logins
+             FROM (SELECT pr.p::float8 AS p, greatest(1e-7, least(1 - 1e-7, pr.p::float8)) AS q, pr.weight::float8 AS weight,
+                          a.user_id IS NOT NULL AS logged_in
+                     FROM runs r
+                     JOIN predictions pr ON pr.run_id = r.id
+                     LEFT JOIN active a ON a.run_id = r.id AND a.user_id = pr.user_id) s
             GROUP BY 1`,
     values: [window, at, runs, HISTOGRAM.lo, HISTOGRAM.hi, HISTOGRAM.bins, RECENCY_SCORER_VERSION],
   }),
@@ -259,6 +352,8 @@ const sql = {
 
 interface LastRunRow {
   policy: string;
+  selected: number;
+  candidates: number;
   active_known: number;
   covered: number;
   ended: number;
@@ -267,17 +362,19 @@ interface LastRunRow {
 
 /**
  * The planner's hook: the policy the window's run at `at` applies, held from the window's last
- * run whose horizon is over and applied as a threshold on its latest runs' scores (read from the
- * views and predictions). Model-free and `,fixed` policies come back unchanged without a query.
+ * run whose horizon is over and applied as a threshold on its latest finished runs' scores and
+ * logins (read from the views, predictions and logins). Model-free and `,fixed` policies come back
+ * unchanged without a query.
  */
 export async function resolveHeldPolicy(pool: Pool, window: { name: string; policy: Policy }, at: Date, settings: FeedbackSettings = DEFAULT_FEEDBACK): Promise<Policy> {
   if (!isHeld(window.policy)) return window.policy;
   const histogram = emptyHistogram();
   let users = 0;
-  for (const row of (await pool.query<{ bin: number; count: number; sum: number }>(sql.pooledScores(window.name, at, settings.poolRuns))).rows) {
+  for (const row of (await pool.query<{ bin: number; count: number; sum: number; logins: number }>(sql.pooledScores(window.name, at, settings.poolRuns))).rows) {
     const b = Math.min(HISTOGRAM.bins + 1, Math.max(0, Number(row.bin)));
     histogram.count[b] = (histogram.count[b] as number) + Number(row.count);
     histogram.sum[b] = (histogram.sum[b] as number) + Number(row.sum);
+    histogram.logins[b] = (histogram.logins[b] as number) + Number(row.logins);
     users += Number(row.count);
   }
   const pooled = users > 0 ? histogram : undefined;
@@ -290,9 +387,11 @@ export async function resolveHeldPolicy(pool: Pool, window: { name: string; poli
     // A run recorded by an older version with a policy this one no longer reads: start afresh.
     return heldPolicy(window.policy, undefined, pooled, settings);
   }
-  const last =
+  const selectedShare = Number(row.candidates) > 0 ? Number(row.selected) / Number(row.candidates) : undefined;
+  const last: LastRun =
     window.policy.kind === 'coverage'
       ? { policy: applied, measured: row.active_known > 0 ? row.covered / row.active_known : NaN, evidence: row.active_known }
       : { policy: applied, measured: row.ended > 0 ? row.wasted / row.ended : NaN, evidence: row.ended };
+  if (selectedShare !== undefined) last.selectedShare = selectedShare;
   return heldPolicy(window.policy, last, pooled, settings);
 }

@@ -222,8 +222,9 @@ export function runOfflineProtocol(log: LoginLog, options: ProtocolOptions, poli
   const onlineSummary: OnlineSummary | undefined = online ? { retrainEvery: formatDuration(online.retrainEveryMs), retrains: 0, coldStartWindows: 0, coldStartRules: [] } : undefined;
   let trainedAt = Number.NEGATIVE_INFINITY;
   let coldRule: Policy | undefined;
-  // The window's scores: the controller pools them to turn its target into a threshold.
+  // The window's scores and users: the controller pools the scores with the users' logins to turn its target into a threshold.
   let ranked = new Float64Array(0);
+  let rankedUsers = new Int32Array(0);
   const applied: Policy[] = [...policies];
 
   /** Online: retrain when due (every window while there is no model yet, as the scheduler retries). */
@@ -281,7 +282,10 @@ export function runOfflineProtocol(log: LoginLog, options: ProtocolOptions, poli
       if (model) scored += knownCount;
       // selectUsers sorts a copy the same way; sorting an already sorted array is linear.
       candidates.sort(byPropensity);
-      if (controllers) ranked = Float64Array.from(candidates, (c) => c.p);
+      if (controllers) {
+        ranked = Float64Array.from(candidates, (c) => c.p);
+        rankedUsers = Int32Array.from(candidates, (c) => c.u);
+      }
       const context = { windowStart: startMs, windowMs: W };
       policies.forEach((policy, r) => {
         // Online: a model policy without a model yet selects by the cold start's rule; a held
@@ -308,6 +312,7 @@ export function runOfflineProtocol(log: LoginLog, options: ProtocolOptions, poli
         const rule = formatPolicy(coldRule);
         if (!onlineSummary.coldStartRules.includes(rule)) onlineSummary.coldStartRules.push(rule);
       }
+      const loggedIn = controllers ? Uint8Array.from(rankedUsers, (u) => (activeStamp[u] === index ? 1 : 0)) : undefined;
       policies.forEach((policy, r) => {
         const users = selections[r] as Int32Array;
         let hits = 0;
@@ -319,7 +324,7 @@ export function runOfflineProtocol(log: LoginLog, options: ProtocolOptions, poli
         // The controller learns from the windows its target selected (not from a cold start's rule).
         if (controllers && (coldRule === undefined || isModelFree(policy))) {
           if (r === 0 && onlineSummary) noteApplied(onlineSummary, applied[r] as Policy);
-          (controllers[r] as ReturnType<typeof createController>).observe({ selected: users.length, hits, activeKnown: activeKnown.length, scores: ranked });
+          (controllers[r] as ReturnType<typeof createController>).observe({ selected: users.length, hits, activeKnown: activeKnown.length, scores: ranked, loggedIn, candidates: knownCount });
         }
       });
     },
