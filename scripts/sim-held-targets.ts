@@ -5,7 +5,7 @@
  * test window's calibrated scores and labels; then it replays controller and policy variants on
  * the cache in seconds.
  *
- *   npx tsx scripts/sim-held-targets.ts cache --logins FILE --test-from DAY [--retrain-every 7d] --out FILE.bin
+ *   npx tsx scripts/sim-held-targets.ts cache --logins FILE --test-from DAY [--test-to DAY] [--retrain-every 7d] --out FILE.bin
  *   npx tsx scripts/sim-held-targets.ts simulate --cache FILE.bin [--target 0.8] [--json]
  *
  * The simulation selects through the planner's own code (`selectUsers`, `createController`), so
@@ -39,13 +39,14 @@ interface CachedWindow {
 }
 
 async function cache(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { logins: { type: 'string' }, 'test-from': { type: 'string' }, 'retrain-every': { type: 'string', default: '7d' }, window: { type: 'string', default: '1d' }, out: { type: 'string' } } });
+  const { values } = parseArgs({ args: argv, options: { logins: { type: 'string' }, 'test-from': { type: 'string' }, 'test-to': { type: 'string' }, 'retrain-every': { type: 'string', default: '7d' }, window: { type: 'string', default: '1d' }, out: { type: 'string' } } });
   const windowMs = parseDuration(values.window as string);
   const retrainEveryMs = parseDuration(values['retrain-every'] as string);
   const { log } = await readLoginLog(values.logins as string);
   const grid: StateGrid = { windowMs, phaseMs: 0 };
   const testFromMs = Date.parse(values['test-from'] as string);
-  const testToMs = logExtent(log, grid).toMs;
+  // --test-to: a shorter walk (a quicker look at a long log; evaluate's default is the log's end).
+  const testToMs = values['test-to'] ? Date.parse(values['test-to']) : logExtent(log, grid).toMs;
   const windows: CachedWindow[] = [];
   let model: PropensityModel | undefined;
   let trainedAt = Number.NEGATIVE_INFINITY;
