@@ -3,7 +3,7 @@
  * replay with `--timing predicted` takes up to an hour on a loaded machine; this script walks the
  * logins alone in seconds and evaluates timing rules on a proxy of the nightly selection.
  *
- *   npx tsx scripts/sim-timing.ts --logins FILE [--from DAY] [--half-life 7d] [--coverage 0.8] [--json]
+ *   npx tsx scripts/sim-timing.ts --logins FILE [--from DAY] [--to DAY] [--half-life 7d] [--coverage 0.8] [--json]
  *
  * Daily windows at UTC midnight. The selection proxy: every day, the known users whose
  * recency-decayed login count is at least θ, with θ fixed over the log so that nightly covers
@@ -111,6 +111,11 @@ interface Result {
   coverage: number;
   /** Active known users whose first login of the day was served a precomputed set (any live one). */
   firstServed: number;
+  /** Share of the precomputed serves answered by a set of an earlier day (chained). */
+  earlierServes: number;
+  /** Median age of the serves by a set of the day's run, and by one of an earlier day's. */
+  ownAgeP50h: number;
+  earlierAgeP50h: number;
   logins: number;
   servedPrecomputed: number;
   loginCoverage: number;
@@ -142,10 +147,9 @@ function simulate(logins: Login[], userCount: number, fromMs: number, toMs: numb
   const gapCounts = Array.from({ length: GAP_EDGES.length + 1 }, () => new Float64Array(24));
   const popHours: number[][] = [];
   const popFirst: number[][] = [];
-  const results = variants.map((v) => ({ v, volume: 0, activeKnown: 0, covered: 0, firstServed: 0, logins: 0, served: 0, ages: [] as number[], midnight: 0 }));
+  const results = variants.map((v) => ({ v, volume: 0, activeKnown: 0, covered: 0, firstServed: 0, earlier: 0, earlierAges: [] as number[], ownAges: [] as number[], logins: 0, served: 0, ages: [] as number[], midnight: 0 }));
   // Live sets per variant and user: [computedAt, expiresAt] of the newest two (a set is replaced by a newer one).
   const live = variants.map(() => new Map<number, Array<[number, number]>>());
-  let prevOffsets: Array<Map<number, number>> = variants.map(() => new Map());
   let i = 0;
   // Logins before the first day build the history.
   const absorb = (from: number, to: number) => {
@@ -213,8 +217,9 @@ function simulate(logins: Login[], userCount: number, fromMs: number, toMs: numb
     for (let j = i; j < logins.length && (logins[j] as Login).at < startMs + DAY; j++) if (!firstAt.has(logins[j]!.user)) firstAt.set(logins[j]!.user, logins[j]!.at);
     const offsets = variants.map((v, k) => {
       const byUser = new Map<number, number>();
-      const previous = prevOffsets[k]!;
-      day.hasPrevious = (u) => previous.has(u);
+      // A set of an earlier day that lives through this one (as the planner's liveThrough asks).
+      const sets = live[k]!;
+      day.hasPrevious = (u) => (sets.get(u) ?? []).some(([computed, expires]) => computed < startMs && expires >= startMs + DAY);
       const th = v.theta ?? theta;
       for (let u = 0; u < userCount; u++) {
         if (!(firstSeen[u]! < startMs)) continue;
@@ -227,7 +232,6 @@ function simulate(logins: Login[], userCount: number, fromMs: number, toMs: numb
       }
       return byUser;
     });
-    prevOffsets = offsets;
     for (let k = 0; k < variants.length; k++) {
       const r = results[k]!;
       r.volume += offsets[k]!.size;
@@ -254,6 +258,10 @@ function simulate(logins: Login[], userCount: number, fromMs: number, toMs: numb
         if (best) {
           r.served++;
           r.ages.push(at - best[0]);
+          if (best[0] < startMs) {
+            r.earlier++;
+            r.earlierAges.push(at - best[0]);
+          } else r.ownAges.push(at - best[0]);
         }
         if (known && firstOfDay.get(user) === at) {
           r.activeKnown++;
@@ -276,6 +284,9 @@ function simulate(logins: Login[], userCount: number, fromMs: number, toMs: numb
       covered: r.covered,
       coverage: r.covered / r.activeKnown,
       firstServed: r.firstServed / r.activeKnown,
+      earlierServes: r.earlier / r.served,
+      ownAgeP50h: quantile(Float64Array.from(r.ownAges).sort(), 0.5) / HOUR,
+      earlierAgeP50h: quantile(Float64Array.from(r.earlierAges).sort(), 0.5) / HOUR,
       logins: r.logins,
       servedPrecomputed: r.served,
       loginCoverage: r.served / r.logins,
@@ -358,6 +369,7 @@ async function main(): Promise<void> {
     options: {
       logins: { type: 'string' },
       from: { type: 'string' },
+      to: { type: 'string' },
       'half-life': { type: 'string', default: '7' },
       coverage: { type: 'string', default: '0.8' },
       json: { type: 'boolean', default: false },
@@ -365,7 +377,7 @@ async function main(): Promise<void> {
   });
   const { logins, users } = await readLogins(values.logins as string);
   const fromMs = values.from ? Date.parse(values.from) : Math.floor((logins[0] as Login).at / DAY) * DAY + 28 * DAY;
-  const toMs = (logins[logins.length - 1] as Login).at + 1;
+  const toMs = values.to ? Date.parse(values.to) : (logins[logins.length - 1] as Login).at + 1;
   const halfLifeMs = Number(values['half-life']) * DAY;
   const target = Number(values.coverage);
   // θ for nightly at the target coverage: bisection on the log (coverage falls as θ rises).
@@ -387,6 +399,7 @@ async function main(): Promise<void> {
   variants.push({ name: 'min-age, life +1d', rule: minAge(), lifeMs: DAY });
   for (const [f, c] of [[0.02, 0.3], [0.02, 0.4], [0.02, 0.5], [0.05, 0.5], [0.02, 0.7]] as const) variants.push({ name: `chained ${f}/${c}, life +1d`, rule: chainedRule(f, c), lifeMs: DAY });
   for (const span of [6, 8, 10, 12]) variants.push({ name: `planner chained, ${span}h`, rule: chainedPlanner(0.02, span * HOUR), lifeMs: DAY });
+  variants.push({ name: 'planner chained, 8h, life +2d', rule: chainedPlanner(0.02), lifeMs: 2 * DAY });
   for (const h of [4, 6, 8, 10, 12]) variants.push({ name: `everyone at ${h}:00, life +1d`, rule: () => h * HOUR, lifeMs: DAY });
   // Skipping the users who came before their slot frees volume: spend it on more users (lower θ) at equal volume.
   for (const risk of [0.05, 0.1, 0.2]) {
@@ -411,7 +424,7 @@ async function main(): Promise<void> {
   const base = results[0]!;
   for (const r of results) {
     console.log(
-      `${r.name.padEnd(32)} ${String(r.volume).padStart(6)}  ${(100 * r.coverage).toFixed(1).padStart(7)}%  ${(100 * r.firstServed).toFixed(1).padStart(9)}%  ${(100 * r.loginCoverage).toFixed(1).padStart(8)}%  ${r.ageP50h.toFixed(1).padStart(5)} / ${r.ageP95h.toFixed(1).padStart(4)}  ${(100 * r.atMidnight).toFixed(0).padStart(6)}%   (${(r.ageP50h / base.ageP50h).toFixed(2)}× age)`,
+      `${r.name.padEnd(32)} ${String(r.volume).padStart(6)}  ${(100 * r.coverage).toFixed(1).padStart(7)}%  ${(100 * r.firstServed).toFixed(1).padStart(9)}%  ${(100 * r.loginCoverage).toFixed(1).padStart(8)}%  ${r.ageP50h.toFixed(1).padStart(5)} / ${r.ageP95h.toFixed(1).padStart(4)}  ${(100 * r.atMidnight).toFixed(0).padStart(6)}%   (${(r.ageP50h / base.ageP50h).toFixed(2)}× age; ${(100 * r.earlierServes).toFixed(0)}% of serves from an earlier day's set, p50 ${r.earlierAgeP50h.toFixed(1)} h; the day's own ${r.ownAgeP50h.toFixed(1)} h)`,
     );
   }
 }
