@@ -76,6 +76,14 @@ export async function fillServeCounts(pool: Pool, cutoff: Date, dryRun = false):
   return { from: from.toISOString(), sets };
 }
 
+/**
+ * The serve counts of every set, whenever computed (a replay's schema at its end: its sets span
+ * the whole log); returns how many changed.
+ */
+export async function fillAllServeCounts(pool: Pool): Promise<number> {
+  return (await pool.query(sql.fillServeCounts('everything'))).rowCount ?? 0;
+}
+
 /** Fills waste_daily, cost_daily, waste_runs, coverage_runs and calibration_snapshot (migrations/0011). */
 export function createRollups(deps: RollupDeps): Rollups {
   const { pool, graceMs, batchDays } = deps;

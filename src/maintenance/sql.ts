@@ -145,7 +145,7 @@ export const rollupSql = {
    * Each set computed at or after $1 gets its serve count and first serve from `serves` (all its
    * serves are at or after it). Only rows that change are written.
    */
-  fillServeCounts(from: Date): Sql {
+  fillServeCounts(from: Date | 'everything'): Sql {
     return {
       text: `UPDATE recommendations r SET first_served_at = c.first_at, serve_count = c.n
                FROM (SELECT s.recommendation_id AS id, min(s.at) AS first_at, count(*)::int AS n
@@ -154,7 +154,7 @@ export const rollupSql = {
                       GROUP BY s.recommendation_id) c
               WHERE r.computed_at >= $1 AND r.id = c.id
                 AND (r.first_served_at IS DISTINCT FROM c.first_at OR r.serve_count IS DISTINCT FROM c.n)`,
-      values: [from.toISOString()],
+      values: [from === 'everything' ? '-infinity' : from.toISOString()],
     };
   },
   /** The first day a set was computed (no life ends before it). A scan: only before the first fill. */
