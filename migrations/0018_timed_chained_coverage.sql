@@ -7,7 +7,7 @@
 -- at or before their first login (as before), or by a policy set of one of the window's earlier
 -- timed runs still live at that login. Untimed windows are unchanged: their sets expire when the
 -- next run starts, so no earlier run's set is live in a later run.
--- (src/maintenance/sql.ts fillCoverageRuns keeps its own copy of the old rule for the rollup.)
+-- (The coverage_runs rollup selects from this function: src/maintenance/sql.ts fillCoverageRuns.)
 CREATE OR REPLACE FUNCTION coverage_of_runs(run_ids bigint[])
 RETURNS TABLE (run_id bigint, active_known bigint, covered bigint, holdout_hits bigint)
 LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET jit = off SET work_mem = '64MB' SET max_parallel_workers_per_gather = 0 AS $fn$

@@ -110,7 +110,7 @@ export function createRollups(deps: RollupDeps): Rollups {
     }
   }
 
-  async function rollRuns(name: 'waste_runs' | 'coverage_runs', cutoff: Date, dryRun: boolean, actions: ActionLog) {
+  async function rollRuns(name: 'waste_runs' | 'coverage_runs', cutoff: Date, dryRun: boolean, actions: ActionLog, coverageFunction = true) {
     for (;;) {
       const query = name === 'waste_runs' ? sql.finalWasteRuns(cutoff, runsPerBatch) : sql.finalCoverageRuns(cutoff, runsPerBatch);
       const runs = (await pool.query<{ id: number; scheduled_for: Date }>(query)).rows;
@@ -119,7 +119,8 @@ export function createRollups(deps: RollupDeps): Rollups {
       // A dry run cannot see past the first batch: the next depends on this one being written.
       if (dryRun) return;
       const ids = runs.map((run) => run.id);
-      await pool.query(name === 'waste_runs' ? sql.fillWasteRuns(ids) : sql.fillCoverageRuns(ids));
+      const fillCoverage = coverageFunction ? sql.fillCoverageRuns : sql.fillCoverageRunsBefore0014;
+      await pool.query(name === 'waste_runs' ? sql.fillWasteRuns(ids) : fillCoverage(ids));
       if (runs.length < runsPerBatch) return;
     }
   }
@@ -147,7 +148,7 @@ export function createRollups(deps: RollupDeps): Rollups {
 
   return {
     async run(now, dryRun, actions) {
-      const { now: dbNow, migrated } = (await pool.query<{ now: Date; migrated: boolean }>(sql.dbNow)).rows[0]!;
+      const { now: dbNow, migrated, coverage_function: coverageFunction } = (await pool.query<{ now: Date; migrated: boolean; coverage_function: boolean }>(sql.dbNow)).rows[0]!;
       // A schema before migration 0011 (the tests of older migrations) has only serves_daily.
       if (!migrated) return null;
       const cutoff = new Date(Math.min(now.getTime(), dbNow.getTime()) - graceMs);
@@ -157,7 +158,7 @@ export function createRollups(deps: RollupDeps): Rollups {
       const firstOpen = (await pool.query<{ day: string | null }>(sql.firstOpenCostDay(cutoff))).rows[0]?.day ?? null;
       await rollDays('cost_daily', firstOpen !== null && firstOpen < closedThrough ? firstOpen : closedThrough, dryRun, actions);
       await rollRuns('waste_runs', cutoff, dryRun, actions);
-      await rollRuns('coverage_runs', cutoff, dryRun, actions);
+      await rollRuns('coverage_runs', cutoff, dryRun, actions, coverageFunction);
       await refreshCalibration(dryRun, actions);
       const horizon = (await pool.query<{ horizon_ms: number | string | null }>(sql.rawHorizon)).rows[0]?.horizon_ms ?? null;
       return horizon === null ? null : Number(horizon);

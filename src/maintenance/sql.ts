@@ -122,7 +122,8 @@ const dayStart = (param: string) => `(${param}::date::timestamp AT TIME ZONE 'UT
  * the view's raw part computes for the same days or runs; a day range filled again is replaced.
  */
 export const rollupSql = {
-  dbNow: `SELECT now() AS now, to_regclass('waste_runs') IS NOT NULL AS migrated`,
+  dbNow: `SELECT now() AS now, to_regclass('waste_runs') IS NOT NULL AS migrated,
+                 to_regprocedure('coverage_of_runs(bigint[])') IS NOT NULL AS coverage_function`,
   rolledThrough: (name: string): Sql => ({ text: 'SELECT rolled_through::text AS day FROM rollup_progress WHERE name = $1', values: [name] }),
   setRolledThrough(name: string, day: string): Sql {
     return {
@@ -248,7 +249,20 @@ export const rollupSql = {
     };
   },
   /** coverage_by_run's raw computation (its raw part in migrations/0011) for the given runs. */
+  /**
+   * The runs' coverage as coverage_by_run's raw part computes it (its function, migrations/0014
+   * and 0018): the rollup and the view cannot disagree.
+   */
   fillCoverageRuns(runIds: number[]): Sql {
+    return {
+      text: `INSERT INTO coverage_runs (run_id, active_known, covered, holdout_hits)
+             SELECT run_id, active_known, covered, holdout_hits FROM coverage_of_runs($1::bigint[])
+             ON CONFLICT (run_id) DO NOTHING`,
+      values: [runIds],
+    };
+  },
+  /** The same for a schema before migration 0014 (no function yet): the tests of older migrations. */
+  fillCoverageRunsBefore0014(runIds: number[]): Sql {
     return {
       text: `WITH runs AS (SELECT b.* FROM batch_runs b WHERE b.id = ANY($1::bigint[])),
              active AS (
