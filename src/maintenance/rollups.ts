@@ -64,14 +64,14 @@ const dayMs = (day: string) => Date.parse(`${day}T00:00:00Z`);
 /**
  * Makes `serve_count` and `first_served_at` of the sets whose life had not ended a day before
  * `cutoff` equal to their serves; returns where it counted from and how many sets changed (null
- * in a dry run), or null when there is no set. Run by every maintenance pass.
+ * in a dry run). Run by every maintenance pass.
  *
  * Absolute counts, not increments: a serve cannot precede its set, so the serves since `from`
  * are all the serves of the sets computed since `from`, and counting them again changes nothing.
  */
-export async function fillServeCounts(pool: Pool, cutoff: Date, dryRun = false): Promise<Omit<ServeCountsAction, 'kind'> | null> {
-  const from = (await pool.query<{ from_at: Date | null }>(sql.serveCountsFrom(new Date(cutoff.getTime() - SERVE_COUNTS_SETTLE_MS)))).rows[0]?.from_at;
-  if (!from) return null;
+export async function fillServeCounts(pool: Pool, cutoff: Date, dryRun = false): Promise<Omit<ServeCountsAction, 'kind'>> {
+  const settledBefore = new Date(cutoff.getTime() - SERVE_COUNTS_SETTLE_MS);
+  const from = (await pool.query<{ from_at: Date | null }>(sql.serveCountsFrom(settledBefore))).rows[0]?.from_at ?? settledBefore;
   const sets = dryRun ? null : ((await pool.query(sql.fillServeCounts(from))).rowCount ?? 0);
   return { from: from.toISOString(), sets };
 }
@@ -143,7 +143,7 @@ export function createRollups(deps: RollupDeps): Rollups {
     // Reported when it changed something; a dry run cannot tell what would change without counting.
     if (dryRun) return;
     const counted = await fillServeCounts(pool, cutoff);
-    if (counted && counted.sets !== 0) actions.push({ kind: 'serve_counts', ...counted });
+    if (counted.sets !== 0) actions.push({ kind: 'serve_counts', ...counted });
   }
 
   return {
