@@ -3,7 +3,8 @@
  * replay with `--timing predicted` takes up to an hour on a loaded machine; this script walks the
  * logins alone in seconds and evaluates timing rules on a proxy of the nightly selection.
  *
- *   npx tsx scripts/sim-timing.ts --logins FILE [--from DAY] [--to DAY] [--half-life 7d] [--coverage 0.8] [--json]
+ *   npx tsx scripts/sim-timing.ts --logins FILE [--from DAY] [--to DAY] [--half-life 7d] [--coverage 0.8]
+ *     [--selection FILE] [--json]
  *
  * Daily windows at UTC midnight. The selection proxy: every day, the known users whose
  * recency-decayed login count is at least θ, with θ fixed over the log so that nightly covers
@@ -34,7 +35,7 @@ interface Login {
   at: number;
 }
 
-async function readLogins(path: string): Promise<{ logins: Login[]; users: number }> {
+async function readLogins(path: string): Promise<{ logins: Login[]; users: number; ids: Map<string, number> }> {
   const input = createReadStream(path);
   const lines = createInterface({ input: path.endsWith('.gz') ? input.pipe(createGunzip()) : input, crlfDelay: Infinity });
   const ids = new Map<string, number>();
@@ -53,7 +54,7 @@ async function readLogins(path: string): Promise<{ logins: Login[]; users: numbe
     logins.push({ user, at: Date.parse(line.slice(comma + 1)) });
   }
   logins.sort((a, b) => a.at - b.at);
-  return { logins, users: ids.size };
+  return { logins, users: ids.size, ids };
 }
 
 /** What a timing rule sees of a user at a day's start: their history before it. */
@@ -135,7 +136,35 @@ function quantile(sorted: Float64Array, q: number): number {
 
 const HALF_LIFE_HOURS = 28 * DAY;
 
-function simulate(logins: Login[], userCount: number, fromMs: number, toMs: number, halfLifeMs: number, theta: number, variants: Variant[]): Result[] {
+/**
+ * A recorded selection (`day,user_id` rows, e.g. a kept replay schema's predictions with a chunk,
+ * holdout excluded): the users each day's run chose, by day start. Replaces the proxy.
+ */
+async function readSelection(path: string, ids: Map<string, number>): Promise<Map<number, Set<number>>> {
+  const lines = createInterface({ input: createReadStream(path), crlfDelay: Infinity });
+  const byDay = new Map<number, Set<number>>();
+  for await (const line of lines) {
+    const [day, id] = line.split(',');
+    const user = ids.get(id ?? '');
+    if (!day || user === undefined) continue;
+    const dayMs = Date.parse(`${day}T00:00:00Z`);
+    const set = byDay.get(dayMs) ?? new Set<number>();
+    set.add(user);
+    byDay.set(dayMs, set);
+  }
+  return byDay;
+}
+
+function simulate(
+  logins: Login[],
+  userCount: number,
+  fromMs: number,
+  toMs: number,
+  halfLifeMs: number,
+  theta: number,
+  variants: Variant[],
+  selection?: Map<number, Set<number>>,
+): Result[] {
   const firstDay = Math.floor(fromMs / DAY) * DAY;
   const days = Math.ceil((toMs - firstDay) / DAY);
   // Per-user history, advanced a day at a time.
@@ -221,9 +250,9 @@ function simulate(logins: Login[], userCount: number, fromMs: number, toMs: numb
       const sets = live[k]!;
       day.hasPrevious = (u) => (sets.get(u) ?? []).some(([computed, expires]) => computed < startMs && expires >= startMs + DAY);
       const th = v.theta ?? theta;
+      const chosen = selection?.get(startMs);
       for (let u = 0; u < userCount; u++) {
-        if (!(firstSeen[u]! < startMs)) continue;
-        if (!(score[u]! * Math.pow(0.5, (startMs - scoreAt[u]!) / halfLifeMs) >= th)) continue;
+        if (chosen ? !chosen.has(u) : !(firstSeen[u]! < startMs) || !(score[u]! * Math.pow(0.5, (startMs - scoreAt[u]!) / halfLifeMs) >= th)) continue;
         let off = v.rule(history[u] as UserHistory, day, u);
         const first = firstAt.get(u);
         if (v.oracle) off = first === undefined ? 0 : Math.floor((first - startMs) / HOUR) * HOUR;
@@ -372,10 +401,12 @@ async function main(): Promise<void> {
       to: { type: 'string' },
       'half-life': { type: 'string', default: '7' },
       coverage: { type: 'string', default: '0.8' },
+      selection: { type: 'string' },
       json: { type: 'boolean', default: false },
     },
   });
-  const { logins, users } = await readLogins(values.logins as string);
+  const { logins, users, ids } = await readLogins(values.logins as string);
+  const selection = values.selection ? await readSelection(values.selection, ids) : undefined;
   const fromMs = values.from ? Date.parse(values.from) : Math.floor((logins[0] as Login).at / DAY) * DAY + 28 * DAY;
   const toMs = values.to ? Date.parse(values.to) : (logins[logins.length - 1] as Login).at + 1;
   const halfLifeMs = Number(values['half-life']) * DAY;
@@ -414,7 +445,7 @@ async function main(): Promise<void> {
     }
     variants.push({ name: `planner ${risk}, skip early, eq vol`, rule: planner(risk), lifeMs: 0, skipEarly: true, theta: thi });
   }
-  const results = simulate(logins, users, fromMs, toMs, halfLifeMs, theta, variants);
+  const results = simulate(logins, users, fromMs, toMs, halfLifeMs, theta, variants, selection);
   if (values.json) {
     console.log(JSON.stringify({ theta, results }, null, 2));
     return;
