@@ -181,6 +181,9 @@ describe('timed precompute on real Postgres and Redis', () => {
     expect((await planner.sweep()).requeued).toBe(released.length);
     const done = await h.waitForRun(run.id);
     expect(done).toMatchObject({ status: 'completed', precomputed: 22, failed: 0 });
+    // Swept or dispatched, a daily window's timed sets chain to the next day's end.
+    const expiries = new Set([...(await setsOf(h, run.id)).values()].map((set) => set.expires_at.getTime()));
+    expect([...expiries]).toEqual([START + 2 * DAY]);
     await worker.close();
   });
 

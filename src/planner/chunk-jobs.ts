@@ -2,6 +2,7 @@ import type { JobsOptions, Queue } from 'bullmq';
 import type { Pool } from '../db/pool.ts';
 import { chunkCursorSql } from './sql.ts';
 import { timedRunSql, type RunGateRow } from './timing-sql.ts';
+import { timedExpiry } from './timing.ts';
 import { MAX_PRIORITY } from './windows.ts';
 
 // The precompute job format: what the planner puts on the queue and a worker takes off it. It
@@ -101,6 +102,8 @@ export async function enqueueRecordedChunks(
   const gate = (await deps.pool.query<RunGateRow>(timedRunSql.gate(run.id, options.chunkNos ?? null))).rows[0];
   if (gate?.timed && (!gate.prepared || !gate.released || gate.released.length === 0)) return 0;
   const only = gate?.timed ? { ...options, chunkNos: gate.released as number[] } : options;
+  // A timed run's sets chain past the run's end, whoever enqueues them (the dispatcher, a resume, the sweep).
+  const expiresAt = gate?.timed ? timedExpiry(gate.expires_at, Number(gate.horizon_ms)) : run.expiresAt;
   const shards = Math.max(1, run.shards);
   let jobs: ReturnType<typeof chunkJob>[] = [];
   let pendingUsers = 0;
@@ -134,7 +137,7 @@ export async function enqueueRecordedChunks(
           chunkNo: row.chunk_no,
           window: run.window,
           scheduledFor: run.scheduledFor.toISOString(),
-          expiresAt: run.expiresAt.toISOString(),
+          expiresAt: expiresAt.toISOString(),
           userIds: [],
           holdoutUserIds: [],
           itemsPerUser: options.itemsPerUser,

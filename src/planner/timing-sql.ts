@@ -16,6 +16,9 @@ export interface WindowTimingRow {
 export interface RunGateRow {
   timed: boolean;
   prepared: boolean;
+  /** The run's end and horizon, from which a timed run's sets get their expiry (timedExpiry). */
+  expires_at: Date;
+  horizon_ms: number | string;
   /** Timed runs only: the chunks (among those asked for) a dispatcher has released. */
   released: number[] | null;
 }
@@ -65,7 +68,7 @@ export const timedRunSql = {
   /** Whether chunks of a run may be enqueued: an untimed run's all, a timed run's once released. */
   gate(runId: number, chunkNos: readonly number[] | null): Sql {
     return {
-      text: `SELECT r.timing IS NOT NULL AS timed, r.timed_at IS NOT NULL AS prepared,
+      text: `SELECT r.timing IS NOT NULL AS timed, r.timed_at IS NOT NULL AS prepared, r.expires_at, r.horizon_ms,
                     CASE WHEN r.timing IS NULL THEN NULL ELSE
                       coalesce((SELECT array_agg(c.chunk_no ORDER BY c.chunk_no) FROM batch_chunks c
                                  WHERE c.run_id = r.id AND c.dispatched_at IS NOT NULL

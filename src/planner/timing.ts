@@ -255,7 +255,7 @@ export function createTiming(deps: TimingDeps): Timing {
         const chunkNos = byRun.get(Number(run.id)) ?? [];
         added += await enqueueRecordedChunks(
           { pool, queue },
-          { id: Number(run.id), window: run.window_name, scheduledFor: run.scheduled_for, expiresAt: timedExpiry(run.expires_at, Number(run.horizon_ms)), shards: run.shards },
+          { id: Number(run.id), window: run.window_name, scheduledFor: run.scheduled_for, expiresAt: run.expires_at, shards: run.shards },
           { windowPriority: run.priority, itemsPerUser, chunkNos },
         );
       }
