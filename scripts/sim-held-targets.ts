@@ -278,6 +278,8 @@ const EXTRA: Record<string, Variant> = {
   outcomesGain005: held({ gain: 0.05 }),
   outcomesGain02: held({ gain: 0.2 }),
   outcomesGain05: held({ gain: 0.5, maxStep: 0.05 }),
+  outcomesGain03: held({ gain: 0.3, maxStep: 0.05 }),
+  outcomesGain02step005: held({ gain: 0.2, maxStep: 0.05 }),
   outcomesOffset005: held({ maxOffset: 0.05 }),
   outcomesOffset02: held({ maxOffset: 0.2 }),
   outcomesNoAntiWindup: held({ antiWindupShare: 1.01 }),
