@@ -131,6 +131,20 @@ describe('the replay figures of sets behind their users (generated log, seed 7, 
     expect(figures.precomputes).toBe(never.precomputes);
   });
 
+  it("leaves each set's serve count and first serve as its serves say (as maintenance keeps them)", async () => {
+    for (const run of [runs.never, runs.login]) {
+      const schema = quoteIdent(run.schema);
+      const { rows } = await admin.query<{ wrong: number; counted: number }>(
+        `SELECT count(*) FILTER (WHERE r.serve_count <> s.n OR r.first_served_at IS DISTINCT FROM s.first_at)::int AS wrong,
+                coalesce(sum(r.serve_count), 0)::int AS counted
+           FROM ${schema}.recommendations r
+           LEFT JOIN LATERAL (SELECT count(*)::int AS n, min(at) AS first_at FROM ${schema}.serves WHERE recommendation_id = r.id) s ON true`,
+      );
+      expect(rows[0]).toMatchObject({ wrong: 0 });
+      expect(rows[0]!.counted).toBeGreaterThan(0);
+    }
+  });
+
   it('the HTML report shows them per policy, with how interactions came and what was done with behind sets', () => {
     const policy = (name: string, run: PolicyRun) => ({ ...policyFigures(name, run), daily: run.daily });
     const login = policyFigures('login', runs.login);

@@ -102,12 +102,14 @@ describe('chart module', () => {
 
 describe('replay HTML report', () => {
   const point = (day: string, waste: number | null, coverage: number): DailyPoint => ({ day, logins: 10, loginCoverage: coverage / 2, coverage, waste, stalenessP50Ms: 3_600_000 });
-  const figures = { precomputes: 1, wasted: 0, waste: 0, coverage: 1, loginCoverage: 1, stalenessP50Ms: 0, stalenessP95Ms: 0, onDemand: 0, batchComputeMs: 0, onDemandComputeMs: 0, latencyP50Ms: {}, latencyP99Ms: {} };
+  const figures = { precomputes: 1, wasted: 0, waste: 0, coverage: 1, loginCoverage: 1, stalenessP50Ms: 0, stalenessP95Ms: 0, onDemand: 0, batchComputeMs: 0, onDemandComputeMs: 0, latencyP50Ms: {}, latencyP99Ms: {}, behindServes: 0, behindShare: null, missedMean: null, missedP50: null, missedP95: null, refreshes: 0, refreshComputeMs: 0, refreshComputeShare: null };
   const result: ReplayResult = {
     source: 'logins <demo>.csv',
     from: '2024-01-01',
     to: '2024-01-04',
     window: '1d',
+    interactionFeed: 'api',
+    refreshBehind: 'login',
     logins: 30,
     wallMs: 1234,
     policies: [

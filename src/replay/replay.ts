@@ -7,6 +7,7 @@ import { migrate, quoteIdent } from '../db/migrate.ts';
 import { createPool, type Pool, type Sql } from '../db/pool.ts';
 import { runShutdownSteps, type ShutdownStep } from '../lifecycle.ts';
 import type { Logger } from '../log.ts';
+import { fillAllServeCounts } from '../maintenance/rollups.ts';
 import { createPlanner } from '../planner/planner.ts';
 import { formatPolicy, isModelFree, type Policy } from '../planner/policy.ts';
 import { createRunStore } from '../planner/runs.ts';
@@ -254,6 +255,8 @@ export async function replayPolicy(data: ReplayData, name: string, policy: Polic
     }
     clock.set(toMs);
     await serving.close();
+    // As maintenance would have kept them over the log's span: each set's serve count and first serve.
+    await fillAllServeCounts(pool);
     // The tables were bulk-loaded moments ago: fresh statistics keep the report's plans sane.
     // Named, so that only this replay's schema is analysed: a bare ANALYZE visits every table of
     // the database, other schemas included (minutes beside a large one).
