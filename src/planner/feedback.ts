@@ -29,7 +29,9 @@ import { isHeld, parsePolicy, type Policy } from './policy.ts';
  *    with w = n / (n + evidenceHalf) (n = active known users for coverage, precomputes for waste),
  *    so a run that measured a handful of users moves it little. The gain is small: a day's coverage
  *    swings with a calendar (a course's deadlines) by itself, and the curve already follows the
- *    level; the integral only removes what remains. Anti-wind-up: the target does not rise after a
+ *    level; the integral only removes what remains, so its bound is tight too (±0.05: at ±0.1 it
+ *    followed oulad-2013's calendar to 1.4 points of waste above the model's own curve, at ±0.05
+ *    0.8; README "Measured results"). Anti-wind-up: the target does not rise after a
  *    run that already selected at least `antiWindupShare` of its candidates (taking more users
  *    cannot help a run that takes almost everyone; a dead fortnight would otherwise wind the target
  *    up to its bound and precompute for everyone until it wound down).
@@ -65,7 +67,7 @@ export interface FeedbackSettings {
   expectedBand: number;
 }
 
-export const DEFAULT_FEEDBACK: FeedbackSettings = { gain: 0.1, evidenceHalf: 150, maxStep: 0.02, maxOffset: 0.1, poolRuns: 28, basis: 'outcomes', antiWindupShare: 0.9, expectedBand: Number.POSITIVE_INFINITY };
+export const DEFAULT_FEEDBACK: FeedbackSettings = { gain: 0.1, evidenceHalf: 150, maxStep: 0.02, maxOffset: 0.05, poolRuns: 28, basis: 'outcomes', antiWindupShare: 0.9, expectedBand: Number.POSITIVE_INFINITY };
 
 /** The controller as first shipped: the target held on Σp with a fast integral (kept for comparison in scripts/sim-held-targets.ts). */
 export const EXPECTED_FEEDBACK: FeedbackSettings = { gain: 0.5, evidenceHalf: 150, maxStep: 0.05, maxOffset: 0.3, poolRuns: 28, basis: 'expected', antiWindupShare: 1, expectedBand: Number.POSITIVE_INFINITY };
