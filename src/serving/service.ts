@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import pLimit from 'p-limit';
 import type { Clock } from '../clock.ts';
@@ -11,6 +10,7 @@ import type { RecommendationCache } from '../sets/cache.ts';
 import { isFresh, scoredItems, storedItems, type RecommendationSet } from '../sets/set.ts';
 import type { RecommendationStore } from '../sets/store.ts';
 import { createCoalescer } from './coalesce.ts';
+import { timeOrderedId } from './time-ordered-id.ts';
 import type { EventRecorder, ServeSource } from './event-recorder.ts';
 
 const NO_KEYS: readonly string[] = [];
@@ -233,7 +233,7 @@ export function createRecommendationService(deps: RecommendationServiceDeps): Re
       const result = (await recommender.recommend([userId], computedAt, setSize)).get(userId);
       if (!result || !result.personalised) return { kind: 'unknown_user' };
       const set: RecommendationSet = {
-        id: randomUUID(),
+        id: timeOrderedId(),
         userId,
         source: 'on_demand',
         runId: null,
@@ -401,7 +401,7 @@ export function createRecommendationService(deps: RecommendationServiceDeps): Re
       // An id the recommender knows nothing about is recorded, but does not become a candidate.
       recorder.addLogin({ userId, at, vouched: options?.fromLog === true || result.reason !== 'unknown_user' });
       recorder.addServe({
-        id: randomUUID(),
+        id: timeOrderedId(),
         userId,
         at,
         source: result.source,
