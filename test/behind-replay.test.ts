@@ -5,9 +5,8 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { quoteIdent } from '../src/db/migrate.ts';
 import { parsePolicy } from '../src/planner/policy.ts';
-import { streamActivity } from '../src/replay/generate.ts';
 import type { PolicyRun, ReplayData, ReplayOptions } from '../src/replay/replay.ts';
-import { createReplayTestBed, TEST_DATABASE_URL } from './helpers.ts';
+import { createReplayTestBed, TEST_DATABASE_URL, generatedReplayData } from './helpers.ts';
 
 const DAY_MS = 86_400_000;
 const START = new Date('2024-01-01T00:00:00Z');
@@ -15,16 +14,7 @@ const HISTORY_DAYS = 28;
 const from = new Date(START.getTime() + HISTORY_DAYS * DAY_MS);
 const to = new Date(from.getTime() + 4 * DAY_MS);
 
-async function generated(): Promise<ReplayData> {
-  const logins: ReplayData['logins'][number][] = [];
-  const interactions: ReplayData['interactions'][number][] = [];
-  for (const day of streamActivity({ seed: 7, users: 300, days: HISTORY_DAYS + 4, start: START }).days) {
-    logins.push(...day.logins);
-    interactions.push(...day.interactions);
-  }
-  const byTime = (a: { at: Date }, b: { at: Date }) => a.at.getTime() - b.at.getTime();
-  return { logins: logins.sort(byTime), interactions: interactions.sort(byTime) };
-}
+const generated = () => generatedReplayData({ seed: 7, users: 300, days: HISTORY_DAYS + 4, start: START });
 
 describe('replay with interactions fed through the API', () => {
   let data: ReplayData;
@@ -33,7 +23,7 @@ describe('replay with interactions fed through the API', () => {
   const replay = (overrides: Partial<ReplayOptions>): Promise<PolicyRun> => bed.replay(data, parsePolicy('recent:3'), overrides);
 
   beforeAll(async () => {
-    data = await generated();
+    data = generated();
   });
   afterAll(async () => {
     await bed.drop();

@@ -6,6 +6,7 @@ import { createPool, type Pool } from '../src/db/pool.ts';
 import { migrate, quoteIdent } from '../src/db/migrate.ts';
 import type { Policy } from '../src/planner/policy.ts';
 import { deleteKeysWithPrefix } from '../src/redis.ts';
+import { streamActivity } from '../src/replay/generate.ts';
 import type { PolicyRun, ReplayData, ReplayOptions } from '../src/replay/replay.ts';
 
 export const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -109,4 +110,16 @@ export function createReplayTestBed(base: Pick<ReplayOptions, 'from' | 'to'> & P
       }
     },
   };
+}
+
+/** A generated log (src/replay/generate.ts) as a replay takes it: logins and interactions in time order. */
+export function generatedReplayData(options: { seed: number; users: number; days: number; start: Date }): ReplayData {
+  const logins: ReplayData['logins'][number][] = [];
+  const interactions: ReplayData['interactions'][number][] = [];
+  for (const day of streamActivity(options).days) {
+    logins.push(...day.logins);
+    interactions.push(...day.interactions);
+  }
+  const byTime = (a: { at: Date }, b: { at: Date }) => a.at.getTime() - b.at.getTime();
+  return { logins: logins.sort(byTime), interactions: interactions.sort(byTime) };
 }

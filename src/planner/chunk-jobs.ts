@@ -2,7 +2,7 @@ import type { JobsOptions, Queue } from 'bullmq';
 import type { Pool } from '../db/pool.ts';
 import { chunkCursorSql } from './sql.ts';
 import { timedRunSql, type RunGateRow } from './timing-sql.ts';
-import { timedExpiry } from './timing.ts';
+import { timedExpiry } from './timing-expiry.ts';
 import { MAX_PRIORITY } from './windows.ts';
 
 // The precompute job format: what the planner puts on the queue and a worker takes off it. It

@@ -4,6 +4,7 @@ import { withTransaction, type Pool, type Queryable } from '../db/pool.ts';
 import type { Logger } from '../log.ts';
 import { DAY_MS, HOUR_MS, S, STATE_SIZE, stateFromBytes, utcHour } from '../propensity/state.ts';
 import { gridFor, gridKey, rewindStates, syncGrid } from '../propensity/state-store.ts';
+import { chainsSets } from './timing-expiry.ts';
 import { enqueueRecordedChunks, type PrecomputeJobData, type PrecomputeJobResult } from './chunk-jobs.ts';
 import type { WindowTiming } from './timing-settings.ts';
 import { cutSql, dispatchSql, timedRunSql, type DispatchRunRow, type DueChunkRow } from './timing-sql.ts';
@@ -117,19 +118,8 @@ export function chainedOffset(hours: ArrayLike<number>, prior: ArrayLike<number>
   return best;
 }
 
-/**
- * Whether a timed run's sets live until the user's next set (chained) rather than the end of the
- * occurrence: on horizons of a day or more, where the next occurrence's set is computed within
- * the next day. Such a set lives one horizon past its run's end (`chainedExpiry`).
- */
-export function chainsSets(horizonMs: number): boolean {
-  return horizonMs >= DAY_MS;
-}
-
-/** Expiry of a timed set: its run's end, plus one horizon when sets chain (superseded by the user's next set before then). */
-export function timedExpiry(runExpiresAt: Date, horizonMs: number): Date {
-  return chainsSets(horizonMs) ? new Date(runExpiresAt.getTime() + horizonMs) : runExpiresAt;
-}
+// Chained expiry, in a module of its own so that chunk-jobs.ts (imported here) can use it too.
+export { chainsSets, timedExpiry } from './timing-expiry.ts';
 
 /** The population's login share by UTC hour over the PRIOR_DAYS days before `startMs` (uniform when none). */
 export async function populationHours(db: Queryable, startMs: number): Promise<Float64Array> {
