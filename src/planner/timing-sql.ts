@@ -33,7 +33,6 @@ export interface DispatchRunRow {
   window_name: string;
   scheduled_for: Date;
   expires_at: Date;
-  horizon_ms: string | number;
   shards: number;
   priority: number;
 }
@@ -177,7 +176,7 @@ export const dispatchSql = {
   },
   runs(runIds: readonly number[]): Sql {
     return {
-      text: `SELECT r.id, r.window_name, r.scheduled_for, r.expires_at, r.horizon_ms, r.shards, coalesce(w.priority, 0) AS priority
+      text: `SELECT r.id, r.window_name, r.scheduled_for, r.expires_at, r.shards, coalesce(w.priority, 0) AS priority
                FROM batch_runs r LEFT JOIN windows w ON w.name = r.window_name WHERE r.id = ANY($1::bigint[])`,
       values: [runIds],
     };
