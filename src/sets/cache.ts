@@ -174,27 +174,22 @@ export function createRecommendationCache({ redis, prefix, log }: Recommendation
     return cached;
   }
 
+  async function getWith(userId: string, keys: readonly string[]): Promise<CachedRead> {
+    let raw: (Buffer | null)[];
+    try {
+      raw = await redis.mgetBuffer(key(userId), ...keys);
+    } catch (error) {
+      readFailed(error);
+      return { set: undefined, values: undefined };
+    }
+    return { set: decodeEntry(raw[0] ?? null, userId), values: raw.slice(1) };
+  }
+
   return {
     key,
-    async getWith(userId, keys) {
-      let raw: (Buffer | null)[];
-      try {
-        raw = await redis.mgetBuffer(key(userId), ...keys);
-      } catch (error) {
-        readFailed(error);
-        return { set: undefined, values: undefined };
-      }
-      return { set: decodeEntry(raw[0] ?? null, userId), values: raw.slice(1) };
-    },
+    getWith,
     async get(userId) {
-      let raw: Buffer | null;
-      try {
-        raw = await redis.getBuffer(key(userId));
-      } catch (error) {
-        readFailed(error);
-        return undefined;
-      }
-      return decodeEntry(raw, userId);
+      return (await getWith(userId, [])).set;
     },
     encode: encodeEntries,
     setEncoded,
