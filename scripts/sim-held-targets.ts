@@ -15,7 +15,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { parseDuration } from '../src/duration.ts';
-import { createController, DEFAULT_FEEDBACK, EXPECTED_FEEDBACK, nextTarget, type FeedbackSettings } from '../src/planner/feedback.ts';
+import { createController, DEFAULT_FEEDBACK, EXPECTED_FEEDBACK, nextTarget, scaleMap, type FeedbackSettings, type ScaleMaps } from '../src/planner/feedback.ts';
 import { byPropensity, selectUsers, type Candidate, type Policy } from '../src/planner/policy.ts';
 import { bestRecencyRule, knownUsersAt } from '../src/propensity/evaluate.ts';
 import { FEATURE_COUNT, featureRowsAt } from '../src/propensity/features.ts';
@@ -36,7 +36,14 @@ interface CachedWindow {
   labels: Uint8Array;
   /** ceil((start − last login) / W): recent:K selects the users with at most K. */
   since: Uint16Array;
+  /** The model that scored the window (its retraining's ordinal; 0 in a cold start). */
+  model: number;
+  /** The same users scored by the earlier models of the last POOL_SPAN windows (for the scale maps). */
+  alt: { model: number; scores: Float32Array }[];
 }
+
+/** Windows back whose models also score each window (the largest pool a variant uses). */
+const POOL_SPAN = 56;
 
 async function cache(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: { logins: { type: 'string' }, 'test-from': { type: 'string' }, 'test-to': { type: 'string' }, 'retrain-every': { type: 'string', default: '7d' }, window: { type: 'string', default: '1d' }, out: { type: 'string' } } });
@@ -49,6 +56,8 @@ async function cache(argv: string[]): Promise<void> {
   const testToMs = values['test-to'] ? Date.parse(values['test-to']) : logExtent(log, grid).toMs;
   const windows: CachedWindow[] = [];
   let model: PropensityModel | undefined;
+  let modelNo = 0;
+  const models = new Map<number, PropensityModel>();
   let trainedAt = Number.NEGATIVE_INFINITY;
   let coldK = 0;
   let rows: Float64Array = new Float64Array(FEATURE_COUNT);
@@ -59,6 +68,7 @@ async function cache(argv: string[]): Promise<void> {
         const trained = trainOrCold(log, startMs, knownUsersAt(log, startMs), { windowMs, trainWindows: defaultTrainWindows(windowMs) });
         if (trained.kind === 'model') {
           model = trained.model;
+          models.set(++modelNo, model);
           trainedAt = startMs;
           coldK = 0;
         } else if (model === undefined) {
@@ -66,8 +76,21 @@ async function cache(argv: string[]): Promise<void> {
           coldK = rule.kind === 'recent' ? rule.k : 28;
         }
       }
-      const w: CachedWindow = { startMs, n: knownCount, coldK, scores: new Float32Array(knownCount), labels: new Uint8Array(knownCount), since: new Uint16Array(knownCount) };
+      const w: CachedWindow = { startMs, n: knownCount, coldK, scores: new Float32Array(knownCount), labels: new Uint8Array(knownCount), since: new Uint16Array(knownCount), model: coldK === 0 ? modelNo : 0, alt: [] };
       if (model) ({ rows } = featureRowsAt(states, knownCount, startMs, grid, rows));
+      if (model && coldK === 0) {
+        const recent = new Set(windows.slice(-POOL_SPAN).map((x) => x.model));
+        for (const [no, earlier] of models) {
+          if (no === modelNo) continue;
+          if (!recent.has(no)) {
+            models.delete(no);
+            continue;
+          }
+          const scores = new Float32Array(knownCount);
+          for (let u = 0; u < knownCount; u++) scores[u] = modelProbability(earlier, rows, u * FEATURE_COUNT);
+          w.alt.push({ model: no, scores });
+        }
+      }
       for (let u = 0; u < knownCount; u++) {
         if (model) w.scores[u] = modelProbability(model, rows, u * FEATURE_COUNT);
         const last = states[u * STATE_SIZE + S.LAST] as number;
@@ -80,9 +103,9 @@ async function cache(argv: string[]): Promise<void> {
       for (let u = 0; u < knownCount; u++) w.labels[u] = activeStamp[u] === index ? 1 : 0;
     },
   });
-  const header = { windowMs, windows: windows.map((w) => ({ startMs: w.startMs, n: w.n, coldK: w.coldK })) };
+  const header = { windowMs, windows: windows.map((w) => ({ startMs: w.startMs, n: w.n, coldK: w.coldK, model: w.model, alt: w.alt.map((a) => a.model) })) };
   const parts: Buffer[] = [];
-  for (const w of windows) parts.push(Buffer.from(w.scores.buffer), Buffer.from(w.labels.buffer), Buffer.from(w.since.buffer));
+  for (const w of windows) parts.push(Buffer.from(w.scores.buffer), Buffer.from(w.labels.buffer), Buffer.from(w.since.buffer), ...w.alt.map((a) => Buffer.from(a.scores.buffer)));
   const head = Buffer.from(JSON.stringify(header));
   const len = Buffer.alloc(4);
   len.writeUInt32LE(head.length);
@@ -93,7 +116,7 @@ async function cache(argv: string[]): Promise<void> {
 function load(path: string): { windowMs: number; windows: CachedWindow[] } {
   const buf = readFileSync(path);
   const headLen = buf.readUInt32LE(0);
-  const header = JSON.parse(buf.subarray(4, 4 + headLen).toString()) as { windowMs: number; windows: { startMs: number; n: number; coldK: number }[] };
+  const header = JSON.parse(buf.subarray(4, 4 + headLen).toString()) as { windowMs: number; windows: { startMs: number; n: number; coldK: number; model?: number; alt?: number[] }[] };
   let off = 4 + headLen;
   const take = (bytes: number) => {
     const copy = new Uint8Array(bytes);
@@ -101,7 +124,17 @@ function load(path: string): { windowMs: number; windows: CachedWindow[] } {
     off += bytes;
     return copy.buffer;
   };
-  const windows = header.windows.map((h) => ({ ...h, scores: new Float32Array(take(h.n * 4)), labels: new Uint8Array(take(h.n)), since: new Uint16Array(take(h.n * 2)) }));
+  // Caches written before the scale maps have no models: every window pools as recorded.
+  const windows = header.windows.map((h) => ({
+    startMs: h.startMs,
+    n: h.n,
+    coldK: h.coldK,
+    scores: new Float32Array(take(h.n * 4)),
+    labels: new Uint8Array(take(h.n)),
+    since: new Uint16Array(take(h.n * 2)),
+    model: h.model ?? 0,
+    alt: (h.alt ?? []).map((model) => ({ model, scores: new Float32Array(take(h.n * 4)) })),
+  }));
   return { windowMs: header.windowMs, windows };
 }
 
@@ -142,14 +175,26 @@ const held =
   (target) => {
     const controller = createController({ kind: 'coverage', target }, { ...base, ...overrides });
     return {
-      select: (w) => Int32Array.from(selectUsers(candidatesOf(w), controller.policy(), { windowStart: 0, windowMs: 1 }).selected.map((c) => c.u)),
+      select: (w) => Int32Array.from(selectUsers(candidatesOf(w), controller.policy(scaleMapsOf(w, controller.pooledModels())), { windowStart: 0, windowMs: 1 }).selected.map((c) => c.u)),
       // The candidates in the order evaluate ranks them (by p, ties by user id), with their logins.
       observe: (w, selected, hits, active) => {
         const ranked = candidatesOf(w).sort(byPropensity);
-        controller.observe({ selected: selected.length, hits, activeKnown: active, scores: Float64Array.from(ranked, (c) => c.p), loggedIn: Uint8Array.from(ranked, (c) => w.labels[c.u] as number), candidates: w.n });
+        controller.observe({ selected: selected.length, hits, activeKnown: active, scores: Float64Array.from(ranked, (c) => c.p), loggedIn: Uint8Array.from(ranked, (c) => w.labels[c.u] as number), candidates: w.n, model: String(w.model) });
       },
     };
   };
+
+/** The maps of the pooled models onto the window's model, as evaluate computes them (the earlier models' scores of this window's users). */
+function scaleMapsOf(w: CachedWindow, pooled: readonly string[]): ScaleMaps {
+  const maps = new Map<string, Int32Array>();
+  const serving = Float64Array.from(w.scores);
+  for (const { model, scores } of w.alt) {
+    if (!pooled.includes(String(model))) continue;
+    const map = scaleMap(Float64Array.from(scores), serving);
+    if (map) maps.set(String(model), map);
+  }
+  return maps;
+}
 
 /** Open loop: `coverage:F,fixed`. */
 const fixed: Variant = (target) => ({
@@ -271,6 +316,8 @@ const recentCurve =
 const EXTRA: Record<string, Variant> = {
   // The shipped rule (DEFAULT_FEEDBACK): what `evaluate --online` selects.
   shipped: held(),
+  // The same with the pooled scores as recorded (the rule before the scale maps).
+  asRecorded: held({ rescale: false }),
   recentCurve7: recentCurve(7),
   recentCurve28: recentCurve(28),
   // The threshold from outcomes without the integral, and with other gains, bounds and pools.

@@ -65,12 +65,19 @@ export interface FeedbackSettings {
    * the Σp thresholds of the target ± this band (Infinity: unbounded).
    */
   expectedBand: number;
+  /**
+   * Put the pooled runs' scores on the scale of the model that scores the next run before the
+   * threshold is read from them (`scaleMap`): each earlier model's scores are mapped to the
+   * current model's by matching quantiles on the same users (the next run's candidates, scored by
+   * both). Off: the pooled scores are used as recorded.
+   */
+  rescale: boolean;
 }
 
-export const DEFAULT_FEEDBACK: FeedbackSettings = { gain: 0.1, evidenceHalf: 150, maxStep: 0.02, maxOffset: 0.05, poolRuns: 28, basis: 'outcomes', antiWindupShare: 0.9, expectedBand: Number.POSITIVE_INFINITY };
+export const DEFAULT_FEEDBACK: FeedbackSettings = { gain: 0.1, evidenceHalf: 150, maxStep: 0.02, maxOffset: 0.05, poolRuns: 28, basis: 'outcomes', antiWindupShare: 0.9, expectedBand: Number.POSITIVE_INFINITY, rescale: true };
 
 /** The controller as first shipped: the target held on Σp with a fast integral (kept for comparison in scripts/sim-held-targets.ts). */
-export const EXPECTED_FEEDBACK: FeedbackSettings = { gain: 0.5, evidenceHalf: 150, maxStep: 0.05, maxOffset: 0.3, poolRuns: 28, basis: 'expected', antiWindupShare: 1, expectedBand: Number.POSITIVE_INFINITY };
+export const EXPECTED_FEEDBACK: FeedbackSettings = { gain: 0.5, evidenceHalf: 150, maxStep: 0.05, maxOffset: 0.3, poolRuns: 28, basis: 'expected', antiWindupShare: 1, expectedBand: Number.POSITIVE_INFINITY, rescale: false };
 
 /** Applied targets are recorded with four decimals, so that a plan and its re-plan agree. */
 const RESOLUTION = 1e4;
@@ -172,6 +179,94 @@ function lowerEdge(b: number): number {
   if (b <= 0) return 0;
   const logit = HISTOGRAM.lo + ((b - 1) * (HISTOGRAM.hi - HISTOGRAM.lo)) / HISTOGRAM.bins;
   return 1 / (1 + Math.exp(-logit));
+}
+
+/** The score at the middle of bin b (in log-odds). */
+function centre(b: number): number {
+  const c = Math.min(HISTOGRAM.bins + 1, Math.max(0, b));
+  const logit = HISTOGRAM.lo + ((c - 0.5) * (HISTOGRAM.hi - HISTOGRAM.lo)) / HISTOGRAM.bins;
+  return 1 / (1 + Math.exp(-logit));
+}
+
+/**
+ * Where each bin of model A's scores lies on model B's scale: A's and B's scores of the SAME users
+ * (`from[i]` and `to[i]` score user i), matched by quantile — a user with a share q of the users'
+ * weight above them under A is placed where q of it lies above under B. Both models see the same
+ * users, so what the map removes is the models' difference in scale (a retraining that moved the
+ * intercept or the calibration), not a difference between days: a busy day still has more users
+ * above a threshold than a quiet one. Bins where A has no user are interpolated between the
+ * nearest ones that have (shifted by the same offset beyond them), so the map is monotone.
+ * Undefined without users.
+ */
+export function scaleMap(from: ArrayLike<number>, to: ArrayLike<number>, weight?: ArrayLike<number>): Int32Array | undefined {
+  const size = HISTOGRAM.bins + 2;
+  const a = new Float64Array(size);
+  const b = new Float64Array(size);
+  let total = 0;
+  for (let i = 0; i < from.length; i++) {
+    const w = weight ? (weight[i] as number) : 1;
+    if (!(w > 0)) continue;
+    const fa = binOf(from[i] as number);
+    const tb = binOf(to[i] as number);
+    a[fa] = (a[fa] as number) + w;
+    b[tb] = (b[tb] as number) + w;
+    total += w;
+  }
+  if (!(total > 0)) return undefined;
+  const map = new Int32Array(size).fill(-1);
+  // From the top: A's bin takes B's bin in which the weight above A's bin's middle is reached.
+  let aboveA = 0;
+  let aboveB = 0;
+  let c = size - 1;
+  for (let bin = size - 1; bin >= 0; bin--) {
+    const own = a[bin] as number;
+    if (own === 0) continue;
+    const want = aboveA + own / 2;
+    while (c > 0 && aboveB + (b[c] as number) < want - 1e-9 * total) aboveB += b[c--] as number;
+    map[bin] = c;
+    aboveA += own;
+  }
+  let previous = -1;
+  for (let bin = 0; bin < size; bin++) {
+    if ((map[bin] as number) < 0) continue;
+    if (previous < 0) for (let x = 0; x < bin; x++) map[x] = (map[bin] as number) - (bin - x);
+    else for (let x = previous + 1; x < bin; x++) map[x] = Math.round((map[previous] as number) + (((map[bin] as number) - (map[previous] as number)) * (x - previous)) / (bin - previous));
+    previous = bin;
+  }
+  for (let x = previous + 1; x < size; x++) map[x] = (map[previous] as number) + (x - previous);
+  for (let x = 0; x < size; x++) map[x] = Math.max(0, Math.min(size - 1, map[x] as number));
+  return map;
+}
+
+/** A histogram's users moved to the bins `map` gives them (their Σp taken at the new bin's middle). */
+export function remapHistogram(histogram: ScoreHistogram, map: Int32Array): ScoreHistogram {
+  const out = emptyHistogram();
+  for (let b = 0; b < histogram.count.length; b++) {
+    const count = histogram.count[b] as number;
+    if (count === 0) continue;
+    const c = map[b] as number;
+    out.count[c] = (out.count[c] as number) + count;
+    out.sum[c] = (out.sum[c] as number) + count * centre(c);
+    out.logins[c] = (out.logins[c] as number) + (histogram.logins[b] as number);
+  }
+  return out;
+}
+
+/** Per earlier model (its key: a model version), the map of its scores onto the serving model's scale. */
+export type ScaleMaps = ReadonlyMap<string, Int32Array>;
+
+/**
+ * The pool of histograms, one per model that scored some of its runs, on the serving model's
+ * scale: a model with a map in `maps` is remapped, any other (the serving model itself, or one
+ * whose scores could not be compared) is taken as recorded.
+ */
+export function poolOnScale(byModel: ReadonlyMap<string, ScoreHistogram>, maps: ScaleMaps | undefined): ScoreHistogram {
+  const pooled = emptyHistogram();
+  for (const [model, histogram] of byModel) {
+    const map = maps?.get(model);
+    addHistogram(pooled, map ? remapHistogram(histogram, map) : histogram);
+  }
+  return pooled;
 }
 
 /**
@@ -279,19 +374,30 @@ export interface WindowOutcome {
   loggedIn?: ArrayLike<number>;
   /** … and how many candidates there were (default scores.length). */
   candidates?: number;
+  /** The model that scored the window (its key in the ScaleMaps given to `policy`). */
+  model?: string;
 }
 
 /**
  * The controller as a loop over windows, for the offline walk (`evaluate --online`): `policy()`
- * before a window's selection, `observe()` once its outcome is known, with the window's scores
- * and logins — what the planner reads back from a finished run's predictions and the logins.
+ * before a window's selection (with the maps of the pooled windows' models onto the scale of the
+ * model scoring this window, when `rescale`), `observe()` once its outcome is known, with the
+ * window's scores and logins — what the planner reads back from a finished run's predictions and
+ * the logins. `pooledModels()` names the models whose maps `policy` needs.
  */
 export function createController(policy: Policy, settings: FeedbackSettings = DEFAULT_FEEDBACK) {
   let last: LastRun | undefined;
-  const windows: ScoreHistogram[] = [];
+  const windows: { model: string; histogram: ScoreHistogram }[] = [];
   let current = heldPolicy(policy, undefined, undefined, settings);
   return {
-    policy: (): Policy => current,
+    policy(maps?: ScaleMaps): Policy {
+      if (!isHeld(policy) || windows.length === 0) return current;
+      const byModel = new Map<string, ScoreHistogram>();
+      for (const { model, histogram } of windows) byModel.set(model, addHistogram(byModel.get(model) ?? emptyHistogram(), histogram));
+      current = heldPolicy(policy, last, poolOnScale(byModel, settings.rescale ? maps : undefined), settings);
+      return current;
+    },
+    pooledModels: (): string[] => [...new Set(windows.map((w) => w.model))],
     observe(outcome: WindowOutcome): void {
       if (!isHeld(policy)) return;
       const candidates = outcome.candidates ?? outcome.scores.length;
@@ -300,11 +406,8 @@ export function createController(policy: Policy, settings: FeedbackSettings = DE
         policy.kind === 'coverage'
           ? { policy: current, measured: outcome.activeKnown > 0 ? outcome.hits / outcome.activeKnown : NaN, evidence: outcome.activeKnown, selectedShare }
           : { policy: current, measured: outcome.selected > 0 ? 1 - outcome.hits / outcome.selected : NaN, evidence: outcome.selected, selectedShare };
-      windows.push(addScores(emptyHistogram(), outcome.scores, undefined, outcome.loggedIn));
+      windows.push({ model: outcome.model ?? '', histogram: addScores(emptyHistogram(), outcome.scores, undefined, outcome.loggedIn) });
       if (windows.length > settings.poolRuns) windows.shift();
-      const pooled = emptyHistogram();
-      for (const window of windows) addHistogram(pooled, window);
-      current = heldPolicy(policy, last, pooled, settings);
     },
   };
 }
@@ -329,25 +432,26 @@ const sql = {
    * The pooled scores of the window's latest runs scored by a model (the recency stand-in's scores
    * are no probabilities) whose horizon is over by `at`, binned as `binOf` bins them, with the
    * recorded users who logged in during their run (its scheduled_for to expires_at, as
-   * coverage_by_run counts them); predictions keep every selected and holdout user and a
-   * weighted sample of the others.
+   * coverage_by_run counts them), per model version that scored them (to be put on the serving
+   * model's scale); predictions keep every selected and holdout user and a weighted sample of the
+   * others.
    */
   pooledScores: (window: string, at: Date, runs: number) => ({
-    text: `WITH runs AS (SELECT id, scheduled_for, expires_at FROM batch_runs
+    text: `WITH runs AS (SELECT id, scheduled_for, expires_at, model_version FROM batch_runs
                         WHERE window_name = $1 AND planned_at IS NOT NULL
                           AND scheduled_for + horizon_ms * interval '1 millisecond' <= $2
                           AND model_version IS DISTINCT FROM $7
                         ORDER BY scheduled_for DESC LIMIT $3),
                   active AS (SELECT DISTINCT r.id AS run_id, l.user_id
                                FROM runs r JOIN logins l ON l.at >= r.scheduled_for AND l.at < r.expires_at)
-           SELECT width_bucket(ln(q / (1 - q)), $4::float8, $5::float8, $6::int) AS bin, sum(weight)::float8 AS count, sum(weight * p)::float8 AS sum,
+           SELECT model_version, width_bucket(ln(q / (1 - q)), $4::float8, $5::float8, $6::int) AS bin, sum(weight)::float8 AS count, sum(weight * p)::float8 AS sum,
                   coalesce(sum(weight) FILTER (WHERE logged_in), 0)::float8 AS logins
-             FROM (SELECT pr.p::float8 AS p, greatest(1e-7, least(1 - 1e-7, pr.p::float8)) AS q, pr.weight::float8 AS weight,
+             FROM (SELECT coalesce(r.model_version, '') AS model_version, pr.p::float8 AS p, greatest(1e-7, least(1 - 1e-7, pr.p::float8)) AS q, pr.weight::float8 AS weight,
                           a.user_id IS NOT NULL AS logged_in
                      FROM runs r
                      JOIN predictions pr ON pr.run_id = r.id
                      LEFT JOIN active a ON a.run_id = r.id AND a.user_id = pr.user_id) s
-            GROUP BY 1`,
+            GROUP BY 1, 2`,
     values: [window, at, runs, HISTOGRAM.lo, HISTOGRAM.hi, HISTOGRAM.bins, RECENCY_SCORER_VERSION],
   }),
 };
@@ -363,23 +467,40 @@ interface LastRunRow {
 }
 
 /**
+ * The maps of earlier models' scores onto the scale of the model that scores the run at `at`
+ * (`scaleMap`), for the model versions named; a version missing from the result is pooled as
+ * recorded. The planner builds it from the stored models (src/propensity/scale-map.ts).
+ */
+export type ScaleMapper = (versions: readonly string[], at: Date, horizonMs: number) => Promise<ScaleMaps | undefined>;
+
+/**
  * The planner's hook: the policy the window's run at `at` applies, held from the window's last
  * run whose horizon is over and applied as a threshold on its latest finished runs' scores and
- * logins (read from the views, predictions and logins). Model-free and `,fixed` policies come back
- * unchanged without a query.
+ * logins (read from the views, predictions and logins), each run's scores put on the serving
+ * model's scale by `scale` first. Model-free and `,fixed` policies come back unchanged without a
+ * query.
  */
-export async function resolveHeldPolicy(pool: Pool, window: { name: string; policy: Policy }, at: Date, settings: FeedbackSettings = DEFAULT_FEEDBACK): Promise<Policy> {
+export async function resolveHeldPolicy(
+  pool: Pool,
+  window: { name: string; policy: Policy; horizonMs?: number },
+  at: Date,
+  settings: FeedbackSettings = DEFAULT_FEEDBACK,
+  scale?: ScaleMapper,
+): Promise<Policy> {
   if (!isHeld(window.policy)) return window.policy;
-  const histogram = emptyHistogram();
+  const byModel = new Map<string, ScoreHistogram>();
   let users = 0;
-  for (const row of (await pool.query<{ bin: number; count: number; sum: number; logins: number }>(sql.pooledScores(window.name, at, settings.poolRuns))).rows) {
+  for (const row of (await pool.query<{ model_version: string; bin: number; count: number; sum: number; logins: number }>(sql.pooledScores(window.name, at, settings.poolRuns))).rows) {
+    const histogram = byModel.get(row.model_version) ?? emptyHistogram();
+    byModel.set(row.model_version, histogram);
     const b = Math.min(HISTOGRAM.bins + 1, Math.max(0, Number(row.bin)));
     histogram.count[b] = (histogram.count[b] as number) + Number(row.count);
     histogram.sum[b] = (histogram.sum[b] as number) + Number(row.sum);
     histogram.logins[b] = (histogram.logins[b] as number) + Number(row.logins);
     users += Number(row.count);
   }
-  const pooled = users > 0 ? histogram : undefined;
+  const maps = users > 0 && settings.rescale && scale && window.horizonMs !== undefined ? await scale([...byModel.keys()], at, window.horizonMs) : undefined;
+  const pooled = users > 0 ? poolOnScale(byModel, maps) : undefined;
   const row = (await pool.query<LastRunRow>(sql.lastFinished(window.name, at))).rows[0];
   if (!row) return heldPolicy(window.policy, undefined, pooled, settings);
   let applied: Policy;

@@ -6,7 +6,8 @@ import { toError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { chunkJobId, enqueueRecordedChunks, type PrecomputeJobData, type PrecomputeJobResult } from './chunk-jobs.ts';
 import { coldStartPolicy, isColdStart } from '../propensity/cold-start.ts';
-import { resolveHeldPolicy } from './feedback.ts';
+import { createScaleMapper } from '../propensity/scale-map.ts';
+import { DEFAULT_FEEDBACK, resolveHeldPolicy, type ScaleMapper } from './feedback.ts';
 import { formatPolicy } from './policy.ts';
 import { createRunStore, type BatchRun } from './runs.ts';
 import { streamingScorer, type PropensityScorer } from './scorer.ts';
@@ -64,6 +65,11 @@ export interface PlannerDeps {
    * PREWARM_PLAN_PREDICTION_SAMPLE). Default 100 000.
    */
   unselectedSample?: number;
+  /**
+   * Puts a held target's pooled runs' scores on the serving model's scale (`resolveHeldPolicy`).
+   * Default: from the stored models (src/propensity/scale-map.ts); null: pooled as recorded.
+   */
+  scaleMapper?: ScaleMapper | null;
 }
 
 const DEFAULT_QUEUE_SHARDS = 4;
@@ -146,6 +152,7 @@ export function createPlanner(deps: PlannerDeps): Planner {
   const batchSize = deps.batchSize ?? 20_000;
   const maxShardUsers = deps.maxShardUsers ?? 2_000_000;
   const unselectedSample = deps.unselectedSample ?? 100_000;
+  const scaleMapper = deps.scaleMapper === undefined ? createScaleMapper({ pool, log }) : deps.scaleMapper;
   const streaming = streamingScorer(scorer);
   const timing = createTiming({ pool, queue, log, itemsPerUser });
   // No chunk queue: in this process, a run's chunks are enqueued once it is recorded as planned.
@@ -381,7 +388,7 @@ export function createPlanner(deps: PlannerDeps): Planner {
   return {
     async planRun(configured, scheduledFor) {
       // A coverage or waste target is held from the window's finished runs; the run applies and records the held one.
-      const window = { ...configured, policy: await resolveHeldPolicy(pool, configured, scheduledFor) };
+      const window = { ...configured, policy: await resolveHeldPolicy(pool, configured, scheduledFor, DEFAULT_FEEDBACK, scaleMapper ?? undefined) };
       const run = await claim(window, scheduledFor);
       if (!run) return undefined;
       const started = performance.now();

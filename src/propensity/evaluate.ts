@@ -1,6 +1,6 @@
 import { formatDuration } from '../duration.ts';
 import { PrewarmError } from '../errors.ts';
-import { createController, type FeedbackSettings } from '../planner/feedback.ts';
+import { createController, scaleMap, type FeedbackSettings, type ScaleMaps } from '../planner/feedback.ts';
 import { byPropensity, formatPolicy, isModelFree, selectUsers, type Candidate, type Policy } from '../planner/policy.ts';
 import { reliabilityTable, type ReliabilityBin } from './calibration.ts';
 import { FEATURE_COUNT, featureRowsAt } from './features.ts';
@@ -170,6 +170,33 @@ export interface ProtocolResult {
 }
 
 /**
+ * The maps of the controllers' pooled models onto the serving model's scale: each earlier model
+ * scores this window's candidates too (features already computed), and its scores are matched to
+ * the serving model's by quantile (`scaleMap`). Models no longer pooled are forgotten.
+ */
+function scaleMapsAt(
+  controllers: readonly ReturnType<typeof createController>[],
+  models: Map<string, PropensityModel>,
+  servingKey: string,
+  rows: Float64Array,
+  knownCount: number,
+  serving: Float64Array,
+): ScaleMaps {
+  const pooled = new Set(controllers.flatMap((c) => c.pooledModels()));
+  for (const key of models.keys()) if (key !== servingKey && !pooled.has(key)) models.delete(key);
+  const maps = new Map<string, Int32Array>();
+  const earlier = new Float64Array(knownCount);
+  for (const key of pooled) {
+    const model = models.get(key);
+    if (key === servingKey || !model) continue;
+    for (let u = 0; u < knownCount; u++) earlier[u] = modelProbability(model, rows, u * FEATURE_COUNT);
+    const map = scaleMap(earlier, serving);
+    if (map) maps.set(key, map);
+  }
+  return maps;
+}
+
+/**
  * The offline protocol of docs/design.md over an in-memory log, in one pass: states are advanced
  * window by window; the model is fitted on the windows before testFrom (features at each window
  * start, label = active in the window) when the walk reaches testFrom, then every test window is
@@ -222,6 +249,10 @@ export function runOfflineProtocol(log: LoginLog, options: ProtocolOptions, poli
   const onlineSummary: OnlineSummary | undefined = online ? { retrainEvery: formatDuration(online.retrainEveryMs), retrains: 0, coldStartWindows: 0, coldStartRules: [] } : undefined;
   let trainedAt = Number.NEGATIVE_INFINITY;
   let coldRule: Policy | undefined;
+  // Online: every model trained so far by its key (the retraining's ordinal), for the maps of the
+  // pooled windows' scores onto the serving model's scale (`scaleMap`); pruned to those pooled.
+  let modelKey = '';
+  const models = new Map<string, PropensityModel>();
   // The window's scores and users: the controller pools the scores with the users' logins to turn its target into a threshold.
   let ranked = new Float64Array(0);
   let rankedUsers = new Int32Array(0);
@@ -243,6 +274,8 @@ export function runOfflineProtocol(log: LoginLog, options: ProtocolOptions, poli
       training = { fromMs: trained.trainFromMs, toMs: trained.trainToMs };
       trainedAt = startMs;
       onlineSummary.retrains++;
+      modelKey = String(onlineSummary.retrains);
+      models.set(modelKey, trained.model);
       if (coldRule !== undefined) onlineSummary.modelFrom = new Date(startMs).toISOString();
       coldRule = undefined;
     } else if (model === undefined) {
@@ -287,10 +320,11 @@ export function runOfflineProtocol(log: LoginLog, options: ProtocolOptions, poli
         rankedUsers = Int32Array.from(candidates, (c) => c.u);
       }
       const context = { windowStart: startMs, windowMs: W };
+      const maps = controllers && model && coldRule === undefined ? scaleMapsAt(controllers, models, modelKey, rows, knownCount, scores.subarray(windowScoresFrom, windowScoresFrom + knownCount)) : undefined;
       policies.forEach((policy, r) => {
         // Online: a model policy without a model yet selects by the cold start's rule; a held
-        // target is the one the controller applies now.
-        applied[r] = coldRule !== undefined && !isModelFree(policy) ? coldRule : (controllers?.[r]?.policy() ?? policy);
+        // target is the one the controller applies now, its pool on this model's scale.
+        applied[r] = coldRule !== undefined && !isModelFree(policy) ? coldRule : (controllers?.[r]?.policy(maps) ?? policy);
         const { selected } = selectUsers(candidates, applied[r] as Policy, context);
         const users = new Int32Array(selected.length);
         for (let i = 0; i < selected.length; i++) users[i] = (selected[i] as EvalCandidate).u;
@@ -324,7 +358,7 @@ export function runOfflineProtocol(log: LoginLog, options: ProtocolOptions, poli
         // The controller learns from the windows its target selected (not from a cold start's rule).
         if (controllers && (coldRule === undefined || isModelFree(policy))) {
           if (r === 0 && onlineSummary) noteApplied(onlineSummary, applied[r] as Policy);
-          (controllers[r] as ReturnType<typeof createController>).observe({ selected: users.length, hits, activeKnown: activeKnown.length, scores: ranked, loggedIn, candidates: knownCount });
+          (controllers[r] as ReturnType<typeof createController>).observe({ selected: users.length, hits, activeKnown: activeKnown.length, scores: ranked, loggedIn, candidates: knownCount, model: modelKey });
         }
       });
     },

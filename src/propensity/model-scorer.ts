@@ -81,37 +81,6 @@ export async function createModelScorer(options: ModelScorerOptions): Promise<Mo
     return pinned;
   };
 
-  /** States of one shard, in batches, rewound to the window start (users not known then have COUNT 0). */
-  async function* stateBatches(grid: Required<StateGrid>, startMs: number, shard: ShardSpec, batchSize: number): AsyncGenerator<{ userIds: string[]; states: Float64Array }> {
-    let userIds: string[] = [];
-    let states = new Float64Array(batchSize * STATE_SIZE);
-    let bytes = new Uint8Array(states.buffer);
-    const full: { userIds: string[]; states: Float64Array }[] = [];
-    const onRow = (buffer: Buffer, offsets: Int32Array, lengths: Int32Array) => {
-      if (lengths[1] !== STATE_SIZE * 8) throw new RangeError(`activity state has ${lengths[1]} bytes, expected ${STATE_SIZE * 8}`);
-      const at = offsets[1] as number;
-      bytes.set(buffer.subarray(at, at + STATE_SIZE * 8), userIds.length * STATE_SIZE * 8);
-      userIds.push(buffer.toString('utf8', offsets[0] as number, (offsets[0] as number) + (lengths[0] as number)));
-      if (userIds.length === batchSize) {
-        full.push({ userIds, states });
-        userIds = [];
-        states = new Float64Array(batchSize * STATE_SIZE);
-        bytes = new Uint8Array(states.buffer);
-      }
-    };
-    // Known users only (known_since, migration 0010; README, "Known users").
-    const query = `SELECT user_id, state FROM propensity_state
-                    WHERE grid = ${sqlLiteral(gridKey(grid))} AND ${shardFilter('user_id', shard)}
-                      AND EXISTS (SELECT 1 FROM user_activity a
-                                   WHERE a.user_id = propensity_state.user_id AND a.known_since < ${sqlLiteral(new Date(startMs).toISOString())}::timestamptz)`;
-    const rewound = async (table: { userIds: string[]; states: Float64Array }) => {
-      await rewindStates(pool, table, grid, startMs);
-      return table;
-    };
-    for await (const table of copyRows(pool, query, 2, onRow, () => full.shift())) yield rewound(table);
-    if (userIds.length > 0) yield rewound({ userIds, states: states.subarray(0, userIds.length * STATE_SIZE) });
-  }
-
   const streaming: StreamingScorer = {
     async prepare(windowStart) {
       await reload();
@@ -123,7 +92,7 @@ export async function createModelScorer(options: ModelScorerOptions): Promise<Mo
       const startMs = request.windowStart.getTime();
       const grid = gridFor(model.windowMs, startMs);
       const tally = emptyTally();
-      for await (const table of stateBatches(grid, startMs, request.shard, request.batchSize)) addToTally(tally, table.states, table.userIds.length, startMs, grid);
+      for await (const table of knownStateBatches(pool, grid, startMs, request.shard, request.batchSize)) addToTally(tally, table.states, table.userIds.length, startMs, grid);
       return tally;
     },
     mergePopulation: (parts) => mergeTallies(parts as PopulationTally[]),
@@ -134,7 +103,7 @@ export async function createModelScorer(options: ModelScorerOptions): Promise<Mo
       const context = contextFromTally(request.population as PopulationTally, startMs, grid);
       const windows = request.horizonMs / model.windowMs;
       const row = new Float64Array(FEATURE_COUNT);
-      for await (const table of stateBatches(grid, startMs, request.shard, request.batchSize)) {
+      for await (const table of knownStateBatches(pool, grid, startMs, request.shard, request.batchSize)) {
         const batch: ScoredBatch = emptyBatch(table.userIds.length);
         for (let u = 0; u < table.userIds.length; u++) {
           const base = u * STATE_SIZE;
@@ -196,6 +165,38 @@ export async function createModelScorer(options: ModelScorerOptions): Promise<Mo
     },
   };
 }
+
+/** States of the known users of one shard, in batches, rewound to the window start (users not known then have COUNT 0). */
+export async function* knownStateBatches(pool: Pool, grid: Required<StateGrid>, startMs: number, shard: ShardSpec, batchSize: number): AsyncGenerator<{ userIds: string[]; states: Float64Array }> {
+  let userIds: string[] = [];
+  let states = new Float64Array(batchSize * STATE_SIZE);
+  let bytes = new Uint8Array(states.buffer);
+  const full: { userIds: string[]; states: Float64Array }[] = [];
+  const onRow = (buffer: Buffer, offsets: Int32Array, lengths: Int32Array) => {
+    if (lengths[1] !== STATE_SIZE * 8) throw new RangeError(`activity state has ${lengths[1]} bytes, expected ${STATE_SIZE * 8}`);
+    const at = offsets[1] as number;
+    bytes.set(buffer.subarray(at, at + STATE_SIZE * 8), userIds.length * STATE_SIZE * 8);
+    userIds.push(buffer.toString('utf8', offsets[0] as number, (offsets[0] as number) + (lengths[0] as number)));
+    if (userIds.length === batchSize) {
+      full.push({ userIds, states });
+      userIds = [];
+      states = new Float64Array(batchSize * STATE_SIZE);
+      bytes = new Uint8Array(states.buffer);
+    }
+  };
+  // Known users only (known_since, migration 0010; README, "Known users").
+  const query = `SELECT user_id, state FROM propensity_state
+                  WHERE grid = ${sqlLiteral(gridKey(grid))} AND ${shardFilter('user_id', shard)}
+                    AND EXISTS (SELECT 1 FROM user_activity a
+                                 WHERE a.user_id = propensity_state.user_id AND a.known_since < ${sqlLiteral(new Date(startMs).toISOString())}::timestamptz)`;
+  const rewound = async (table: { userIds: string[]; states: Float64Array }) => {
+    await rewindStates(pool, table, grid, startMs);
+    return table;
+  };
+  for await (const table of copyRows(pool, query, 2, onRow, () => full.shift())) yield rewound(table);
+  if (userIds.length > 0) yield rewound({ userIds, states: states.subarray(0, userIds.length * STATE_SIZE) });
+}
+
 
 /**
  * The population and cohort features' inputs as whole-number counts, so that shards add up

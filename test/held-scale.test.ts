@@ -1,0 +1,121 @@
+import { describe, expect, it } from 'vitest';
+import { addScores, binOf, createController, DEFAULT_FEEDBACK, emptyHistogram, poolOnScale, remapHistogram, scaleMap, thresholdFor, type ScoreHistogram } from '../src/planner/feedback.ts';
+import type { Policy } from '../src/planner/policy.ts';
+
+const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
+const logit = (p: number) => Math.log(p / (1 - p));
+
+/** A seeded uniform draw (mulberry32). */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
+
+/**
+ * A population of `n` users with a latent log-odds each; model "a" scores them `shift` lower in
+ * log-odds than model "b" (a retraining that moved the intercept), and each logs in with b's
+ * probability (b is calibrated, a is not).
+ */
+function population(n: number, shift: number, seed: number) {
+  const draw = rng(seed);
+  const latent = Float64Array.from({ length: n }, () => -4 + 5 * draw());
+  const b = Float64Array.from(latent, (z) => sigmoid(z));
+  const a = Float64Array.from(latent, (z) => sigmoid(z - shift));
+  const loggedIn = Uint8Array.from(b, (p) => (draw() < p ? 1 : 0));
+  return { a, b, loggedIn };
+}
+
+function threshold(histogram: ScoreHistogram, target = 0.8): number {
+  return thresholdFor('coverage', histogram, target, 'outcomes') as number;
+}
+
+describe('scaleMap: earlier models\' scores onto the serving model\'s scale', () => {
+  it('is the identity for the same scores', () => {
+    const { b } = population(2_000, 0, 1);
+    const map = scaleMap(b, b) as Int32Array;
+    for (const p of b) expect(map[binOf(p)]).toBe(binOf(p));
+  });
+
+  it('undoes a shift of the log-odds (one bin is 0.01), also beyond the users it saw', () => {
+    const { a, b } = population(5_000, 1.5, 2);
+    const map = scaleMap(a, b) as Int32Array;
+    for (const p of [0.01, 0.05, 0.2, 0.5]) {
+      const expected = binOf(sigmoid(logit(p) + 1.5));
+      expect(Math.abs((map[binOf(p)] as number) - expected)).toBeLessThanOrEqual(3);
+    }
+    // Far outside the sample's scores (a scores below 0.003): shifted by the same offset.
+    expect(Math.abs((map[binOf(1e-5)] as number) - binOf(sigmoid(logit(1e-5) + 1.5)))).toBeLessThanOrEqual(3);
+    for (let x = 1; x < map.length; x++) expect(map[x]).toBeGreaterThanOrEqual(map[x - 1] as number);
+  });
+
+  it('a remapped pool gives the threshold the serving model\'s own scores would give', () => {
+    const { a, b, loggedIn } = population(20_000, 1, 3);
+    const asA = addScores(emptyHistogram(), a, undefined, loggedIn);
+    const asB = addScores(emptyHistogram(), b, undefined, loggedIn);
+    const map = scaleMap(a, b) as Int32Array;
+    const remapped = remapHistogram(asA, map);
+    expect(Math.abs(binOf(threshold(remapped)) - binOf(threshold(asB)))).toBeLessThanOrEqual(3);
+    // As recorded, the threshold is a whole log-odds lower: on b's scores it would select far more users.
+    expect(binOf(threshold(asB)) - binOf(threshold(asA))).toBeGreaterThan(80);
+    // Users and logins are moved, not lost.
+    const total = (h: ScoreHistogram, of: 'count' | 'logins') => h[of].reduce((s, x) => s + x, 0);
+    expect(total(remapped, 'count')).toBe(total(asA, 'count'));
+    expect(total(remapped, 'logins')).toBe(total(asA, 'logins'));
+    // A model without a map pools as recorded.
+    expect(poolOnScale(new Map([['b', asB]]), new Map([['a', map]]))).toEqual(asB);
+  });
+});
+
+describe('the controller after a retraining that changes the scale', () => {
+  const goal: Policy = { kind: 'coverage', target: 0.8 };
+
+  /** 28 windows scored by model a, then the serving model is b: the threshold applied at once. */
+  function afterRetraining(shift: number, settings = DEFAULT_FEEDBACK) {
+    const controller = createController(goal, { ...settings, gain: 0 });
+    for (let d = 0; d < 28; d++) {
+      const { a, loggedIn } = population(1_000, shift, 100 + d);
+      controller.policy();
+      controller.observe({ selected: 0, hits: 0, activeKnown: 0, scores: a, loggedIn, model: 'a' });
+    }
+    const today = population(1_000, shift, 999);
+    const maps = new Map([['a', scaleMap(today.a, today.b) as Int32Array]]);
+    return { applied: controller.policy(maps), pooled: controller.pooledModels() };
+  }
+
+  it('the applied threshold follows the new model\'s scale from its first window', () => {
+    // What b itself would have learnt from the same 28 windows.
+    const own = createController(goal, { ...DEFAULT_FEEDBACK, gain: 0 });
+    for (let d = 0; d < 28; d++) {
+      const { b, loggedIn } = population(1_000, 1, 100 + d);
+      own.policy();
+      own.observe({ selected: 0, hits: 0, activeKnown: 0, scores: b, loggedIn, model: 'b' });
+    }
+    const reference = own.policy();
+    const { applied, pooled } = afterRetraining(1);
+    expect(pooled).toEqual(['a']);
+    expect(applied.kind).toBe('threshold');
+    expect(reference.kind).toBe('threshold');
+    const p = applied.kind === 'threshold' ? applied.p : NaN;
+    const q = reference.kind === 'threshold' ? reference.p : NaN;
+    // Within a few bins of b's own threshold (the map is learnt on one day's 1 000 users).
+    expect(Math.abs(logit(p) - logit(q))).toBeLessThan(0.1);
+    // As recorded (rescale off) it stays on a's scale, a whole log-odds lower.
+    const { applied: stale } = afterRetraining(1, { ...DEFAULT_FEEDBACK, rescale: false });
+    const s = stale.kind === 'threshold' ? stale.p : NaN;
+    expect(logit(q) - logit(s)).toBeGreaterThan(0.8);
+  });
+
+  it('without a change of scale the maps change nothing', () => {
+    const { applied } = afterRetraining(0);
+    const { applied: recorded } = afterRetraining(0, { ...DEFAULT_FEEDBACK, rescale: false });
+    const p = applied.kind === 'threshold' ? applied.p : NaN;
+    const q = recorded.kind === 'threshold' ? recorded.p : NaN;
+    expect(Math.abs(binOf(p) - binOf(q))).toBeLessThanOrEqual(1);
+  });
+});
