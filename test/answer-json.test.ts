@@ -49,12 +49,36 @@ describe('answerJson', () => {
   it('writes the bytes the schema serializer writes', async () => {
     await fc.assert(
       fc.asyncProperty(answer, async (result) => {
-        const written = answerJson(result);
-        expect(written).toBe(await bySchema(result));
+        const bytes = answerJson(result);
+        const expected = await bySchema(result);
+        expect(bytes.equals(Buffer.from(expected, 'utf8'))).toBe(true);
+        const written = bytes.toString('utf8');
+        expect(written).toBe(expected);
         expect(JSON.parse(written)).toEqual(JSON.parse(await bySchema(result)));
       }),
       { seed: 20261204, numRuns: 400 },
     );
+  });
+
+  it('never runs past its buffer: strings that escape to six bytes a unit, extreme instants and numbers', async () => {
+    const worst: ServeResult = {
+      userId: '\u0001'.repeat(128),
+      items: Array.from({ length: 100 }, (_, i) => ({
+        itemId: i % 2 === 0 ? '\ud800'.repeat(128) : '"\\'.repeat(64),
+        score: [-Math.PI * 1e-300, -Number.MAX_VALUE, Number.MIN_VALUE, -123456789012345680000][i % 4]!,
+      })),
+      source: 'precomputed',
+      computedAt: new Date(-8.64e15),
+      expiresAt: new Date(8.64e15),
+      stalenessMs: 1e21,
+      behind: true,
+      missedInteractions: Number.MAX_SAFE_INTEGER,
+      modelVersion: '\u001f'.repeat(128),
+      reason: 'compute_failed',
+    };
+    const bytes = answerJson(worst);
+    expect(bytes.equals(Buffer.from(await bySchema(worst), 'utf8'))).toBe(true);
+    expect(JSON.parse(bytes.toString('utf8')).items).toHaveLength(100);
   });
 
   it('writes a typical precomputed answer', async () => {
@@ -72,8 +96,8 @@ describe('answerJson', () => {
       missedInteractions: 0,
       modelVersion: 'item-cf-v1',
     };
-    expect(answerJson(result)).toBe(await bySchema(result));
-    expect(JSON.parse(answerJson(result))).toEqual({
+    expect(answerJson(result).toString('utf8')).toBe(await bySchema(result));
+    expect(JSON.parse(answerJson(result).toString('utf8'))).toEqual({
       userId: 'u"1\\',
       items: [
         { itemId: 'i1', score: 0.5 },

@@ -17,6 +17,7 @@ import type { RecommendationService } from '../serving/service.ts';
 import type { ApiMetrics } from './metrics.ts';
 import { registerInteractionsRoute, type InteractionsRouteDeps } from '../interactions/route.ts';
 import { answerJson } from './answer-json.ts';
+import { lazyChildLogger } from './request-logger.ts';
 import { errorSchema, recommendationsParams, recommendationsQuery, recommendationsResponse } from './schemas.ts';
 
 export interface AppOptions {
@@ -106,6 +107,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     loggerInstance: deps.log as FastifyBaseLogger,
     // One log line per request would cost more than the hit path itself; errors are logged.
     logController: new LogController({ disableRequestLogging: true }),
+    childLoggerFactory: lazyChildLogger,
     // A 128-character id can take ~1.5 KB percent-encoded; a longer path segment is refused
     // with our 400 by frameworkErrors below (Fastify's own answer is a 414 in its shape).
     routerOptions: { maxParamLength: 2_048 },
@@ -246,7 +248,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         // queued before this handler counts against it.
         const receivedAt = performance.now() - reply.elapsedTime;
         const result = await service.getRecommendations(request.params.userId, request.query.limit, { receivedAt });
-        // Already JSON: Fastify sends a string of a JSON content type as it is.
+        // Already JSON bytes: Fastify sends a Buffer as it is.
         reply.header('content-type', JSON_UTF8);
         return answerJson(result);
       },

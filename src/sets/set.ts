@@ -69,9 +69,15 @@ export function storedItems(items: readonly ScoredItem[]): Pick<RecommendationSe
   return { itemIds, scores };
 }
 
+/** A set that can give its first items without decoding the rest (a cached set, src/sets/packed-items.ts). */
+interface FirstItems {
+  firstItems(limit: number): ScoredItem[];
+}
+
 /** The set's first `limit` items (all by default) as objects, best first: what a caller is answered. */
-export function scoredItems(set: Pick<RecommendationSet, 'itemIds' | 'scores'>, limit = set.itemIds.length): ScoredItem[] {
-  const count = Math.min(limit, set.itemIds.length);
+export function scoredItems(set: Pick<RecommendationSet, 'itemIds' | 'scores'>, limit?: number): ScoredItem[] {
+  if (limit !== undefined && typeof (set as Partial<FirstItems>).firstItems === 'function') return (set as unknown as FirstItems).firstItems(limit);
+  const count = Math.min(limit ?? set.itemIds.length, set.itemIds.length);
   const items: ScoredItem[] = [];
   for (let rank = 0; rank < count; rank++) items.push({ itemId: set.itemIds[rank] as string, score: set.scores[rank] as number });
   return items;
