@@ -25,7 +25,7 @@ import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { createGunzip } from 'node:zlib';
-import { chainedOffset, CHAINED_SPAN_MS, computeOffset } from '../src/planner/timing.ts';
+import { chainedOffset, CHAINED_SPAN_MS, chainedSpan, computeOffset } from '../src/planner/timing.ts';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -78,6 +78,10 @@ interface DayContext {
   gapPriors: Float64Array[];
   /** Whether the user has a set from the day before (selected then): with a longer life it serves a login before the new one. */
   hasPrevious: (user: number) => boolean;
+  /** The latest expiry of the user's sets (policy or on-demand) computed before the day's start. */
+  liveUntil: (user: number) => number;
+  /** The first day simulated: the window's first timed run (no earlier timed run's sets live into it). */
+  first: boolean;
 }
 
 /** Buckets of the time since a user's last login at a day's start: under 2 h, 2–24 h, 1–4 days, longer. */
@@ -135,6 +139,8 @@ function quantile(sorted: Float64Array, q: number): number {
 }
 
 const HALF_LIFE_HOURS = 28 * DAY;
+/** Life of an on-demand set in the replay (onDemandTtlMs: the window, a day). */
+const ON_DEMAND_TTL = DAY;
 
 /**
  * A recorded selection (`day,user_id` rows, e.g. a kept replay schema's predictions with a chunk,
@@ -179,6 +185,8 @@ function simulate(
   const results = variants.map((v) => ({ v, volume: 0, activeKnown: 0, covered: 0, firstServed: 0, earlier: 0, earlierAges: [] as number[], ownAges: [] as number[], logins: 0, served: 0, ages: [] as number[], midnight: 0 }));
   // Live sets per variant and user: [computedAt, expiresAt] of the newest two (a set is replaced by a newer one).
   const live = variants.map(() => new Map<number, Array<[number, number]>>());
+  // The newest on-demand set per variant and user, [computedAt, expiresAt]: a login that found no live set computes one, which lives ON_DEMAND_TTL (the replay's: a window).
+  const onDemand = variants.map(() => new Map<number, [number, number]>());
   let i = 0;
   // Logins before the first day build the history.
   const absorb = (from: number, to: number) => {
@@ -240,7 +248,7 @@ function simulate(
       const sum = counts.reduce((a, b) => a + b, 0);
       return Float64Array.from(counts, (n) => (sum > 0 ? n / sum : 1 / 24));
     });
-    const day: DayContext = { startMs, prior: share(popHours), firstPrior: share(popFirst), gapPriors, hasPrevious: () => false };
+    const day: DayContext = { startMs, prior: share(popHours), firstPrior: share(popFirst), gapPriors, hasPrevious: () => false, liveUntil: () => Number.NEGATIVE_INFINITY, first: d === 0 };
     // Selection at the occurrence, from history before it.
     const firstAt = new Map<number, number>();
     for (let j = i; j < logins.length && (logins[j] as Login).at < startMs + DAY; j++) if (!firstAt.has(logins[j]!.user)) firstAt.set(logins[j]!.user, logins[j]!.at);
@@ -249,6 +257,11 @@ function simulate(
       // A set of an earlier day that lives through this one (as the planner's liveThrough asks).
       const sets = live[k]!;
       day.hasPrevious = (u) => (sets.get(u) ?? []).some(([computed, expires]) => computed < startMs && expires >= startMs + DAY);
+      day.liveUntil = (u) => {
+        let until = Number.NEGATIVE_INFINITY;
+        for (const [computed, expires] of [...(sets.get(u) ?? []), ...(onDemand[k]!.has(u) ? [onDemand[k]!.get(u)!] : [])]) if (computed < startMs) until = Math.max(until, expires);
+        return until;
+      };
       const th = v.theta ?? theta;
       const chosen = selection?.get(startMs);
       for (let u = 0; u < userCount; u++) {
@@ -284,6 +297,11 @@ function simulate(
         r.logins++;
         let best: [number, number] | undefined;
         for (const set of live[k]!.get(user) ?? []) if (set[0] <= at && at < set[1] && (!best || set[0] > best[0])) best = set;
+        // The newest live set is served: an on-demand one newer than the policy set answers the login (reused, not precomputed).
+        const od = onDemand[k]!.get(user);
+        const odLive = od !== undefined && od[0] <= at && at < od[1];
+        if (!best && !odLive) onDemand[k]!.set(user, [at, at + ON_DEMAND_TTL]);
+        if (best && odLive && od[0] > best[0]) best = undefined;
         if (best) {
           r.served++;
           r.ages.push(at - best[0]);
@@ -393,6 +411,74 @@ const minAge =
     return best;
   };
 
+/**
+ * The planner's chained rule, with users without a live set placed by the risk rule at `fresh`
+ * risk (1: by the chained rule too, early logins are misses) — or, when `recentMs` is set, only
+ * those whose last login is within `recentMs` of the occurrence by the chained rule.
+ */
+const chainedFresh =
+  (fresh: number, spanMs = CHAINED_SPAN_MS, recentMs = 0, slotMs = HOUR): Rule =>
+  (user, day, id) => {
+    if (day.hasPrevious(id) || fresh >= 1 || (recentMs > 0 && day.startMs - user.lastAt <= recentMs)) return chainedOffset(user.hours, day.prior, day.startMs, slotMs, spanMs);
+    return computeOffset(user.hours, day.prior, day.startMs, DAY, slotMs, fresh);
+  };
+
+/** Half the median offset from the occurrence of the population's logins (`prior`): half of nightly's median age. */
+function halfNightlyAge(prior: Float64Array, startMs: number): number {
+  let sum = 0;
+  for (let k = 0; k < 24; k++) {
+    const w = prior[new Date(startMs + k * HOUR).getUTCHours()]!;
+    if (sum + w >= 0.5) return ((k + (0.5 - sum) / w) * HOUR) / 2;
+    sum += w;
+  }
+  return DAY / 2;
+}
+
+/** The chained rule with the span at half of nightly's median age, from the population's hours; users' own hours scaled by `ownScale` (a prior weight of 4 / ownScale). */
+const chainedDerived =
+  (fresh: number, ownScale = 1, slotMs = HOUR): Rule =>
+  (user, day, id) => {
+    const hours = ownScale === 1 ? user.hours : user.hours.map((x) => x * ownScale);
+    if (day.hasPrevious(id) || fresh >= 1) return chainedOffset(hours, day.prior, day.startMs, slotMs, halfNightlyAge(day.prior, day.startMs));
+    return computeOffset(hours, day.prior, day.startMs, DAY, slotMs, fresh);
+  };
+
+/**
+ * The chained rule for every user with a set that lives until their chained compute time (a
+ * policy set of the day before, or an on-demand set of a login within its life): a login before
+ * the new set finds that one. The others by the risk rule.
+ */
+const liveUntilRule =
+  (fresh: number, spanMs = CHAINED_SPAN_MS, slotMs = HOUR): Rule =>
+  (user, day, id) => {
+    const chained = chainedOffset(user.hours, day.prior, day.startMs, slotMs, spanMs);
+    if (day.hasPrevious(id) || day.liveUntil(id) >= day.startMs + chained) return chained;
+    return computeOffset(user.hours, day.prior, day.startMs, DAY, slotMs, fresh);
+  };
+
+/**
+ * The planner's rule (timing.ts): after the window's first timed run every user, with a live set
+ * or not, at the start of the span (`chainedSpan`, half of nightly's median age from the
+ * population's hours) with most of their logins; on the first day the risk rule.
+ */
+const plannerRule =
+  (risk: number, slotMs = HOUR): Rule =>
+  (user, day) =>
+    day.first ? computeOffset(user.hours, day.prior, day.startMs, DAY, slotMs, risk) : chainedOffset(user.hours, day.prior, day.startMs, slotMs, chainedSpan(day.prior, day.startMs, slotMs));
+
+function freshVariants(): Variant[] {
+  const out: Variant[] = [{ name: 'nightly', rule: nightly, lifeMs: 0 }, { name: "the planner's (chained for all)", rule: plannerRule(0.02), lifeMs: DAY }];
+  for (const span of [8, 10]) {
+    for (const fresh of [0.02, 0.05, 0.1, 0.2, 0.3, 1]) out.push({ name: `chained ${span}h, fresh ${fresh}`, rule: chainedFresh(fresh, span * HOUR), lifeMs: DAY });
+    out.push({ name: `chained ${span}h, fresh recent 1d`, rule: chainedFresh(0.02, span * HOUR, DAY), lifeMs: DAY });
+  }
+  for (const fresh of [0.02, 0.1]) out.push({ name: `live until, fresh ${fresh}`, rule: liveUntilRule(fresh), lifeMs: DAY });
+  for (const span of [9, 10]) out.push({ name: `live until, ${span}h, fresh 0.02`, rule: liveUntilRule(0.02, span * HOUR), lifeMs: DAY });
+  for (const fresh of [0.02, 0.1, 0.2, 1]) out.push({ name: `derived span, fresh ${fresh}`, rule: chainedDerived(fresh), lifeMs: DAY });
+  for (const scale of [0.5, 2, 4]) out.push({ name: `derived span, fresh 0.1, own ×${scale}`, rule: chainedDerived(0.1, scale), lifeMs: DAY });
+  return out;
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -403,6 +489,7 @@ async function main(): Promise<void> {
       coverage: { type: 'string', default: '0.8' },
       selection: { type: 'string' },
       json: { type: 'boolean', default: false },
+      set: { type: 'string', default: 'all' },
     },
   });
   const { logins, users, ids } = await readLogins(values.logins as string);
@@ -421,29 +508,31 @@ async function main(): Promise<void> {
     else hi = mid;
   }
   const theta = lo;
-  const variants: Variant[] = [{ name: 'nightly', rule: nightly, lifeMs: 0 }, { name: 'oracle first login (bound)', rule: nightly, lifeMs: 0, oracle: true }];
-  for (const risk of [0.02, 0.05, 0.1, 0.2]) variants.push({ name: `planner risk ${risk}`, rule: planner(risk), lifeMs: 0 });
-  for (const risk of [0.02, 0.05, 0.1, 0.2]) variants.push({ name: `first-login risk ${risk}`, rule: firstLogin(risk), lifeMs: 0 });
-  for (const risk of [0.02, 0.05, 0.1, 0.2]) variants.push({ name: `recency risk ${risk}`, rule: recency(risk), lifeMs: 0 });
-  variants.push({ name: 'nightly, life +1d', rule: nightly, lifeMs: DAY });
-  for (const risk of [0.02, 0.1, 0.2, 0.3, 0.5]) variants.push({ name: `planner ${risk}, life +1d`, rule: planner(risk), lifeMs: DAY });
-  variants.push({ name: 'min-age, life +1d', rule: minAge(), lifeMs: DAY });
-  for (const [f, c] of [[0.02, 0.3], [0.02, 0.4], [0.02, 0.5], [0.05, 0.5], [0.02, 0.7]] as const) variants.push({ name: `chained ${f}/${c}, life +1d`, rule: chainedRule(f, c), lifeMs: DAY });
-  for (const span of [6, 8, 10, 12]) variants.push({ name: `planner chained, ${span}h`, rule: chainedPlanner(0.02, span * HOUR), lifeMs: DAY });
-  variants.push({ name: 'planner chained, 8h, life +2d', rule: chainedPlanner(0.02), lifeMs: 2 * DAY });
-  for (const h of [4, 6, 8, 10, 12]) variants.push({ name: `everyone at ${h}:00, life +1d`, rule: () => h * HOUR, lifeMs: DAY });
-  // Skipping the users who came before their slot frees volume: spend it on more users (lower θ) at equal volume.
-  for (const risk of [0.05, 0.1, 0.2]) {
-    const nightlyVolume = simulate(logins, users, fromMs, toMs, halfLifeMs, theta, [{ name: 'n', rule: nightly, lifeMs: 0 }])[0]!.volume;
-    let tlo = 0;
-    let thi = theta;
-    for (let k = 0; k < 25; k++) {
-      const mid = (tlo + thi) / 2;
-      const [r] = simulate(logins, users, fromMs, toMs, halfLifeMs, mid, [{ name: 's', rule: planner(risk), lifeMs: 0, skipEarly: true }]);
-      if (r!.volume > nightlyVolume) tlo = mid;
-      else thi = mid;
+  const variants: Variant[] = values.set === 'fresh' ? freshVariants() : [{ name: 'nightly', rule: nightly, lifeMs: 0 }, { name: 'oracle first login (bound)', rule: nightly, lifeMs: 0, oracle: true }];
+  if (values.set !== 'fresh') {
+    for (const risk of [0.02, 0.05, 0.1, 0.2]) variants.push({ name: `planner risk ${risk}`, rule: planner(risk), lifeMs: 0 });
+    for (const risk of [0.02, 0.05, 0.1, 0.2]) variants.push({ name: `first-login risk ${risk}`, rule: firstLogin(risk), lifeMs: 0 });
+    for (const risk of [0.02, 0.05, 0.1, 0.2]) variants.push({ name: `recency risk ${risk}`, rule: recency(risk), lifeMs: 0 });
+    variants.push({ name: 'nightly, life +1d', rule: nightly, lifeMs: DAY });
+    for (const risk of [0.02, 0.1, 0.2, 0.3, 0.5]) variants.push({ name: `planner ${risk}, life +1d`, rule: planner(risk), lifeMs: DAY });
+    variants.push({ name: 'min-age, life +1d', rule: minAge(), lifeMs: DAY });
+    for (const [f, c] of [[0.02, 0.3], [0.02, 0.4], [0.02, 0.5], [0.05, 0.5], [0.02, 0.7]] as const) variants.push({ name: `chained ${f}/${c}, life +1d`, rule: chainedRule(f, c), lifeMs: DAY });
+    for (const span of [6, 8, 10, 12]) variants.push({ name: `planner chained, ${span}h`, rule: chainedPlanner(0.02, span * HOUR), lifeMs: DAY });
+    variants.push({ name: 'planner chained, 8h, life +2d', rule: chainedPlanner(0.02), lifeMs: 2 * DAY });
+    for (const h of [4, 6, 8, 10, 12]) variants.push({ name: `everyone at ${h}:00, life +1d`, rule: () => h * HOUR, lifeMs: DAY });
+    // Skipping the users who came before their slot frees volume: spend it on more users (lower θ) at equal volume.
+    for (const risk of [0.05, 0.1, 0.2]) {
+      const nightlyVolume = simulate(logins, users, fromMs, toMs, halfLifeMs, theta, [{ name: 'n', rule: nightly, lifeMs: 0 }])[0]!.volume;
+      let tlo = 0;
+      let thi = theta;
+      for (let k = 0; k < 25; k++) {
+        const mid = (tlo + thi) / 2;
+        const [r] = simulate(logins, users, fromMs, toMs, halfLifeMs, mid, [{ name: 's', rule: planner(risk), lifeMs: 0, skipEarly: true }]);
+        if (r!.volume > nightlyVolume) tlo = mid;
+        else thi = mid;
+      }
+      variants.push({ name: `planner ${risk}, skip early, eq vol`, rule: planner(risk), lifeMs: 0, skipEarly: true, theta: thi });
     }
-    variants.push({ name: `planner ${risk}, skip early, eq vol`, rule: planner(risk), lifeMs: 0, skipEarly: true, theta: thi });
   }
   const results = simulate(logins, users, fromMs, toMs, halfLifeMs, theta, variants, selection);
   if (values.json) {

@@ -140,16 +140,16 @@ export const cutSql = {
   /** The grid whose states are the most current (any grid's hour histogram is the same). */
   freshestGrid: `SELECT window_ms, phase_ms FROM propensity_state_grids ORDER BY observed_through DESC NULLS LAST, grid LIMIT 1`,
   /**
-   * The users among `userIds` with a policy set computed in [from, before) that is live until
-   * `until`: a set of the window's previous timed run (chained, timing.ts), which serves them
-   * until their new one is computed.
+   * Whether the run follows a timed run of its window whose sets chain into it: one scheduled in
+   * (from, before) and cut (its users placed). Then every user is placed for young serves
+   * (timing.ts); a window's first timed run places them against early logins.
    */
-  liveThrough(userIds: readonly string[], from: Date, before: Date, until: Date): Sql {
+  followsTimedRun(runId: number, from: Date, before: Date): Sql {
     return {
-      text: `SELECT DISTINCT user_id FROM recommendations
-              WHERE user_id = ANY($1::text[]) AND source = 'batch' AND NOT holdout
-                AND computed_at >= $2 AND computed_at < $3 AND expires_at >= $4`,
-      values: [userIds, from.toISOString(), before.toISOString(), until.toISOString()],
+      text: `SELECT EXISTS (SELECT 1 FROM batch_runs p JOIN batch_runs r ON r.window_name = p.window_name
+                              WHERE r.id = $1 AND p.id <> r.id AND p.timed_at IS NOT NULL
+                                AND p.scheduled_for > $2 AND p.scheduled_for < $3) AS follows`,
+      values: [runId, from.toISOString(), before.toISOString()],
     };
   },
   states(grid: string, userIds: readonly string[]): Sql {

@@ -17,7 +17,16 @@ import { cutSql, dispatchSql, timedRunSql, type DispatchRunRow, type DueChunkRow
  * estimate is the hour-of-day histogram of the user's activity state (decayed, recent habits
  * count more), smoothed towards the population's hours by PRIOR_WEIGHT logins' worth, so a user
  * with little history is computed when the population starts logging in, not at their one login's
- * hour. Sets still expire at the occurrence's end (scheduled_for + ttl).
+ * hour. On horizons shorter than a day sets expire at the occurrence's end (scheduled_for + ttl).
+ *
+ * On daily (or longer) horizons sets chain (timing-expiry.ts): a set lives until the user's next
+ * one, so a login before the new set is served the previous one, older, not missed. There every
+ * user of a run that follows a timed run of its window is placed for young serves instead
+ * (`chainedOffset` over `chainedSpan`): the risk rule, which places a user whose first login of
+ * the day is barely predictable at the occurrence, would serve them sets as old as nightly's. A
+ * user new to the selection who logs in before their set is a miss, which coverage counts and the
+ * held coverage target pays for with more users; a window's first timed run, where nobody has a
+ * set to fall back on, keeps the risk rule.
  *
  * The compute times are recorded in Postgres: the run's chunks are cut by compute time
  * (`batch_chunks.due_at`), and a chunk is enqueued only once a dispatcher released it
@@ -33,10 +42,8 @@ export const PRIOR_WEIGHT = 4;
 /** The population's hours are read from this many days of logins before the occurrence. */
 const PRIOR_DAYS = 28;
 /**
- * A user whose previous set is still live is computed at the start of the CHAINED_SPAN_MS with
- * most of their logins: the serves in it are younger than that, the others get the previous set
- * or this one, older. 8 h is a third of a day (scripts/sim-timing.ts: 6/8/10/12 h give 0.62/0.49/
- * 0.50/0.54 of nightly's median age on uci-messages; chosen there, so judged on other logs).
+ * `chainedOffset`'s span when none is given (tests, scripts/sim-timing.ts). The planner derives
+ * the span from the population's hours instead (`chainedSpan`: on uci-messages 8.0–8.1 h).
  */
 export const CHAINED_SPAN_MS = 8 * HOUR_MS;
 const PAGE = 10_000;
@@ -118,6 +125,25 @@ export function chainedOffset(hours: ArrayLike<number>, prior: ArrayLike<number>
   return best;
 }
 
+/**
+ * The span a chained user's compute time starts (`chainedOffset`): half the median age nightly
+ * would serve, i.e. half the median offset from the occurrence of the population's logins
+ * (`prior`, by UTC hour, summing to 1), at least one slot. The age asked of timed sets is half of
+ * nightly's, and a serve is younger than that exactly when its login falls in the span after its
+ * set: so each user is placed to have most of their logins there. Read from the log, not a
+ * constant of one log's calendar (a population logging in early after the occurrence gets a short
+ * span, one logging in all day 6 h).
+ */
+export function chainedSpan(prior: ArrayLike<number>, startMs: number, slotMs: number): number {
+  let before = 0;
+  for (let offset = 0; offset < DAY_MS; offset += HOUR_MS) {
+    const w = prior[utcHour(startMs + offset)] as number;
+    if (w > 0 && before + w >= 0.5) return Math.max(slotMs, (offset + ((0.5 - before) / w) * HOUR_MS) / 2);
+    before += w;
+  }
+  return Math.max(slotMs, DAY_MS / 4);
+}
+
 // Chained expiry, in a module of its own so that chunk-jobs.ts (imported here) can use it too.
 export { chainsSets, timedExpiry } from './timing-expiry.ts';
 
@@ -166,10 +192,17 @@ export function createTiming(deps: TimingDeps): Timing {
   }
 
   /** Compute offsets of every user the run precomputes, a page at a time, staged in the transaction's temp table. */
-  async function stageOffsets(client: Queryable, runId: number, startMs: number, horizonMs: number, slotMs: number, risk: number): Promise<Map<number, number>> {
+  async function stageOffsets(client: Queryable, runId: number, startMs: number, horizonMs: number, slotMs: number, risk: number): Promise<{ slots: Map<number, number>; spanMs: number | undefined }> {
     const chosen = await grid(startMs);
     const key = gridKey(chosen);
     const prior = await populationHours(client, startMs);
+    // Sets chain, and the previous timed run's sets live into this one (a timed run scheduled less
+    // than two horizons ago): every user placed for young serves, with the span from the prior.
+    let span: number | undefined;
+    if (chainsSets(horizonMs)) {
+      const follows = cutSql.followsTimedRun(runId, new Date(startMs - 2 * horizonMs), new Date(startMs));
+      if ((await client.query<{ follows: boolean }>(follows.text, follows.values)).rows[0]?.follows) span = chainedSpan(prior, startMs, slotMs);
+    }
     const hours = new Float64Array(24);
     const slots = new Map<number, number>();
     await client.query(cutSql.createStage);
@@ -188,25 +221,18 @@ export function createTiming(deps: TimingDeps): Timing {
       }
       // Logins at or after the occurrence (a late plan, a replay) are not the habit it predicts from.
       await rewindStates(client, { userIds, states }, chosen, startMs);
-      // Users whose previous set lives through this horizon's first day: a login before their
-      // new set is served that one, so they are placed for young serves, not against early logins.
-      const chained = new Set<string>();
-      if (chainsSets(horizonMs)) {
-        const liveSql = cutSql.liveThrough(userIds, new Date(startMs - 2 * horizonMs), new Date(startMs), new Date(startMs + DAY_MS));
-        for (const row of (await client.query<{ user_id: string }>(liveSql.text, liveSql.values)).rows) chained.add(row.user_id);
-      }
-      const offsets = userIds.map((id, i) => {
+      const offsets = userIds.map((_id, i) => {
         const base = i * STATE_SIZE;
         // The histogram is valued at the user's last login; its shape is what matters, so no decay to startMs.
         for (let h = 0; h < 24; h++) hours[h] = (states[base + S.COUNT] as number) > 0 ? (states[base + S.HOUR + h] as number) : 0;
-        const offset = chained.has(id) ? chainedOffset(hours, prior, startMs, slotMs) : computeOffset(hours, prior, startMs, horizonMs, slotMs, risk);
+        const offset = span !== undefined ? chainedOffset(hours, prior, startMs, slotMs, span) : computeOffset(hours, prior, startMs, horizonMs, slotMs, risk);
         slots.set(offset, (slots.get(offset) ?? 0) + 1);
         return startMs + offset;
       });
       await client.query(cutSql.stage(userIds, offsets));
       if (page.rows.length < PAGE) break;
     }
-    return slots;
+    return { slots, spanMs: span };
   }
 
   async function chunkCount(db: Queryable, runId: number): Promise<number> {
@@ -223,13 +249,14 @@ export function createTiming(deps: TimingDeps): Timing {
         const run = (await client.query<{ scheduled_for: Date; horizon_ms: string | number; timing_slot_ms: string | number; timing_risk: number }>(timedRunSql.lockUncut(runId))).rows[0];
         if (!run) return chunkCount(client, runId);
         const startMs = run.scheduled_for.getTime();
-        const slots = await stageOffsets(client, runId, startMs, Number(run.horizon_ms), Number(run.timing_slot_ms), Number(run.timing_risk));
+        const { slots, spanMs } = await stageOffsets(client, runId, startMs, Number(run.horizon_ms), Number(run.timing_slot_ms), Number(run.timing_risk));
         await client.query(cutSql.renumber(runId, chunkSize));
         await client.query(cutSql.dropChunks(runId));
         await client.query(cutSql.insertChunks(runId));
         await client.query(cutSql.markCut(runId, now));
         const chunks = await chunkCount(client, runId);
-        log.info({ runId, chunks, usersBySlotHour: Object.fromEntries([...slots].sort((a, b) => a[0] - b[0]).map(([offset, n]) => [offset / HOUR_MS, n])) }, 'timed run cut by compute time');
+        const usersBySlotHour = Object.fromEntries([...slots].sort((a, b) => a[0] - b[0]).map(([offset, n]) => [offset / HOUR_MS, n]));
+        log.info({ runId, chunks, rule: spanMs === undefined ? 'risk' : 'chained', chainedSpanHours: spanMs === undefined ? null : spanMs / HOUR_MS, usersBySlotHour }, 'timed run cut by compute time');
         return chunks;
       });
     },
