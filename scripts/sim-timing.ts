@@ -4,7 +4,11 @@
  * logins alone in seconds and evaluates timing rules on a proxy of the nightly selection.
  *
  *   npx tsx scripts/sim-timing.ts --logins FILE [--from DAY] [--to DAY] [--half-life 7d] [--coverage 0.8]
- *     [--selection FILE] [--json]
+ *     [--selection FILE] [--set all|fresh] [--json]
+ *
+ * `--set fresh` evaluates only the placements of users without a live set (the risk rule at
+ * several risks, the chained rule for all, by their last login or by a live set of any source)
+ * and the planner's rule; `all` (the default) the earlier rules too.
  *
  * Daily windows at UTC midnight. The selection proxy: every day, the known users whose
  * recency-decayed login count is at least θ, with θ fixed over the log so that nightly covers
@@ -14,12 +18,15 @@
  * counts, as the views do:
  * - volume: sets computed;
  * - coverage: active known users whose first login of the day came at or after the set the day's
- *   run computed for them (coverage_by_run);
+ *   run computed for them; `1st served` also counts an earlier day's set live at that login, as
+ *   coverage_by_run does for chained sets (migrations/0018);
  * - login coverage: logins served a precomputed set (any live one);
  * - age p50/p95 of the served precomputed sets (serves.staleness_ms, source precomputed).
  * A rule's `life` is how long a set lives past the end of its day: 0 is the planner's rule (a set
  * expires at the occurrence's end); with a longer life a login before the user's next compute time
- * is served the previous set, older.
+ * is served the previous set, older. A login that finds no live set computes an on-demand one,
+ * living a day (the replay's `onDemandTtlMs`); the newest live set is served, and an on-demand one
+ * counts as `reused`, not precomputed.
  */
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createPlanner } from '../src/planner/planner.ts';
 import { createScheduler } from '../src/planner/scheduler.ts';
 import { enqueueRecordedChunks } from '../src/planner/chunk-jobs.ts';
-import { computeOffset, PRIOR_WEIGHT } from '../src/planner/timing.ts';
+import { chainedOffset, chainedSpan, computeOffset, PRIOR_WEIGHT } from '../src/planner/timing.ts';
 import { dispatchSql } from '../src/planner/timing-sql.ts';
 import { resolveWindow } from '../src/planner/windows.ts';
 import { settingsFromFlags } from '../src/cli/commands/windows.ts';
@@ -57,6 +57,42 @@ describe('compute times from the hour-of-day habit', () => {
       expect(before).toBeLessThanOrEqual(risk + 1e-9);
       // …and the next slot would pass it.
       if (offset / HOUR < 23) expect(before + w(offset / HOUR)).toBeGreaterThan(risk - 1e-9);
+    }
+  });
+});
+
+describe('the span of a chained compute time: half of nightly’s median age, from the population’s hours', () => {
+  it('is half the median offset of the population’s logins from the occurrence, at least one slot', () => {
+    // Logins all day: nightly's median serve is 12 h after the occurrence, so a 6 h span.
+    expect(chainedSpan(uniform, START, HOUR)).toBe(6 * HOUR);
+    // Everyone at 20:00–21:00: the median login at 20:30, 10.25 h.
+    const evening = new Float64Array(24);
+    evening[20] = 1;
+    expect(chainedSpan(evening, START, HOUR)).toBe(10.25 * HOUR);
+    // The same population, an occurrence at noon: 8.5 h to the median login.
+    expect(chainedSpan(evening, START + 12 * HOUR, HOUR)).toBe(4.25 * HOUR);
+    // Logins just after the occurrence: a quarter of an hour, but never shorter than a slot.
+    const early = new Float64Array(24);
+    early[0] = 1;
+    expect(chainedSpan(early, START, HOUR)).toBe(HOUR);
+    expect(chainedSpan(early, START, 15 * 60_000)).toBe(15 * 60_000);
+  });
+
+  it('splits the population’s logins after the occurrence in half at twice the span (property, fixed seed)', () => {
+    let seed = 23;
+    const random = () => ((seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648) / 2_147_483_648);
+    for (let trial = 0; trial < 300; trial++) {
+      const prior = Float64Array.from({ length: 24 }, () => (random() < 0.5 ? random() : 0));
+      prior[Math.floor(random() * 24)] = 1;
+      const sum = prior.reduce((a, b) => a + b, 0);
+      for (let h = 0; h < 24; h++) prior[h] = (prior[h] as number) / sum;
+      const startMs = START + Math.floor(random() * 24) * HOUR;
+      const span = chainedSpan(prior, startMs, 60_000);
+      // Mass of the population's day before offset 2·span, counting the partial hour in proportion.
+      const median = 2 * span;
+      let before = 0;
+      for (let k = 0; k * HOUR < median; k++) before += (prior[(startMs / HOUR + k) % 24] as number) * Math.min(1, (median - k * HOUR) / HOUR);
+      expect(before).toBeCloseTo(0.5, 9);
     }
   });
 });
@@ -201,6 +237,79 @@ describe('timed precompute on real Postgres and Redis', () => {
     expect((await h.planner.sweep()).failed).toBe((await chunks(h, run.id)).length);
     expect(await h.runs.get(run.id)).toMatchObject({ status: 'failed', precomputed: 0, failed: 22 });
   });
+
+  /** Compute times of a run's users, by user (NaN: an untimed run's, at the occurrence). */
+  async function dueOf(harness: PlannerHarness, runId: number): Promise<Map<string, number>> {
+    const rows = (
+      await harness.pool.query<{ user_id: string; due_at: Date | null }>(
+        'SELECT p.user_id, c.due_at FROM predictions p JOIN batch_chunks c ON c.run_id = p.run_id AND c.chunk_no = p.chunk_no WHERE p.run_id = $1',
+        [runId],
+      )
+    ).rows;
+    return new Map(rows.map((row) => [row.user_id, row.due_at?.getTime() ?? Number.NaN]));
+  }
+
+  /** Ten evening regulars and `owl`, whose logins fall at 00:30 as often as at 20:30. */
+  async function owlSetup(timed: boolean) {
+    h = await createPlannerHarness({ start: START });
+    const logins: Record<string, Date[]> = { owl: [...habit(0, 10), ...habit(20, 10)] };
+    for (let i = 0; i < 10; i++) logins[`evening${i}`] = habit(20, 30);
+    await h.seedLogins(logins);
+    const settings = { cron: '0 0 * * *', policy: 'all', chunkSize: 5, holdoutRate: 0 } as const;
+    const { window } = await h.windows.set('w', timed ? { ...settings, timing: 'predicted', timingSlot: '1h', timingRisk: 0.02 } : settings);
+    return { h, window, worker: h.startWorker(createScriptedRecommender({}).recommender) };
+  }
+
+  /** Runs an occurrence's plan and every compute time of it, to completion. */
+  async function runDay(harness: PlannerHarness, window: Parameters<PlannerHarness['planner']['planRun']>[0], dayMs: number) {
+    harness.clock.set(dayMs);
+    const run = (await harness.planner.planRun(window, new Date(dayMs)))!.run;
+    const due = await dueOf(harness, run.id);
+    for (const at of [...new Set(due.values())].filter(Number.isFinite).sort((a, b) => a - b)) {
+      harness.clock.set(at);
+      await harness.scheduler.tick();
+    }
+    await harness.waitForRun(run.id);
+    return { run, due };
+  }
+
+  it('after a timed run every user is placed for young serves, a user without a live set too; a first timed run keeps the risk rule', async () => {
+    const { h, window, worker } = await owlSetup(true);
+    // Day 1, the window's first timed run: nobody has a set to fall back on, so the risk rule puts
+    // `owl` (a login at 00:30 is as likely as one at 20:30) at the occurrence.
+    const day1 = await runDay(h, window, START);
+    expect(day1.due.get('owl')).toBe(START);
+    expect(day1.due.get('evening0')).toBe(START + 20 * HOUR);
+    // `owl` lost its day-1 set (as a user new to the selection has none): day 2 follows a timed
+    // run, so it is placed for young serves all the same — the 10.25 h from 20:00 hold both its
+    // hours (the population's median login is at 20:30) — not at the occurrence.
+    await h.pool.query(`DELETE FROM recommendations WHERE user_id = 'owl'`);
+    const day2 = await runDay(h, window, START + DAY);
+    expect(day2.due.get('owl')).toBe(START + DAY + 20 * HOUR);
+    expect(day2.due.get('evening0')).toBe(START + DAY + 20 * HOUR);
+    const span = 10.25 * HOUR;
+    const hours = new Float64Array(24);
+    hours[0] = 1;
+    hours[20] = 1;
+    const prior = new Float64Array(24);
+    prior[20] = 1;
+    expect(chainedOffset(hours, prior, START + DAY, HOUR, span)).toBe(20 * HOUR);
+    expect(chainedSpan(prior, START + DAY, HOUR)).toBe(span);
+    await worker.close();
+  }, 60_000);
+
+  it('a window switched to timed after untimed runs starts with the risk rule (their sets do not chain)', async () => {
+    const { h, window, worker } = await owlSetup(false);
+    await runDay(h, window, START);
+    const { window: timed } = await h.windows.set('w', { timing: 'predicted', timingSlot: '1h', timingRisk: 0.02 });
+    const day2 = await runDay(h, timed, START + DAY);
+    expect(day2.due.get('owl')).toBe(START + DAY);
+    expect(day2.due.get('evening0')).toBe(START + DAY + 20 * HOUR);
+    // Its next run follows a timed one: `owl` is placed for young serves.
+    const day3 = await runDay(h, timed, START + 2 * DAY);
+    expect(day3.due.get('owl')).toBe(START + 2 * DAY + 20 * HOUR);
+    await worker.close();
+  }, 60_000);
 
   it('an untimed window is unchanged: every chunk enqueued at the occurrence, no compute time recorded', async () => {
     const { h } = await setup();
