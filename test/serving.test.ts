@@ -284,6 +284,33 @@ describe('login path', () => {
     expect(counts.rows[0]).toEqual({ serves: 1, served: 1 });
   });
 
+  it('writes a batch that holds serves already written and new ones: each exactly once', async () => {
+    const { recommender } = createScriptedRecommender({});
+    h = await createServingHarness(recommender);
+    const at = h.clock.now();
+    const serve = (n: number) => ({ id: `00000000-0000-4000-8000-00000000000${n}`, userId: `u${n}`, at, source: 'fallback' as const, recommendationId: null, stalenessMs: null, latencyMs: 1, reason: 'unknown_user' });
+    h.recorder.addServe(serve(1));
+    h.recorder.addLogin({ userId: 'u1', at });
+    await h.recorder.flush();
+    // The first again (as after a lost reply), beside a login and a serve never written.
+    h.recorder.addServe(serve(1));
+    h.recorder.addLogin({ userId: 'u1', at });
+    h.recorder.addServe(serve(2));
+    h.recorder.addLogin({ userId: 'u2', at });
+    await h.recorder.flush();
+    expect(h.recorder.pending()).toBe(0);
+    const rows = await h.db.pool.query(`SELECT id::text, user_id FROM serves ORDER BY id`);
+    expect(rows.rows).toEqual([
+      { id: serve(1).id, user_id: 'u1' },
+      { id: serve(2).id, user_id: 'u2' },
+    ]);
+    const logins = await h.db.pool.query(`SELECT user_id, login_count FROM user_activity ORDER BY user_id`);
+    expect(logins.rows).toEqual([
+      { user_id: 'u1', login_count: 1 },
+      { user_id: 'u2', login_count: 1 },
+    ]);
+  });
+
   it('loses no acknowledged event while Postgres refuses writes, and writes them once it accepts again', async () => {
     const { recommender } = createScriptedRecommender({ ivy: ['i1'] });
     h = await createServingHarness(recommender);

@@ -1,5 +1,6 @@
 import type { Logger } from '../log.ts';
-import { numberArrayLiteral, textArrayLiteral } from '../db/array-literal.ts';
+import { textArrayLiteral } from '../db/array-literal.ts';
+import { BinaryCopyWriter, copyIn } from '../db/copy-binary.ts';
 import { createBatchBuffer } from '../db/batch-buffer.ts';
 import { withTransaction, type Pool, type PoolClient, type Sql } from '../db/pool.ts';
 import type { RecommendationSet } from '../sets/set.ts';
@@ -50,56 +51,54 @@ export interface EventRecorderOptions {
   maxPending?: number;
 }
 
+// The serves go in by binary COPY: the server parses no array literal and runs no conflict check
+// per row (≈5.8 against ≈10.2 µs of Postgres CPU per serve, measured on the backend in batches
+// of 2 000), and the client encodes no decimal text. COPY has no ON CONFLICT, so a flush whose
+// commit succeeded but whose reply was lost, retried, fails on the primary key (23505); the batch
+// is then written again in a new transaction without the serves already in Postgres
+// (`alreadyWritten`), so an acknowledged serve is never lost and never written twice.
+const COPY_SERVES =
+  'COPY serves (id, user_id, at, source, recommendation_id, staleness_ms, latency_ms, reason, missed_interactions) FROM STDIN (FORMAT binary)';
+
 const sql = {
-  // Serves only: a set's serve count and first serve are derived from them by maintenance
-  // (src/maintenance/rollups.ts, fillServeCounts), not updated here. The update was 40% of
-  // Postgres's work per login (a new version of a wide row, not HOT: four indexes), for columns
-  // no view needs (they read the serves). ON CONFLICT makes a retried flush write nothing twice.
-  insertServes(serves: readonly ServeEvent[]): Sql {
-    const n = serves.length;
-    const ids = new Array<string>(n);
-    const userIds = new Array<string>(n);
-    const ats = new Array<number>(n);
-    const sources = new Array<string>(n);
-    const setIds = new Array<string | null>(n);
-    const staleness = new Array<number | null>(n);
-    const latency = new Array<number>(n);
-    const reasons = new Array<string | null>(n);
-    const missed = new Array<number | null>(n);
-    for (let i = 0; i < n; i++) {
-      const s = serves[i] as ServeEvent;
-      ids[i] = s.id;
-      userIds[i] = s.userId;
-      // Epoch milliseconds: a number is written as it is, where an ISO string is built, quoted
-      // and parsed again per element.
-      ats[i] = s.at.getTime();
-      sources[i] = s.source;
-      setIds[i] = s.recommendationId;
-      staleness[i] = s.stalenessMs;
-      latency[i] = s.latencyMs;
-      reasons[i] = s.reason;
-      missed[i] = s.missedInteractions ?? null;
+  // Bounded by the batch's instants, so only the partitions the serves can be in are probed.
+  alreadyWritten(serves: readonly ServeEvent[]): Sql {
+    let from = Number.POSITIVE_INFINITY;
+    let to = Number.NEGATIVE_INFINITY;
+    for (const serve of serves) {
+      from = Math.min(from, serve.at.getTime());
+      to = Math.max(to, serve.at.getTime());
     }
     return {
-      text: `INSERT INTO serves (id, user_id, at, source, recommendation_id, staleness_ms, latency_ms, reason, missed_interactions)
-             SELECT id, user_id, to_timestamp(at_ms / 1000), source, recommendation_id, staleness_ms, latency_ms, reason, missed_interactions
-               FROM unnest($1::uuid[], $2::text[], $3::float8[], $4::text[], $5::uuid[], $6::bigint[], $7::real[], $8::text[], $9::integer[])
-                 AS t(id, user_id, at_ms, source, recommendation_id, staleness_ms, latency_ms, reason, missed_interactions)
-             ON CONFLICT (id, at) DO NOTHING`,
-      values: [
-        textArrayLiteral(ids),
-        textArrayLiteral(userIds),
-        numberArrayLiteral(ats),
-        textArrayLiteral(sources),
-        textArrayLiteral(setIds),
-        numberArrayLiteral(staleness),
-        numberArrayLiteral(latency),
-        textArrayLiteral(reasons),
-        numberArrayLiteral(missed),
-      ],
+      text: 'SELECT id::text AS id FROM serves WHERE id = ANY($1::uuid[]) AND at BETWEEN $2 AND $3',
+      values: [textArrayLiteral(serves.map((serve) => serve.id)), new Date(from), new Date(to)],
     };
   },
 };
+
+// Serves only: a set's serve count and first serve are derived from them by maintenance
+// (src/maintenance/rollups.ts, fillServeCounts), not updated here. The update was 40% of
+// Postgres's work per login (a new version of a wide row, not HOT: four indexes), for columns
+// no view needs (they read the serves).
+function servesCopy(serves: readonly ServeEvent[]): Buffer {
+  const rows = new BinaryCopyWriter(64 + serves.length * 160);
+  for (const serve of serves) {
+    rows.row(9).uuid(serve.id).text(serve.userId).timestamptz(serve.at).text(serve.source);
+    if (serve.recommendationId === null) rows.null();
+    else rows.uuid(serve.recommendationId);
+    if (serve.stalenessMs === null) rows.null();
+    else rows.int8(Math.round(serve.stalenessMs));
+    rows.float4(serve.latencyMs);
+    if (serve.reason === null) rows.null();
+    else rows.text(serve.reason);
+    const missed = serve.missedInteractions ?? null;
+    if (missed === null) rows.null();
+    else rows.int4(missed);
+  }
+  return rows.finish();
+}
+
+const isUniqueViolation = (error: unknown): boolean => (error as { code?: unknown } | null)?.code === '23505';
 
 export interface EventRecorder {
   /** Buffers a set computed on demand; it is written before any serve that refers to it. */
@@ -136,11 +135,25 @@ export function createEventRecorder(options: EventRecorderOptions): EventRecorde
       else if (event.kind === 'login') logins.push(event.login);
       else serves.push(event.serve);
     }
-    await withTransaction(pool, async (client) => {
+    // The sets and logins statements skip what Postgres holds already; the serves are filtered
+    // only when asked (`skipWritten`), after the COPY met one of them.
+    const writeAll = async (client: PoolClient, skipWritten: boolean): Promise<void> => {
       if (sets.length > 0) await store.insertMany(client, sets);
       if (logins.length > 0) await recordLogins(client, logins);
-      if (serves.length > 0) await client.query(sql.insertServes(serves));
-    });
+      let copied = serves;
+      if (skipWritten) {
+        const written = new Set((await client.query<{ id: string }>(sql.alreadyWritten(serves))).rows.map((row) => row.id));
+        copied = serves.filter((serve) => !written.has(serve.id.toLowerCase()));
+      }
+      if (copied.length > 0) await copyIn(client, COPY_SERVES, servesCopy(copied));
+    };
+    try {
+      await withTransaction(pool, (client) => writeAll(client, false));
+    } catch (error) {
+      if (!isUniqueViolation(error) || serves.length === 0) throw error;
+      log.warn({ serves: serves.length }, 'a flush met serves already written (a retry after a lost reply); writing the batch again without them');
+      await withTransaction(pool, (client) => writeAll(client, true));
+    }
   }
 
   const buffer = createBatchBuffer<LoginPathEvent>({
