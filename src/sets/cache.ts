@@ -1,7 +1,6 @@
 import type { Redis } from 'ioredis';
-import { Packr } from 'msgpackr';
 import { throttledErrorLog, type Logger } from '../log.ts';
-import { isPackedItems, packItems, PackedRecommendationSet } from './packed-items.ts';
+import { decodeEntry, encodeEntry } from './cache-entry.ts';
 import type { RecommendationSet } from './set.ts';
 
 /** How long a cache entry outlives its expiry, so a late reader still finds and rejects it cheaply. */
@@ -14,18 +13,9 @@ const MIN_TTL_MS = 1_000;
 const MAX_SETS_PER_CALL = 100;
 
 // A worker caches one set per user, so encoding and sending are on the batch path's critical
-// path (measured per 100-item set, in the worker's process):
-// - the value is MessagePack (msgpackr, already BullMQ's) of the set's fields, its items in one
-//   binary block (src/sets/packed-items.ts): a login decodes only the items it answers. Scores
-//   stay float64, so they come back exactly as written. (The two item arrays as MessagePack
-//   arrays were ≈5 µs to encode, against ≈28 µs for JSON of {itemId, score} objects; a login
-//   then decoded all 100 items to answer 20);
-// - a chunk's sets go in script calls (SET … PX for each key) instead of a pipeline of SETs:
-//   ≈3.5 µs of client CPU per set against ≈10 µs, as ioredis builds 5 commands instead of 500.
-const packr = new Packr({ useRecords: false });
-
-/** The entry layout: `items` (the packed block) and `count`. Entries without `v` hold two arrays. */
-const ENTRY_VERSION = 2;
+// path: the entry is written by hand (src/sets/cache-entry.ts, ≈2 µs per 100-item set), and a
+// chunk's sets go in script calls (SET … PX for each key) instead of a pipeline of SETs: ≈3.5 µs
+// of client CPU per set against ≈10 µs, as ioredis builds 5 commands instead of 500.
 
 // KEYS: the sets' keys; ARGV: their values, then their TTLs in milliseconds.
 const SET_MANY_SCRIPT = `
@@ -38,79 +28,6 @@ const SET_MANY_COMMAND = 'prewarmCacheSetMany';
 
 interface CacheRedis extends Redis {
   [SET_MANY_COMMAND](keyCount: number, ...keysValuesTtls: (string | Buffer | number)[]): Promise<number>;
-}
-
-interface CachedFields {
-  id: string;
-  source: RecommendationSet['source'];
-  runId: number | null;
-  holdout: boolean;
-  computedAt: number;
-  expiresAt: number;
-  modelVersion: string;
-  computeMs: number;
-}
-
-interface CachedEntry extends CachedFields {
-  v: typeof ENTRY_VERSION;
-  count: number;
-  items: Buffer;
-}
-
-/** The layout written before version 2, still read: a deploy does not send a day's logins to Postgres. */
-interface CachedArrays extends CachedFields {
-  itemIds: string[];
-  scores: number[];
-}
-
-function encode(set: RecommendationSet): Buffer {
-  const value: CachedEntry = {
-    v: ENTRY_VERSION,
-    id: set.id,
-    source: set.source,
-    runId: set.runId,
-    holdout: set.holdout,
-    computedAt: set.computedAt.getTime(),
-    expiresAt: set.expiresAt.getTime(),
-    modelVersion: set.modelVersion,
-    computeMs: set.computeMs,
-    count: set.itemIds.length,
-    items: packItems(set.itemIds, set.scores),
-  };
-  return packr.pack(value);
-}
-
-/** The cached set, or undefined for a value this version did not write. */
-function decode(raw: Buffer, userId: string): RecommendationSet | undefined {
-  let cached: Partial<CachedEntry & CachedArrays> | null;
-  try {
-    cached = packr.unpack(raw) as Partial<CachedEntry & CachedArrays> | null;
-  } catch {
-    return undefined;
-  }
-  if (typeof cached !== 'object' || cached === null) return undefined;
-  const fields = {
-    id: cached.id as string,
-    userId,
-    source: cached.source as RecommendationSet['source'],
-    runId: cached.runId ?? null,
-    holdout: cached.holdout === true,
-    computedAt: new Date(cached.computedAt as number),
-    expiresAt: new Date(cached.expiresAt as number),
-    modelVersion: cached.modelVersion as string,
-    computeMs: cached.computeMs as number,
-  };
-  if (cached.v === ENTRY_VERSION) {
-    const items: unknown = cached.items;
-    const count = cached.count;
-    if (!(items instanceof Uint8Array) || typeof count !== 'number') return undefined;
-    // msgpackr gives a view of the entry's own bytes (no copy); as a Buffer for its readers.
-    const block = Buffer.isBuffer(items) ? items : Buffer.from(items.buffer, items.byteOffset, items.byteLength);
-    return isPackedItems(block, count) ? new PackedRecommendationSet(fields, block, count) : undefined;
-  }
-  const { itemIds, scores } = cached;
-  if (!Array.isArray(itemIds) || !Array.isArray(scores) || itemIds.length !== scores.length) return undefined;
-  return { ...fields, itemIds, scores };
 }
 
 /** Sets encoded as cache entries, to be written later (`setEncoded`). */
@@ -172,7 +89,7 @@ export function createRecommendationCache({ redis, prefix, log }: Recommendation
     const entries: EncodedEntries = { keys: [], values: [], expiresAt: [] };
     for (const set of sets) {
       entries.keys.push(key(set.userId));
-      entries.values.push(encode(set));
+      entries.values.push(encodeEntry(set));
       entries.expiresAt.push(set.expiresAt.getTime());
     }
     return entries;
@@ -189,9 +106,9 @@ export function createRecommendationCache({ redis, prefix, log }: Recommendation
     await Promise.all(calls);
   }
 
-  function decodeEntry(raw: Buffer | null, userId: string): RecommendationSet | undefined {
+  function cachedSetOf(raw: Buffer | null, userId: string): RecommendationSet | undefined {
     if (raw === null) return undefined;
-    const cached = decode(raw, userId);
+    const cached = decodeEntry(raw, userId);
     // Written by an older version, or not by prewarm: Postgres has the set.
     if (cached === undefined) unrecognised(new Error(`cannot decode the entry at ${key(userId)}`));
     return cached;
@@ -205,7 +122,7 @@ export function createRecommendationCache({ redis, prefix, log }: Recommendation
       readFailed(error);
       return { set: undefined, values: undefined };
     }
-    return { set: decodeEntry(raw[0] ?? null, userId), values: raw.slice(1) };
+    return { set: cachedSetOf(raw[0] ?? null, userId), values: raw.slice(1) };
   }
 
   return {

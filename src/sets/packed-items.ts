@@ -21,16 +21,31 @@ export class PackedItemsError extends Error {
   readonly code = 'PREWARM_ERR_PACKED_ITEMS';
 }
 
+/** Bytes the block of these ids can take at most (a UTF-16 unit is at most 3 UTF-8 bytes). */
+export function itemsBound(itemIds: readonly string[]): number {
+  let bound = itemIds.length * 10;
+  for (let i = 0; i < itemIds.length; i++) bound += 3 * (itemIds[i] as string).length;
+  return bound;
+}
+
 /** The block for a set's items; the arrays must have the same length. */
 export function packItems(itemIds: readonly string[], scores: readonly number[]): Buffer {
+  const block = Buffer.allocUnsafe(itemsBound(itemIds));
+  return block.subarray(0, writeItems(block, 0, itemIds, scores));
+}
+
+/**
+ * Writes the block at `offset` of `target`, which must have `itemsBound(itemIds)` bytes free
+ * there; returns the offset after it.
+ */
+export function writeItems(target: Buffer, offset: number, itemIds: readonly string[], scores: readonly number[]): number {
   const count = itemIds.length;
   if (scores.length !== count) throw new PackedItemsError(`${count} item ids but ${scores.length} scores`);
-  // A UTF-16 unit is at most 3 UTF-8 bytes: an upper bound, so the ids are written in one pass.
-  let bound = count * 10;
-  for (let i = 0; i < count; i++) bound += 3 * (itemIds[i] as string).length;
-  const block = Buffer.allocUnsafe(bound);
-  for (let i = 0; i < count; i++) block.writeDoubleLE(scores[i] as number, 8 * i);
-  let at = 8 * count;
+  // A DataView's setters are compiled inline, where Buffer#writeDoubleLE and friends are calls
+  // with range checks.
+  const view = new DataView(target.buffer, target.byteOffset, target.byteLength);
+  for (let i = 0; i < count; i++) view.setFloat64(offset + 8 * i, scores[i] as number, true);
+  let at = offset + 8 * count;
   for (let i = 0; i < count; i++) {
     const id = itemIds[i] as string;
     const start = at + 2;
@@ -42,15 +57,15 @@ export function packItems(itemIds: readonly string[], scores: readonly number[])
         ascii = false;
         break;
       }
-      block[end++] = unit;
+      target[end++] = unit;
     }
-    if (!ascii) end = start + block.write(id, start, 'utf8');
+    if (!ascii) end = start + target.write(id, start, 'utf8');
     const bytes = end - start;
     if (bytes > MAX_PACKED_ID_BYTES) throw new PackedItemsError(`item id of ${bytes} bytes (at most ${MAX_PACKED_ID_BYTES})`);
-    block.writeUInt16LE(ascii ? bytes | ASCII_FLAG : bytes, at);
+    view.setUint16(at, ascii ? bytes | ASCII_FLAG : bytes, true);
     at = end;
   }
-  return block.subarray(0, at);
+  return at;
 }
 
 /**
