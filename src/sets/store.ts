@@ -82,12 +82,24 @@ export interface RecommendationStore {
    */
   encode(sets: readonly RecommendationSet[]): EncodedSets;
   /**
+   * `encode` one set at a time: each set's arrays are read by `add` and may be reused afterwards
+   * (a worker fills the same two scratch arrays for every user of its chunk).
+   */
+  encoder(expectedSets: number): SetRowsWriter;
+  /**
    * Writes sets whose ids the caller knows are new (a worker holding its chunk's lock), in one
    * COPY straight into the table; an id already present fails the whole statement.
    */
   insertNew(client: PoolClient, sets: EncodedSets): Promise<void>;
   /** The newest set for the user that is fresh at `at`, if any. */
   findFresh(userId: string, at: Date): Promise<RecommendationSet | undefined>;
+}
+
+/** Sets added one by one to a binary COPY stream. */
+export interface SetRowsWriter {
+  add(set: RecommendationSet): void;
+  /** The stream; the writer must not be used afterwards. */
+  finish(): EncodedSets;
 }
 
 export function createRecommendationStore({ pool }: { pool: Queryable }): RecommendationStore {
@@ -107,6 +119,7 @@ export function createRecommendationStore({ pool }: { pool: Queryable }): Recomm
       }
     },
     encode: (sets) => ({ count: sets.length, payload: copyRows(sets) }),
+    encoder: rowsWriter,
     async insertNew(client, sets) {
       if (sets.count > 0) await copyIn(client, sql.copyDirect, sets.payload);
     },
@@ -119,19 +132,29 @@ export function createRecommendationStore({ pool }: { pool: Queryable }): Recomm
 
 /** The sets as one binary COPY stream, columns in the order of COLUMNS. */
 function copyRows(sets: readonly RecommendationSet[]): Buffer {
-  const writer = new BinaryCopyWriter(sets.length * 2_048);
-  for (const s of sets) {
-    writer.row(11).uuid(s.id).text(s.userId).text(s.source);
-    if (s.runId === null) writer.null();
-    else writer.int8(s.runId);
-    writer
-      .bool(s.holdout)
-      .timestamptz(s.computedAt)
-      .timestamptz(s.expiresAt)
-      .textArray(s.itemIds)
-      .float4Array(s.scores)
-      .text(s.modelVersion)
-      .float4(s.computeMs);
-  }
-  return writer.finish();
+  const rows = rowsWriter(sets.length);
+  for (const s of sets) rows.add(s);
+  return rows.finish().payload;
+}
+
+function rowsWriter(expectedSets: number): SetRowsWriter {
+  const writer = new BinaryCopyWriter(expectedSets * 2_048);
+  let count = 0;
+  return {
+    add(s) {
+      writer.row(11).uuid(s.id).text(s.userId).text(s.source);
+      if (s.runId === null) writer.null();
+      else writer.int8(s.runId);
+      writer
+        .bool(s.holdout)
+        .timestamptz(s.computedAt)
+        .timestamptz(s.expiresAt)
+        .textArray(s.itemIds)
+        .float4Array(s.scores)
+        .text(s.modelVersion)
+        .float4(s.computeMs);
+      count++;
+    },
+    finish: () => ({ count, payload: writer.finish() }),
+  };
 }
