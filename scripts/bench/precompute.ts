@@ -15,6 +15,13 @@
 // baseline: this machine's speed drifts by up to ±10% over a minute (other tenants), and a drift
 // between two measurements taken a minute apart would otherwise show up in the ratio.
 // Everything lives in a schema and queue prefix of its own, dropped at the end.
+//
+// Repeated measurement (seeding and training take ≈2.5 min of the ≈5 of a run):
+//   BENCH_SCHEMA=name      the population lives in that schema and is kept: a first run seeds and
+//                          trains it, later runs with the same users and histories reuse it;
+//   BENCH_ROUNDS=n         n one-process paths in a row, each followed by a recommender-alone
+//                          measurement, so each round's overhead has its own bracket (default 1);
+//   BENCH_WORKER_PROCESSES the process counts to run, e.g. `1` (default `1,2`).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
@@ -23,6 +30,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Redis } from 'ioredis';
 import { from as copyFrom } from 'pg-copy-streams';
 import { deleteKeysWithPrefix } from '../../src/redis.ts';
+import { backendsCpuDelta, backendsCpuMs, processCpuMs } from './proc-cpu.ts';
 import pino from 'pino';
 import { recordLogins } from '../../src/activity/user-activity.ts';
 import { systemClock } from '../../src/clock.ts';
@@ -34,9 +42,10 @@ import { createPrecomputeQueue } from '../../src/precompute/queue.ts';
 import { createRecencyScorer } from '../../src/propensity/recency-scorer.ts';
 import { createRunStore } from '../../src/planner/runs.ts';
 import { createWindowStore, type Window } from '../../src/planner/windows.ts';
-import { createItemCfRecommender, saveModel, trainItemCf } from '../../src/recommender/item-cf.ts';
+import { createItemCfRecommender, loadLatestModel, saveModel, trainItemCf } from '../../src/recommender/item-cf.ts';
 
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const POSTGRES_PORT = Number(new URL(DATABASE_URL).port || 5432);
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const WORKER_ENTRY = fileURLToPath(new URL('../../workers/precompute.ts', import.meta.url));
 const DAY = 86_400_000;
@@ -53,6 +62,9 @@ export interface PrecomputeBenchResult {
   recommenderAloneUsersPerSecond: number;
   /** Just before and just after the one-process path. */
   recommenderAloneRunsMs: [number, number];
+  /** CPU time during each "alone" measurement: this process's, and its Postgres backends' (where /proc shows them). */
+  recommenderAloneCpuMs: number[];
+  recommenderAlonePostgresCpuMs: number[];
   runs: {
     workerProcesses: number;
     planMs: number;
@@ -61,11 +73,21 @@ export interface PrecomputeBenchResult {
     /** Enqueue done → run completed: the queue, the workers and their writes. */
     queueAndWorkersMs: number;
     precomputed: number;
+    /**
+     * CPU time over the path (Linux: /proc) of the worker processes, of the Postgres backends
+     * serving them, and of this process's backends (planning, and polling the run every 25 ms):
+     * work done, where a loaded host's clock is not.
+     */
+    workerCpuMs?: number;
+    postgresCpuMs?: number;
+    plannerPostgresCpuMs?: number;
   }[];
-  /** Whole path with one worker process / recommender alone (target ≤ 1.25). */
+  /** Whole path with one worker process / recommender alone (target ≤ 1.20), first round. */
   overhead: number;
   /** The same without planning (queue + workers + writes only) / recommender alone. */
   overheadExcludingPlanning: number;
+  /** BENCH_ROUNDS > 1: every one-process round, its path over the mean of the two "alone" around it. */
+  rounds?: { pathMs: number; planMs: number; aloneMs: [number, number]; overhead: number; overheadExcludingPlanning: number }[];
 }
 
 function envInt(name: string, fallback: number): number {
@@ -135,9 +157,22 @@ async function seed(pool: Pool, users: number, history: HistoryShape, now: numbe
   // One login per user in the last 3 days: every user is known.
   const logins = Array.from({ length: users }, (_, u) => ({ userId: userId(u), at: new Date(now - 60_000 - Math.floor(rand() * 3 * DAY)) }));
   for (let i = 0; i < logins.length; i += 20_000) await recordLogins(pool, logins.slice(i, i + 20_000));
-  await pool.query('ANALYZE');
+  // VACUUM, not only ANALYZE: a production table is vacuumed (autovacuum), and until it is, every
+  // history read fetches each row from the heap besides the covering index (≈7× the buffers for
+  // 500 users, ≈10% more Postgres CPU), which would make the recommender look slower than it is;
+  // and an autovacuum starting mid-bench would change it between two measurements.
+  // The seeded tables only: a bare VACUUM would walk every schema in the database.
+  await pool.query('VACUUM (ANALYZE) interactions, logins, user_activity');
   log.info({ users, ms: Math.round(performance.now() - started) }, 'population seeded');
 }
+
+/** The population a kept schema was seeded with (its comment), or undefined when it does not exist. */
+async function keptPopulation(pool: Pool, schema: string): Promise<string | undefined> {
+  const result = await pool.query<{ comment: string | null }>('SELECT obj_description(oid, $2) AS comment FROM pg_namespace WHERE nspname = $1', [schema, 'pg_namespace']);
+  return result.rows.length === 0 ? undefined : (result.rows[0]!.comment ?? '(none)');
+}
+
+const quoteLiteral = (text: string) => `'${text.replaceAll("'", "''")}'`;
 
 function startWorker(env: Record<string, string>): Promise<{ child: ChildProcess; stop(): Promise<void> }> {
   // BENCH_WORKER_NODE_ARGS: extra node flags for the workers, e.g. `--cpu-prof --cpu-prof-dir=prof`.
@@ -181,18 +216,36 @@ export async function main(): Promise<PrecomputeBenchResult> {
   const warmupUsers = Math.min(users, envInt('BENCH_WARMUP_USERS', 5_000));
   const history = process.env.BENCH_HISTORY ?? 'movielens';
   if (history !== 'movielens' && history !== 'light') throw new Error('BENCH_HISTORY must be movielens or light');
+  const rounds = envInt('BENCH_ROUNDS', 1);
+  const processCounts = (process.env.BENCH_WORKER_PROCESSES ?? '1,2').split(',').map(Number);
+  if (processCounts[0] !== 1 || !processCounts.every((n) => Number.isInteger(n) && n > 0)) throw new Error('BENCH_WORKER_PROCESSES must list process counts starting with 1');
   const log = pino({ level: process.env.BENCH_LOG_LEVEL ?? 'info' }, pino.destination(2));
-  const schema = `bench_precompute_${randomUUID().replaceAll('-', '').slice(0, 10)}`;
+  const keptSchema = process.env.BENCH_SCHEMA;
+  if (keptSchema !== undefined && !/^[a-z_][a-z0-9_]{0,62}$/.test(keptSchema)) throw new Error('BENCH_SCHEMA must be a lower-case identifier');
+  const schema = keptSchema ?? `bench_precompute_${randomUUID().replaceAll('-', '').slice(0, 10)}`;
+  // What a kept schema holds, as its comment: a later run reuses it only for the same population.
+  const population = `prewarm precompute bench population: ${users} users, ${history} histories`;
   const prefix = `bench-${randomUUID().slice(0, 8)}`;
   const pool = createPool({ databaseUrl: DATABASE_URL, schema, max: 6, log, applicationName: 'prewarm-bench' });
   const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
   const queue = createPrecomputeQueue({ connection: redis, prefix, log });
   try {
+    const kept = keptSchema === undefined ? undefined : await keptPopulation(pool, schema);
+    let model = kept === population ? await loadLatestModel(pool) : undefined;
+    if (model !== undefined) {
+      log.info({ schema, population }, 'reusing the seeded population and its model');
+      // A schema kept by an earlier version of this script may not have been vacuumed.
+      await pool.query('VACUUM (ANALYZE) interactions');
+    } else {
+      if (kept !== undefined) throw new Error(`schema ${schema} holds another population (${kept}); drop it or name another`);
+      await migrate({ pool, schema, log });
+      const now = Date.now();
+      await seed(pool, users, history, now, log);
+      model = await trainItemCf({ pool, until: new Date(now - 1), log });
+      await saveModel(pool, model);
+      if (keptSchema !== undefined) await pool.query(`COMMENT ON SCHEMA ${quoteIdent(schema)} IS ${quoteLiteral(population)}`);
+    }
     await migrate({ pool, schema, log });
-    const now = Date.now();
-    await seed(pool, users, history, now, log);
-    const model = await trainItemCf({ pool, until: new Date(now - 1), log });
-    await saveModel(pool, model);
 
     // 1. The recommender alone, in this process, chunk after chunk.
     const recommender = createItemCfRecommender({ pool, log, model, reloadIntervalMs: 0 });
@@ -200,13 +253,20 @@ export async function main(): Promise<PrecomputeBenchResult> {
     const at = new Date();
     // Both sides are measured warm (JIT-compiled, connections open): a long-running worker is.
     for (let i = 0; i < warmupUsers; i += chunkSize) await recommender.recommend(ids.slice(i, Math.min(i + chunkSize, warmupUsers)), at, itemsPerUser);
+    const aloneCpuMs: number[] = [];
+    const alonePostgresCpuMs: number[] = [];
     const measureAlone = async (): Promise<number> => {
+      const backends = await backendsCpuMs(pool, POSTGRES_PORT, [process.pid]);
+      const cpu = process.cpuUsage();
       const started = performance.now();
       let answered = 0;
       for (let i = 0; i < ids.length; i += chunkSize) answered += (await recommender.recommend(ids.slice(i, i + chunkSize), at, itemsPerUser)).size;
       const ms = performance.now() - started;
       if (answered !== users) throw new Error(`recommender answered ${answered} of ${users} users`);
-      log.info({ ms: Math.round(ms) }, 'recommender alone');
+      const used = process.cpuUsage(cpu);
+      aloneCpuMs.push(Math.round((used.user + used.system) / 1000));
+      alonePostgresCpuMs.push(backendsCpuDelta(backends, await backendsCpuMs(pool, POSTGRES_PORT, [process.pid])));
+      log.info({ ms: Math.round(ms), cpuMs: aloneCpuMs.at(-1), postgresCpuMs: alonePostgresCpuMs.at(-1) }, 'recommender alone');
       return ms;
     };
     const aloneRuns: number[] = [await measureAlone()];
@@ -228,7 +288,7 @@ export async function main(): Promise<PrecomputeBenchResult> {
       PREWARM_RECOMMENDER: 'item-cf',
     };
     const results: PrecomputeBenchResult['runs'] = [];
-    for (const workerProcesses of [1, 2]) {
+    for (const workerProcesses of [...Array<number>(rounds).fill(1), ...processCounts.slice(1)]) {
       await pool.query('TRUNCATE recommendations CASCADE');
       const workers = await Promise.all(Array.from({ length: workerProcesses }, () => startWorker(env)));
       try {
@@ -236,12 +296,19 @@ export async function main(): Promise<PrecomputeBenchResult> {
         const warmed = await planner.planRun(warmup as Window, occurrence);
         if (!warmed) throw new Error('the warm-up run was claimed elsewhere');
         await untilFinished(runs, warmed.run.id);
+        const workersCpu = workers.map((worker) => processCpuMs(worker.child.pid));
+        const workerPids = workers.map((worker) => worker.child.pid);
+        const backends = await backendsCpuMs(pool, POSTGRES_PORT, workerPids);
+        const ownBackends = await backendsCpuMs(pool, POSTGRES_PORT, [process.pid]);
         const started = performance.now();
         const planned = await planner.planRun(window as Window, occurrence);
         if (!planned) throw new Error('the bench run was claimed elsewhere');
         const enqueued = performance.now();
         const run = await untilFinished(runs, planned.run.id);
         const completed = performance.now();
+        const workerCpuMs = workers.reduce((sum, worker, n) => sum + (processCpuMs(worker.child.pid) ?? NaN) - (workersCpu[n] ?? NaN), 0);
+        const postgresCpuMs = backendsCpuDelta(backends, await backendsCpuMs(pool, POSTGRES_PORT, workerPids));
+        const plannerPostgresCpuMs = backendsCpuDelta(ownBackends, await backendsCpuMs(pool, POSTGRES_PORT, [process.pid]));
         if (run.status !== 'completed' || run.precomputed !== users) throw new Error(`bench run ended ${run.status} with ${run.precomputed}/${users} sets`);
         const pathMs = completed - started;
         results.push({
@@ -251,6 +318,7 @@ export async function main(): Promise<PrecomputeBenchResult> {
           usersPerSecond: Math.round(users / (pathMs / 1000)),
           queueAndWorkersMs: Math.round(completed - enqueued),
           precomputed: run.precomputed,
+          ...(Number.isFinite(workerCpuMs) ? { workerCpuMs: Math.round(workerCpuMs), postgresCpuMs, plannerPostgresCpuMs } : {}),
         });
         log.info(results.at(-1), 'path measured');
       } finally {
@@ -263,6 +331,17 @@ export async function main(): Promise<PrecomputeBenchResult> {
     await recommender.close();
     const one = results[0]!;
     const recommenderAloneMs = (aloneRuns[0]! + aloneRuns[1]!) / 2;
+    const oneProcess = results.filter((r) => r.workerProcesses === 1);
+    const roundsMeasured = oneProcess.map((r, i) => {
+      const alone = (aloneRuns[i]! + aloneRuns[i + 1]!) / 2;
+      return {
+        pathMs: r.pathMs,
+        planMs: r.planMs,
+        aloneMs: [Math.round(aloneRuns[i]!), Math.round(aloneRuns[i + 1]!)] as [number, number],
+        overhead: Number((r.pathMs / alone).toFixed(3)),
+        overheadExcludingPlanning: Number((r.queueAndWorkersMs / alone).toFixed(3)),
+      };
+    });
     const interactions = Number((await pool.query<{ n: string }>('SELECT count(*) AS n FROM interactions')).rows[0]!.n);
     return {
       users,
@@ -274,15 +353,18 @@ export async function main(): Promise<PrecomputeBenchResult> {
       recommenderAloneMs: Math.round(recommenderAloneMs),
       recommenderAloneUsersPerSecond: Math.round(users / (recommenderAloneMs / 1000)),
       recommenderAloneRunsMs: [Math.round(aloneRuns[0]!), Math.round(aloneRuns[1]!)],
+      recommenderAloneCpuMs: aloneCpuMs,
+      recommenderAlonePostgresCpuMs: alonePostgresCpuMs,
       runs: results,
       overhead: Number((one.pathMs / recommenderAloneMs).toFixed(3)),
       overheadExcludingPlanning: Number((one.queueAndWorkersMs / recommenderAloneMs).toFixed(3)),
+      ...(rounds > 1 ? { rounds: roundsMeasured } : {}),
     };
   } finally {
     await queue.close();
     await deleteKeysWithPrefix(redis, prefix);
     await redis.quit();
-    await pool.query(`DROP SCHEMA ${quoteIdent(schema)} CASCADE`);
+    if (keptSchema === undefined) await pool.query(`DROP SCHEMA ${quoteIdent(schema)} CASCADE`);
     await pool.end();
   }
 }
@@ -293,6 +375,8 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   process.stdout.write(
     `precompute: ${result.users} users (${result.history} histories, ${result.interactions} interactions), ${result.itemsPerUser} items/set, chunks of ${result.chunkSize}: ` +
       result.runs.map((r) => `${r.workerProcesses} worker process(es) ${r.usersPerSecond} users/s`).join(', ') +
-      `; recommender alone ${result.recommenderAloneUsersPerSecond} users/s; overhead ${result.overhead} (${result.overheadExcludingPlanning} without planning)\n`,
+      `; recommender alone ${result.recommenderAloneUsersPerSecond} users/s; overhead ${result.overhead} (${result.overheadExcludingPlanning} without planning)` +
+      (result.rounds ? `; rounds ${result.rounds.map((r) => `${r.overhead} (${r.overheadExcludingPlanning})`).join(', ')}` : '') +
+      '\n',
   );
 }
