@@ -84,6 +84,21 @@ describe('binary COPY encoder, round trip through Postgres', () => {
   });
 });
 
+describe('binary COPY encoder, uuids', () => {
+  it('takes the canonical form and 32 bare hex digits, in either case, and refuses anything else', () => {
+    const bytes = (value: string) => {
+      const writer = new BinaryCopyWriter(64);
+      writer.row(1).uuid(value);
+      return writer.finish().subarray(19 + 2 + 4, 19 + 2 + 4 + 16).toString('hex');
+    };
+    expect(bytes('0189ABCD-ef01-7234-8567-89abcdef0123')).toBe('0189abcdef017234856789abcdef0123');
+    expect(bytes('0189abcdef017234856789abcdef0123')).toBe('0189abcdef017234856789abcdef0123');
+    for (const bad of ['', '0189abcd-ef01-7234-8567-89abcdef012', '0189abcd-ef01-7234-8567-89abcdef01234', '0189abcd-ef01-7234-8567-89abcdef012g', '{0189abcd-ef01-7234-8567-89abcdef0123}', '0189abcd--ef01-7234-8567-89abcdef0123', 'é189abcd-ef01-7234-8567-89abcdef0123']) {
+      expect(() => new BinaryCopyWriter(64).uuid(bad), bad).toThrow(/not a uuid/);
+    }
+  });
+});
+
 type FlushFault = 'none' | 'before-commit' | 'after-commit';
 
 /** A pool whose next transactions fail as told: the COMMIT refused, or applied but its answer lost. */
