@@ -81,6 +81,10 @@ export interface PrecomputeBenchResult {
     workerCpuMs?: number;
     postgresCpuMs?: number;
     plannerPostgresCpuMs?: number;
+    /** This process's CPU time over the path: planning, enqueueing, polling the run. */
+    plannerCpuMs: number;
+    /** Redis's CPU time over the path (INFO cpu), the other clients of a shared server included. */
+    redisServerCpuMs: number;
   }[];
   /** Whole path with one worker process / recommender alone (target ≤ 1.20), first round. */
   overhead: number;
@@ -170,6 +174,13 @@ async function seed(pool: Pool, users: number, history: HistoryShape, now: numbe
 async function keptPopulation(pool: Pool, schema: string): Promise<string | undefined> {
   const result = await pool.query<{ comment: string | null }>('SELECT obj_description(oid, $2) AS comment FROM pg_namespace WHERE nspname = $1', [schema, 'pg_namespace']);
   return result.rows.length === 0 ? undefined : (result.rows[0]!.comment ?? '(none)');
+}
+
+/** Redis's own CPU time so far (all its threads), in ms. */
+async function redisServerCpuMs(redis: Redis): Promise<number> {
+  const info = await redis.info('cpu');
+  const seconds = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1] ?? NaN);
+  return (seconds('used_cpu_user') + seconds('used_cpu_sys')) * 1000;
 }
 
 const quoteLiteral = (text: string) => `'${text.replaceAll("'", "''")}'`;
@@ -297,6 +308,8 @@ export async function main(): Promise<PrecomputeBenchResult> {
         if (!warmed) throw new Error('the warm-up run was claimed elsewhere');
         await untilFinished(runs, warmed.run.id);
         const workersCpu = workers.map((worker) => processCpuMs(worker.child.pid));
+        const plannerCpu = process.cpuUsage();
+        const redisCpu = await redisServerCpuMs(redis);
         const workerPids = workers.map((worker) => worker.child.pid);
         const backends = await backendsCpuMs(pool, POSTGRES_PORT, workerPids);
         const ownBackends = await backendsCpuMs(pool, POSTGRES_PORT, [process.pid]);
@@ -307,6 +320,9 @@ export async function main(): Promise<PrecomputeBenchResult> {
         const run = await untilFinished(runs, planned.run.id);
         const completed = performance.now();
         const workerCpuMs = workers.reduce((sum, worker, n) => sum + (processCpuMs(worker.child.pid) ?? NaN) - (workersCpu[n] ?? NaN), 0);
+        const plannerUsed = process.cpuUsage(plannerCpu);
+        const plannerCpuMs = Math.round((plannerUsed.user + plannerUsed.system) / 1000);
+        const redisServerCpu = Math.round((await redisServerCpuMs(redis)) - redisCpu);
         const postgresCpuMs = backendsCpuDelta(backends, await backendsCpuMs(pool, POSTGRES_PORT, workerPids));
         const plannerPostgresCpuMs = backendsCpuDelta(ownBackends, await backendsCpuMs(pool, POSTGRES_PORT, [process.pid]));
         if (run.status !== 'completed' || run.precomputed !== users) throw new Error(`bench run ended ${run.status} with ${run.precomputed}/${users} sets`);
@@ -318,6 +334,8 @@ export async function main(): Promise<PrecomputeBenchResult> {
           usersPerSecond: Math.round(users / (pathMs / 1000)),
           queueAndWorkersMs: Math.round(completed - enqueued),
           precomputed: run.precomputed,
+          plannerCpuMs,
+          redisServerCpuMs: redisServerCpu,
           ...(Number.isFinite(workerCpuMs) ? { workerCpuMs: Math.round(workerCpuMs), postgresCpuMs, plannerPostgresCpuMs } : {}),
         });
         log.info(results.at(-1), 'path measured');
