@@ -114,7 +114,8 @@ describe('chained timed runs on real Postgres and Redis', () => {
     expect(sets1.every((set) => set.expires_at.getTime() === START + 2 * DAY)).toBe(true);
 
     // Day 2: every user's day-1 set lives through the day, so `mixed` is placed at the start of
-    // the 8 h holding both its habits (20:00 → 04:00), no longer before its 03:00 logins.
+    // the span holding both its habits (20:00 onwards; the span is derived from the population's
+    // hours, chainedSpan), no longer before its 03:00 logins.
     h.clock.set(START + DAY);
     const second = (await h.planner.planRun(window, new Date(START + DAY)))!.run;
     const due2 = await dueOf(h, second.id);

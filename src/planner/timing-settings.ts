@@ -10,7 +10,11 @@ export interface WindowTiming {
   mode: TimingMode;
   /** Length of the slots compute times fall on, from the occurrence. Default 1 h. */
   slotMs: number;
-  /** Accepted chance that a user's first login comes before their set. Default 0.02. */
+  /**
+   * Accepted chance that a user's first login comes before their set, on horizons under a day and
+   * in a window's first timed run (after a timed run on daily horizons sets chain and every user is
+   * placed for young serves: src/planner/timing.ts). Default 0.02.
+   */
   risk: number;
 }
 

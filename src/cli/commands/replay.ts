@@ -58,7 +58,7 @@ export function registerReplay(program: Command): void {
     )
     .option('--timing <mode>', 'midnight: the model row computes its sets at the window start; predicted: each user at the slot start before their likely login (src/planner/timing.ts)', 'midnight')
     .option('--timing-slot <duration>', 'with --timing predicted: slot length of compute times, shorter than the window', '1h')
-    .option('--timing-risk <f>', "with --timing predicted: for a user without a live set from the previous run, the accepted chance that their first login comes before their set, 0–0.5; a user with one is computed at the start of their busiest 8 h", '0.02')
+    .option('--timing-risk <f>', "with --timing predicted: on horizons under a day and in the first timed run, the accepted chance that a user's first login comes before their set, 0–0.5; after a timed run every user is computed at the start of the span holding most of their logins (half of nightly's median age, from the population's hours)", '0.02')
     .option(
       '--interaction-feed <mode>',
       'api: the log\'s interactions after --from reach the replay through the interactions API (POST /v1/interactions\' recorder) as the clock reaches them, so served sets can be behind; import: COPY each window\'s at its start',

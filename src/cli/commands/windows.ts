@@ -123,7 +123,7 @@ export function registerWindows(program: Command): void {
     .option('--holdout-rate <f>', `share of unselected users precomputed anyway to measure misses, 0–${MAX_HOLDOUT_RATE} (default 0.01)`)
     .option('--timing <mode>', 'midnight: compute every selected user at the occurrence; predicted: each at the slot start before their likely login (default midnight)')
     .option('--timing-slot <duration>', 'with --timing predicted: slot length of compute times, shorter than the horizon (default 1h)')
-    .option('--timing-risk <f>', `with --timing predicted: for a user without a live set from the previous run, the accepted chance that their first login comes before their set, 0–${MAX_TIMING_RISK} (default 0.02); a user with one is computed at the start of their busiest 8 h`)
+    .option('--timing-risk <f>', `with --timing predicted: on horizons under a day and in a window's first timed run, the accepted chance that a user's first login comes before their set, 0–${MAX_TIMING_RISK} (default 0.02); after a timed run every user is computed at the start of the span holding most of their logins (half of nightly's median age, from the population's hours)`)
     .option('--disabled', 'create or leave the window disabled')
     .action(
       action(async (name: string, flags: SetFlags) => {
