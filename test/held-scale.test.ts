@@ -1,21 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { addScores, binOf, createController, DEFAULT_FEEDBACK, emptyHistogram, poolOnScale, remapHistogram, scaleMap, thresholdFor, type ScoreHistogram } from '../src/planner/feedback.ts';
 import type { Policy } from '../src/planner/policy.ts';
+import { createRandom } from '../src/replay/random.ts';
 
 const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
 const logit = (p: number) => Math.log(p / (1 - p));
 
-/** A seeded uniform draw (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 /**
  * A population of `n` users with a latent log-odds each; model "a" scores them `shift` lower in
@@ -23,7 +13,7 @@ function rng(seed: number): () => number {
  * probability (b is calibrated, a is not).
  */
 function population(n: number, shift: number, seed: number) {
-  const draw = rng(seed);
+  const draw = createRandom(seed);
   const latent = Float64Array.from({ length: n }, () => -4 + 5 * draw());
   const b = Float64Array.from(latent, (z) => sigmoid(z));
   const a = Float64Array.from(latent, (z) => sigmoid(z - shift));
