@@ -11,7 +11,7 @@ import type { ServeResult } from '../serving/service.ts';
  * score and punctuation) joined into intermediate strings, then measured (`Buffer.byteLength`)
  * and encoded to UTF-8 again by the socket write. Written into one buffer, the answer allocates
  * the buffer and the scores' text, and the socket takes it as it is: the route's allocations per
- * login fell from ≈6.3 KB to ≈1.x KB (V8's sampling heap profiler under the serve bench).
+ * login fell from ≈6.3 KB to ≈1.1 KB (V8's sampling heap profiler under the serve bench).
  */
 export function answerJson(result: ServeResult): Buffer {
   const out = new Writer(boundOf(result));
