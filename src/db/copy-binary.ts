@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { PoolClient } from './pool.ts';
+import { writeUtf8 } from '../utf8.ts';
 
 // Rows in PostgreSQL's binary COPY format (https://www.postgresql.org/docs/current/sql-copy.html,
 // "Binary Format"), for the hot write path: the server parses nothing, and numbers and ids are
@@ -23,9 +24,6 @@ for (let digit = 0; digit < 16; digit++) {
 }
 const UUID_GROUPS = [8, 4, 4, 4, 12];
 const TWO_TO_32 = 4_294_967_296;
-// Up to this many UTF-16 units a string is copied byte by byte while it is ASCII: a native
-// Buffer#write costs ≈100 ns per call, and a set holds 100 short item ids.
-const INLINE_TEXT_MAX = 64;
 
 /** Builds one binary COPY stream in memory: header, rows, trailer. */
 export class BinaryCopyWriter {
@@ -112,22 +110,10 @@ export class BinaryCopyWriter {
 
   /** text, varchar: the length is known only once the UTF-8 bytes are written. */
   text(value: string): this {
-    const length = value.length;
-    this.reserve(4 + length * 3);
-    const start = this.offset + 4;
-    let written = 0;
-    if (length <= INLINE_TEXT_MAX) {
-      const bytes = this.buffer;
-      for (; written < length; written++) {
-        const code = value.charCodeAt(written);
-        if (code > 0x7f) break;
-        bytes[start + written] = code;
-      }
-    }
-    // Not ASCII (from its first other character on), or long: the native UTF-8 encoder.
-    if (written < length) written += this.buffer.write(written === 0 ? value : value.slice(written), start + written, 'utf8');
+    this.reserve(4 + value.length * 3);
+    const written = writeUtf8(this.buffer, this.offset + 4, value);
     this.view.setInt32(this.offset, written);
-    this.offset = start + written;
+    this.offset += 4 + written;
     return this;
   }
 

@@ -1,6 +1,7 @@
 import { Packr } from 'msgpackr';
 import { isPackedItems, itemsBound, PackedRecommendationSet, writeItems } from './packed-items.ts';
 import type { RecommendationSet } from './set.ts';
+import { writeUtf8 } from '../utf8.ts';
 
 // A cache entry: a MessagePack map of the set's fields and its items in one binary block
 // (src/sets/packed-items.ts), so that a login decodes only the items it answers. Entries are read
@@ -101,6 +102,10 @@ export function decodeEntry(raw: Buffer, userId: string): RecommendationSet | un
   return { ...fields, itemIds, scores };
 }
 
+/** MessagePack's type bytes for an unsigned int and for a string's length of 8, 16 and 32 bits. */
+const UINT_TYPES = [0xcc, 0xcd, 0xce] as const;
+const STR_TYPES = [0xd9, 0xda, 0xdb] as const;
+
 /** MessagePack of the shapes an entry holds, into a buffer sized for the whole entry. */
 class EntryWriter {
   readonly #buffer: Buffer;
@@ -123,27 +128,9 @@ class EntryWriter {
 
   /** As msgpackr writes a number: an integer of 32 bits as the shortest unsigned or signed int, any other as float64. */
   number(value: number): this {
+    if (value >>> 0 === value) return value < 0x80 ? this.byte(value) : this.#sized(value, UINT_TYPES);
+    if (value >> 0 === value && value >= -0x20) return this.byte(value & 0xff);
     const buffer = this.#buffer;
-    if (value >>> 0 === value) {
-      if (value < 0x80) return this.byte(value);
-      if (value < 0x100) {
-        buffer[this.#at] = 0xcc;
-        buffer[this.#at + 1] = value;
-        this.#at += 2;
-      } else if (value < 0x10000) {
-        buffer[this.#at] = 0xcd;
-        buffer.writeUInt16BE(value, this.#at + 1);
-        this.#at += 3;
-      } else {
-        buffer[this.#at] = 0xce;
-        buffer.writeUInt32BE(value, this.#at + 1);
-        this.#at += 5;
-      }
-      return this;
-    }
-    if (value >> 0 === value && value >= -0x20) {
-      return this.byte(value & 0xff);
-    }
     if (value >> 0 === value) {
       buffer[this.#at] = 0xd2;
       buffer.writeInt32BE(value, this.#at + 1);
@@ -158,7 +145,6 @@ class EntryWriter {
 
   /** A string: its UTF-8 bytes behind the shortest header for their length. */
   string(text: string): this {
-    const buffer = this.#buffer;
     let ascii = true;
     for (let i = 0; i < text.length; i++) {
       if (text.charCodeAt(i) >= 0x80) {
@@ -167,22 +153,28 @@ class EntryWriter {
       }
     }
     const bytes = ascii ? text.length : Buffer.byteLength(text, 'utf8');
-    if (bytes < 32) buffer[this.#at++] = 0xa0 | bytes;
-    else if (bytes < 0x100) {
-      buffer[this.#at] = 0xd9;
-      buffer[this.#at + 1] = bytes;
+    if (bytes < 32) this.byte(0xa0 | bytes);
+    else this.#sized(bytes, STR_TYPES);
+    this.#at += writeUtf8(this.#buffer, this.#at, text);
+    return this;
+  }
+
+  /** A type byte and `n` big-endian in 1, 2 or 4 bytes, the shortest that holds it (`types` in that order). */
+  #sized(n: number, types: readonly [number, number, number]): this {
+    const buffer = this.#buffer;
+    if (n < 0x100) {
+      buffer[this.#at] = types[0];
+      buffer[this.#at + 1] = n;
       this.#at += 2;
-    } else if (bytes < 0x10000) {
-      buffer[this.#at] = 0xda;
-      buffer.writeUInt16BE(bytes, this.#at + 1);
+    } else if (n < 0x10000) {
+      buffer[this.#at] = types[1];
+      buffer.writeUInt16BE(n, this.#at + 1);
       this.#at += 3;
     } else {
-      buffer[this.#at] = 0xdb;
-      buffer.writeUInt32BE(bytes, this.#at + 1);
+      buffer[this.#at] = types[2];
+      buffer.writeUInt32BE(n, this.#at + 1);
       this.#at += 5;
     }
-    if (ascii) for (let i = 0; i < text.length; i++) buffer[this.#at++] = text.charCodeAt(i);
-    else this.#at += buffer.write(text, this.#at, 'utf8');
     return this;
   }
 

@@ -1,5 +1,6 @@
 import type { ScoredItem } from '../recommender/types.ts';
-import type { RecommendationSet } from './set.ts';
+import { toScoredItems, type RecommendationSet } from './set.ts';
+import { writeUtf8 } from '../utf8.ts';
 
 /**
  * A set's items as one binary block, the cache entry's `items` field: every score as a float64
@@ -48,22 +49,10 @@ export function writeItems(target: Buffer, offset: number, itemIds: readonly str
   let at = offset + 8 * count;
   for (let i = 0; i < count; i++) {
     const id = itemIds[i] as string;
-    const start = at + 2;
-    let end = start;
-    let ascii = true;
-    for (let c = 0; c < id.length; c++) {
-      const unit = id.charCodeAt(c);
-      if (unit >= 0x80) {
-        ascii = false;
-        break;
-      }
-      target[end++] = unit;
-    }
-    if (!ascii) end = start + target.write(id, start, 'utf8');
-    const bytes = end - start;
+    const bytes = writeUtf8(target, at + 2, id);
     if (bytes > MAX_PACKED_ID_BYTES) throw new PackedItemsError(`item id of ${bytes} bytes (at most ${MAX_PACKED_ID_BYTES})`);
-    view.setUint16(at, ascii ? bytes | ASCII_FLAG : bytes, true);
-    at = end;
+    view.setUint16(at, bytes === id.length ? bytes | ASCII_FLAG : bytes, true);
+    at += 2 + bytes;
   }
   return at;
 }
@@ -155,12 +144,4 @@ export class PackedRecommendationSet implements RecommendationSet {
     this.#all ??= unpackItems(this.#block, this.#count, this.#count) as { itemIds: string[]; scores: number[] };
     return this.#all;
   }
-}
-
-/** The first `limit` of two parallel arrays as item objects. */
-export function toScoredItems(itemIds: readonly string[], scores: readonly number[], limit: number): ScoredItem[] {
-  const count = Math.min(limit, itemIds.length);
-  const items = new Array<ScoredItem>(count);
-  for (let rank = 0; rank < count; rank++) items[rank] = { itemId: itemIds[rank] as string, score: scores[rank] as number };
-  return items;
 }

@@ -77,8 +77,13 @@ interface FirstItems {
 /** The set's first `limit` items (all by default) as objects, best first: what a caller is answered. */
 export function scoredItems(set: Pick<RecommendationSet, 'itemIds' | 'scores'>, limit?: number): ScoredItem[] {
   if (limit !== undefined && typeof (set as Partial<FirstItems>).firstItems === 'function') return (set as unknown as FirstItems).firstItems(limit);
-  const count = Math.min(limit ?? set.itemIds.length, set.itemIds.length);
-  const items: ScoredItem[] = [];
-  for (let rank = 0; rank < count; rank++) items.push({ itemId: set.itemIds[rank] as string, score: set.scores[rank] as number });
+  return toScoredItems(set.itemIds, set.scores, limit ?? set.itemIds.length);
+}
+
+/** The first `limit` of two parallel arrays as item objects. */
+export function toScoredItems(itemIds: readonly string[], scores: readonly number[], limit: number): ScoredItem[] {
+  const count = Math.min(limit, itemIds.length);
+  const items = new Array<ScoredItem>(count);
+  for (let rank = 0; rank < count; rank++) items[rank] = { itemId: itemIds[rank] as string, score: scores[rank] as number };
   return items;
 }
