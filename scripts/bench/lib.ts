@@ -14,8 +14,16 @@ export interface LoadResult {
   non2xx: number;
 }
 
+export interface ServerProcess {
+  url: string;
+  child: ChildProcess;
+  /** Everything the process has printed so far (stdout and stderr). */
+  output(): string;
+  stop(): Promise<void>;
+}
+
 /** Starts a server process and resolves with its URL once it prints that it listens. */
-export async function startServerProcess(command: string[], env: Record<string, string>): Promise<{ url: string; child: ChildProcess; stop(): Promise<void> }> {
+export async function startServerProcess(command: string[], env: Record<string, string>): Promise<ServerProcess> {
   const child = spawn(command[0] as string, command.slice(1), { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const url = await new Promise<string>((resolve, reject) => {
@@ -35,6 +43,7 @@ export async function startServerProcess(command: string[], env: Record<string, 
   return {
     url,
     child,
+    output: () => output,
     stop: () =>
       new Promise<void>((resolve) => {
         if (child.exitCode !== null) return resolve();

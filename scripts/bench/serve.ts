@@ -1,11 +1,13 @@
 // Login-path benchmark: the precomputed (hit) path and the on-demand path of `prewarm serve`,
 // each next to a bare Fastify + one Redis GET baseline measured in the same run.
 //   npx tsx scripts/bench/serve.ts [--seconds 10] [--connections 50] [--paths baseline,precomputed,on_demand]
-//                                  [--profile DIR] [--rate N] [--data DIR]
+//                                  [--profile DIR] [--rate N] [--data DIR] [--gc]
 // --data DIR serves the logs in DIR (logins.csv.gz and interactions.csv.gz, e.g.
 // /work/shared/data/oulad-2013) instead of 3 000 generated users;
 // --profile runs prewarm's server under `node --cpu-prof` and prints its self time per function;
-// --rate N sends N requests/s instead of as many as answered (to cost a request on a busy machine).
+// --rate N sends N requests/s instead of as many as answered (to cost a request on a busy machine);
+// --gc runs both servers under `node --trace-gc-nvp` and reports, per path, the young-generation
+// collections (count, mean pause, KB promoted to the old generation per collection).
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
@@ -22,6 +24,7 @@ import { storedItems, type RecommendationSet } from '../../src/sets/set.ts';
 import { createRecommender } from '../../src/recommender/index.ts';
 import { historiesBefore } from '../../src/recommender/sql.ts';
 import { deleteKeysWithPrefix } from '../../src/redis.ts';
+import { GC_TRACE_FLAG, summarizeGc, type GcSummary } from './gc-trace.ts';
 import { cpuMeter, load, postgresBackendsOf, printProfile, printTable, startServerProcess, uniqueName, type LoadResult } from './lib.ts';
 
 const TOKEN = 'bench-token-0123456789abcdef';
@@ -39,6 +42,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
       profile: { type: 'string' },
       rate: { type: 'string' },
       data: { type: 'string' },
+      gc: { type: 'boolean', default: false },
     },
   });
   const seconds = Number(values.seconds);
@@ -80,10 +84,11 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     await createFreshness({ redis, prefix, pool, log, clock: { now: () => new Date(Date.now() - 86_400_000) }, clockAheadMs: MAX_CLOCK_AHEAD_MS }).start();
     await precompute(pool, redis, prefix, precomputedUsers, log);
 
-    const baseline = await startServerProcess([process.execPath, '--import', 'tsx', 'scripts/bench/baseline-server.ts'], { PORT: '0', REDIS_URL, PREWARM_CACHE_PREFIX: prefix });
+    const gcFlags = values.gc ? [GC_TRACE_FLAG] : [];
+    const baseline = await startServerProcess([process.execPath, ...gcFlags, '--import', 'tsx', 'scripts/bench/baseline-server.ts'], { PORT: '0', REDIS_URL, PREWARM_CACHE_PREFIX: prefix });
     servers.push(baseline);
     const profiling = values.profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', values.profile];
-    const prewarm = await startServerProcess([process.execPath, ...profiling, 'src/cli/bin.mjs', 'serve'], {
+    const prewarm = await startServerProcess([process.execPath, ...gcFlags, ...profiling, 'src/cli/bin.mjs', 'serve'], {
       ...env,
       PREWARM_LOG_LEVEL: 'info',
       PORT: '0',
@@ -93,7 +98,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     });
     servers.push(prewarm);
 
-    const results: (LoadResult & { cpuUsPerRequest: Record<string, number> })[] = [];
+    const results: (LoadResult & { cpuUsPerRequest: Record<string, number>; gc?: GcSummary })[] = [];
     for (const [name, url, userIds, token] of [
       ['warm-up', prewarm.url, precomputedUsers, TOKEN],
       ['baseline', baseline.url, precomputedUsers, undefined],
@@ -106,10 +111,12 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
       const server = name === 'baseline' ? baseline : prewarm;
       const meter = cpuMeter(() => ({ server: [server.child.pid as number], postgres: postgresBackendsOf(server.child.pid as number) }));
       meter.start();
+      const printedBefore = server.output().length;
       const result = await load(name, url, userIds, { connections, seconds: name === 'warm-up' ? 2 : seconds, token, rate });
       const cpu = meter.stop();
       const cpuUsPerRequest = Object.fromEntries(Object.entries(cpu).filter(([, ms]) => !Number.isNaN(ms)).map(([who, ms]) => [who, Math.round((1000 * ms) / result.requests)]));
-      if (name !== 'warm-up') results.push({ ...result, cpuUsPerRequest });
+      const gc = values.gc ? { gc: summarizeGc(server.output().slice(printedBefore)) } : {};
+      if (name !== 'warm-up') results.push({ ...result, cpuUsPerRequest, ...gc });
     }
     await prewarm.stop();
     const onDemandCost = await costOnDemand(pool, onDemandUsers.slice(0, 300), log);
@@ -130,6 +137,9 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
         'throughput vs baseline': (r.requestsPerSecond / base.requestsPerSecond).toFixed(2),
         errors: r.errors + r.non2xx,
         'CPU µs/request': Object.entries(r.cpuUsPerRequest).map(([who, us]) => `${who} ${us}`).join(', '),
+        ...(r.gc
+          ? { 'server GC': `${r.gc.scavenges} scavenges of ${r.gc.scavengeMeanMs} ms (max ${r.gc.scavengeMaxMs}), ${r.gc.promotedKbPerScavenge} KB promoted each; ${r.gc.markCompacts} full of ${r.gc.markCompactMeanMs} ms` }
+          : {}),
       })),
     );
     process.stdout.write(
@@ -154,6 +164,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
         p99Ratio: Number((r.p99Ms / base.p99Ms).toFixed(3)),
         errors: r.errors + r.non2xx,
         cpuUsPerRequest: r.cpuUsPerRequest,
+        ...(r.gc ? { gc: r.gc } : {}),
       })),
       onDemandCost,
       onDemandFallbackShare: onDemandServes === 0 ? 0 : Number((fallbackServes / onDemandServes).toFixed(4)),
