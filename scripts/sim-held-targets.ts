@@ -16,6 +16,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { parseDuration } from '../src/duration.ts';
 import { createController, DEFAULT_FEEDBACK, EXPECTED_FEEDBACK, nextTarget, scaleMap, type FeedbackSettings, type ScaleMaps } from '../src/planner/feedback.ts';
+import { scaleMapsOnDays, type ScoredDay } from '../src/planner/score-histogram.ts';
 import { byPropensity, selectUsers, type Candidate, type Policy } from '../src/planner/policy.ts';
 import { bestRecencyRule, knownUsersAt } from '../src/propensity/evaluate.ts';
 import { FEATURE_COUNT, featureRowsAt } from '../src/propensity/features.ts';
@@ -40,7 +41,12 @@ interface CachedWindow {
   model: number;
   /** The same users scored by the earlier models of the last POOL_SPAN windows (for the scale maps). */
   alt: { model: number; scores: Float32Array }[];
+  /** The same users scored by the LATER models trained within BACK_SPAN windows after it (maps on the pooled runs' own days). */
+  back: { model: number; scores: Float32Array }[];
 }
+
+/** Windows back that a newly trained model re-scores (their feature rows are kept that long). */
+const BACK_SPAN = 28;
 
 /** Windows back whose models also score each window (the largest pool a variant uses). */
 const POOL_SPAN = 56;
@@ -62,6 +68,7 @@ async function cache(argv: string[]): Promise<void> {
   let coldK = 0;
   let rows: Float64Array = new Float64Array(FEATURE_COUNT);
   const began = Date.now();
+  const ring: { w: CachedWindow; rows: Float64Array }[] = [];
   walkWindows(log, grid, testFromMs, testToMs, {
     windowStart: ({ startMs, knownCount, states }) => {
       if (model === undefined || startMs - trainedAt >= retrainEveryMs) {
@@ -71,12 +78,17 @@ async function cache(argv: string[]): Promise<void> {
           models.set(++modelNo, model);
           trainedAt = startMs;
           coldK = 0;
+          for (const { w: v, rows: vRows } of ring) {
+            const scores = new Float32Array(v.n);
+            for (let u = 0; u < v.n; u++) scores[u] = modelProbability(model, vRows, u * FEATURE_COUNT);
+            v.back.push({ model: modelNo, scores });
+          }
         } else if (model === undefined) {
           const rule = bestRecencyRule(log, grid, startMs, { kind: 'coverage', target: 0.8 });
           coldK = rule.kind === 'recent' ? rule.k : 28;
         }
       }
-      const w: CachedWindow = { startMs, n: knownCount, coldK, scores: new Float32Array(knownCount), labels: new Uint8Array(knownCount), since: new Uint16Array(knownCount), model: coldK === 0 ? modelNo : 0, alt: [] };
+      const w: CachedWindow = { startMs, n: knownCount, coldK, scores: new Float32Array(knownCount), labels: new Uint8Array(knownCount), since: new Uint16Array(knownCount), model: coldK === 0 ? modelNo : 0, alt: [], back: [] };
       if (model) ({ rows } = featureRowsAt(states, knownCount, startMs, grid, rows));
       if (model && coldK === 0) {
         const recent = new Set(windows.slice(-POOL_SPAN).map((x) => x.model));
@@ -97,15 +109,19 @@ async function cache(argv: string[]): Promise<void> {
         w.since[u] = Math.min(65_535, Math.ceil((startMs - last) / windowMs));
       }
       windows.push(w);
+      if (model && coldK === 0) {
+        ring.push({ w, rows: rows.slice(0, knownCount * FEATURE_COUNT) });
+        if (ring.length > BACK_SPAN) ring.shift();
+      }
     },
     windowEnd: ({ knownCount, activeStamp, index }) => {
       const w = windows[windows.length - 1] as CachedWindow;
       for (let u = 0; u < knownCount; u++) w.labels[u] = activeStamp[u] === index ? 1 : 0;
     },
   });
-  const header = { windowMs, windows: windows.map((w) => ({ startMs: w.startMs, n: w.n, coldK: w.coldK, model: w.model, alt: w.alt.map((a) => a.model) })) };
+  const header = { windowMs, windows: windows.map((w) => ({ startMs: w.startMs, n: w.n, coldK: w.coldK, model: w.model, alt: w.alt.map((a) => a.model), back: w.back.map((a) => a.model) })) };
   const parts: Buffer[] = [];
-  for (const w of windows) parts.push(Buffer.from(w.scores.buffer), Buffer.from(w.labels.buffer), Buffer.from(w.since.buffer), ...w.alt.map((a) => Buffer.from(a.scores.buffer)));
+  for (const w of windows) parts.push(Buffer.from(w.scores.buffer), Buffer.from(w.labels.buffer), Buffer.from(w.since.buffer), ...w.alt.map((a) => Buffer.from(a.scores.buffer)), ...w.back.map((a) => Buffer.from(a.scores.buffer)));
   const head = Buffer.from(JSON.stringify(header));
   const len = Buffer.alloc(4);
   len.writeUInt32LE(head.length);
@@ -116,7 +132,7 @@ async function cache(argv: string[]): Promise<void> {
 function load(path: string): { windowMs: number; windows: CachedWindow[] } {
   const buf = readFileSync(path);
   const headLen = buf.readUInt32LE(0);
-  const header = JSON.parse(buf.subarray(4, 4 + headLen).toString()) as { windowMs: number; windows: { startMs: number; n: number; coldK: number; model?: number; alt?: number[] }[] };
+  const header = JSON.parse(buf.subarray(4, 4 + headLen).toString()) as { windowMs: number; windows: { startMs: number; n: number; coldK: number; model?: number; alt?: number[]; back?: number[] }[] };
   let off = 4 + headLen;
   const take = (bytes: number) => {
     const copy = new Uint8Array(bytes);
@@ -134,6 +150,7 @@ function load(path: string): { windowMs: number; windows: CachedWindow[] } {
     since: new Uint16Array(take(h.n * 2)),
     model: h.model ?? 0,
     alt: (h.alt ?? []).map((model) => ({ model, scores: new Float32Array(take(h.n * 4)) })),
+    back: (h.back ?? []).map((model) => ({ model, scores: new Float32Array(take(h.n * 4)) })),
   }));
   return { windowMs: header.windowMs, windows };
 }
@@ -173,18 +190,36 @@ const share: Variant = (target) => {
 const held =
   (overrides: Partial<FeedbackSettings> = {}, base: FeedbackSettings = DEFAULT_FEEDBACK): Variant =>
   (target) => {
-    const controller = createController({ kind: 'coverage', target }, { ...base, ...overrides });
+    const settings = { ...base, ...overrides };
+    const controller = createController({ kind: 'coverage', target }, settings);
+    const pooledWindows: CachedWindow[] = [];
     return {
-      select: (w) => Int32Array.from(selectUsers(candidatesOf(w), controller.policy(scaleMapsOf(w, controller.pooledModels())), { windowStart: 0, windowMs: 1 }).selected.map((c) => c.u)),
+      select: (w) => Int32Array.from(selectUsers(candidatesOf(w), controller.policy(settings.rescaleOn === 'pooled-days' ? pooledMapsOf(w, pooledWindows) : scaleMapsOf(w, controller.pooledModels())), { windowStart: 0, windowMs: 1 }).selected.map((c) => c.u)),
       // The candidates in the order evaluate ranks them (by p, ties by user id), with their logins.
       observe: (w, selected, hits, active) => {
         const ranked = candidatesOf(w).sort(byPropensity);
         controller.observe({ selected: selected.length, hits, activeKnown: active, scores: Float64Array.from(ranked, (c) => c.p), loggedIn: Uint8Array.from(ranked, (c) => w.labels[c.u] as number), candidates: w.n, model: String(w.model) });
+        pooledWindows.push(w);
+        if (pooledWindows.length > settings.poolRuns) pooledWindows.shift();
       },
     };
   };
 
 /** The maps of the pooled models onto the window's model, as evaluate computes them (the earlier models' scores of this window's users). */
+/**
+ * The maps of the pooled windows' models onto the serving model's scale, each estimated on the
+ * users of the pooled windows that model scored (both models' scores of the same users on those
+ * days), rather than on the serving window's users.
+ */
+function pooledMapsOf(w: CachedWindow, pooled: readonly CachedWindow[]): ScaleMaps {
+  const days: ScoredDay[] = [];
+  for (const v of pooled) {
+    if (v.model === w.model || v.model === 0) continue;
+    const later = v.back.find((b) => b.model === w.model);
+    if (later) days.push({ model: String(v.model), from: v.scores, to: later.scores });
+  }
+  return scaleMapsOnDays(days);
+}
 function scaleMapsOf(w: CachedWindow, pooled: readonly string[]): ScaleMaps {
   const maps = new Map<string, Int32Array>();
   const serving = Float64Array.from(w.scores);
@@ -203,7 +238,7 @@ const fixed: Variant = (target) => ({
 });
 
 function simulate(argv: string[]): void {
-  const { values } = parseArgs({ args: argv, options: { cache: { type: 'string' }, target: { type: 'string', default: '0.8' }, json: { type: 'boolean', default: false } } });
+  const { values } = parseArgs({ args: argv, options: { cache: { type: 'string' }, target: { type: 'string', default: '0.8' }, json: { type: 'boolean', default: false }, only: { type: 'string' } } });
   const { windows } = load(values.cache as string);
   const target = Number(values.target);
   // The model's own curve: one global threshold over every window the model scored.
@@ -218,7 +253,10 @@ function simulate(argv: string[]): void {
     o += w.n;
   }
   const curve = thresholdCurve(scores, labels);
-  const variants: Record<string, Variant> = { fixed, share, ...EXTRA };
+  const all: Record<string, Variant> = { fixed, share, ...EXTRA };
+  // --only a,b: just the variants named (the recency rules are always reported).
+  const only = values.only?.split(',');
+  const variants = only ? Object.fromEntries(Object.entries(all).filter(([name]) => only.includes(name))) : all;
   const results: Record<string, unknown>[] = [];
   const rules: { sel: number; hits: number }[] = [];
   let totalActive = 0;
@@ -348,6 +386,17 @@ const EXTRA: Record<string, Variant> = {
   expected28antiWindup05: held({ antiWindupShare: 0.5 }, EXPECTED_FEEDBACK),
   // The pooled threshold on Σp without feedback (gain 0).
   expected28gain0: held({ gain: 0 }, EXPECTED_FEEDBACK),
+  // The maps estimated on the pooled days (rescaleOn: 'pooled-days'), with the shipped integral
+  // and other gains, bounds and pools.
+  pooledDays: held({ rescaleOn: 'pooled-days' }),
+  pooledDays0: held({ rescaleOn: 'pooled-days', gain: 0 }),
+  pooledDaysGain02: held({ rescaleOn: 'pooled-days', gain: 0.2 }),
+  pooledDaysGain03: held({ rescaleOn: 'pooled-days', gain: 0.3, maxStep: 0.05 }),
+  pooledDaysOffset003: held({ rescaleOn: 'pooled-days', maxOffset: 0.03 }),
+  pooledDaysOffset003gain03: held({ rescaleOn: 'pooled-days', maxOffset: 0.03, gain: 0.3 }),
+  pooledDaysOffset01: held({ rescaleOn: 'pooled-days', maxOffset: 0.1 }),
+  pooledDaysOffset015gain02: held({ rescaleOn: 'pooled-days', maxOffset: 0.15, gain: 0.2, maxStep: 0.05 }),
+  pooledDaysPool14: held({ rescaleOn: 'pooled-days', poolRuns: 14 }),
 };
 
 const [command, ...rest] = process.argv.slice(2);

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import { DEFAULT_FEEDBACK } from '../src/planner/feedback.ts';
 import { parsePolicy } from '../src/planner/policy.ts';
 import { evaluateFile } from '../src/propensity/evaluate.ts';
 import { generateActivity } from '../src/replay/generate.ts';
@@ -37,5 +38,12 @@ describe('the held-target simulator reproduces evaluate --online', () => {
     expect(shipped?.precomputes).toBe(model?.precomputes);
     expect(shipped?.coverage).toBeCloseTo(model?.coverage ?? NaN, 12);
     expect(shipped?.waste).toBeCloseTo(model?.waste ?? NaN, 12);
+    // The maps estimated on the pooled days: the simulator's `pooledDays` line is evaluate's selection with rescaleOn 'pooled-days'.
+    const pooledDays = (JSON.parse(stdout) as { variant: string; precomputes: number; coverage: number; waste: number }[]).find((r) => r.variant === 'pooledDays');
+    const { report: onDays } = await evaluateFile(csv, { windowMs: DAY, testFromMs: Date.parse(testFrom), policy: parsePolicy('coverage:0.8'), online: { retrainEveryMs: 7 * DAY, feedback: { ...DEFAULT_FEEDBACK, rescaleOn: 'pooled-days' } } });
+    const onDaysModel = onDays.policies.find((p) => p.name === 'model');
+    expect(onDaysModel?.precomputes).toBeGreaterThan(0);
+    expect(pooledDays?.precomputes).toBe(onDaysModel?.precomputes);
+    expect(pooledDays?.coverage).toBeCloseTo(onDaysModel?.coverage ?? NaN, 12);
   }, 300_000);
 });

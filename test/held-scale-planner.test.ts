@@ -39,6 +39,16 @@ describe('the pooled runs of an earlier model, on the serving model\'s scale', (
     for (const p of [0.02, 0.1, 0.3, 0.6]) expect(Math.abs((map[binOf(p)] as number) - binOf(1 / (1 + Math.exp(-(logit(p) + 1)))))).toBeLessThanOrEqual(2);
   });
 
+  it('estimates each map on the days its pooled runs started (states rewound to them), not at the run\'s start', async () => {
+    const mapper = createScaleMapper({ pool: db.pool, log: silentLog });
+    // A week back: the same one log-odds (the calibration moved, whatever the day).
+    const weekBack = await mapper([earlier.version], new Date(START), DAY, new Map([[earlier.version, [new Date(START - 7 * DAY)]]]));
+    const map = weekBack?.get(earlier.version) as Int32Array;
+    for (const p of [0.02, 0.1, 0.3]) expect(Math.abs((map[binOf(p)] as number) - binOf(1 / (1 + Math.exp(-(logit(p) + 1)))))).toBeLessThanOrEqual(2);
+    // A day before any user was known: no users to estimate it on, so the runs pool as recorded.
+    expect(await mapper([earlier.version], new Date(START), DAY, new Map([[earlier.version, [new Date(START - 60 * DAY)]]]))).toBeUndefined();
+  });
+
   it('resolveHeldPolicy: a pool scored by the earlier model gives a threshold on the serving model\'s scale', async () => {
     // One finished run scored by the earlier model: 200 recorded users, the top half logged in.
     const run = await db.pool.query<{ id: number }>(

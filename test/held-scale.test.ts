@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { addScores, binOf, createController, DEFAULT_FEEDBACK, emptyHistogram, poolOnScale, remapHistogram, scaleMap, thresholdFor, type ScoreHistogram } from '../src/planner/feedback.ts';
+import { scaleMapsOnDays } from '../src/planner/score-histogram.ts';
 import type { Policy } from '../src/planner/policy.ts';
 import { createRandom } from '../src/replay/random.ts';
 
@@ -107,5 +108,54 @@ describe('the controller after a retraining that changes the scale', () => {
     const p = applied.kind === 'threshold' ? applied.p : NaN;
     const q = recorded.kind === 'threshold' ? recorded.p : NaN;
     expect(Math.abs(binOf(p) - binOf(q))).toBeLessThanOrEqual(1);
+  });
+});
+
+describe('the maps are estimated on the pooled days, not on the next run\'s users', () => {
+  const goal: Policy = { kind: 'coverage', target: 0.8 };
+  /**
+   * Models a and b agree on ordinary days (same scores); on a dead day (the population's activity
+   * collapsed) b, trained later, scores everyone 2 log-odds lower than a does. The pool is 28
+   * ordinary days scored by a; today is a dead day and b serves.
+   */
+  function pooledThenDead() {
+    const controller = createController(goal, { ...DEFAULT_FEEDBACK, gain: 0 });
+    const recorded = createController(goal, { ...DEFAULT_FEEDBACK, gain: 0, rescale: false });
+    const days: { model: string; from: Float64Array; to: Float64Array }[] = [];
+    for (let d = 0; d < 28; d++) {
+      const { b, loggedIn } = population(1_000, 0, 200 + d);
+      for (const c of [controller, recorded]) {
+        c.policy();
+        c.observe({ selected: 0, hits: 0, activeKnown: 0, scores: b, loggedIn, model: 'a' });
+      }
+      days.push({ model: 'a', from: b, to: b });
+    }
+    const a = population(1_000, 0, 999).b;
+    const b = Float64Array.from(a, (p) => sigmoid(logit(p) - 2));
+    return { controller, recorded, days, a, b };
+  }
+
+  it('scaleMapsOnDays: the map of the days the pooled scores were recorded on (identity here), where today\'s users give a shift', () => {
+    const { days, a, b } = pooledThenDead();
+    const onDays = scaleMapsOnDays(days).get('a') as Int32Array;
+    const today = scaleMap(a, b) as Int32Array;
+    for (const p of [0.05, 0.2, 0.5]) {
+      expect(Math.abs((onDays[binOf(p)] as number) - binOf(p))).toBeLessThanOrEqual(1);
+      // On the dead day's users the same two models look 2 log-odds apart (200 bins).
+      expect(binOf(p) - (today[binOf(p)] as number)).toBeGreaterThan(180);
+    }
+  });
+
+  it('the held threshold stays where the pooled days put it, and the dead day selects few users', () => {
+    const { controller, recorded, days, a, b } = pooledThenDead();
+    const onDays = controller.policy(scaleMapsOnDays(days));
+    const onToday = controller.policy(new Map([['a', scaleMap(a, b) as Int32Array]]));
+    const p = onDays.kind === 'threshold' ? onDays.p : NaN;
+    const q = onToday.kind === 'threshold' ? onToday.p : NaN;
+    const r = recorded.policy();
+    expect(Math.abs(binOf(p) - binOf(r.kind === 'threshold' ? r.p : NaN))).toBeLessThanOrEqual(1);
+    const selected = (threshold: number) => b.filter((s) => s >= threshold).length;
+    // The pooled days' threshold on b's dead-day scores selects a fraction of what today's map does.
+    expect(selected(p)).toBeLessThan(selected(q) / 3);
   });
 });

@@ -77,12 +77,18 @@ export interface FeedbackSettings {
    * both). Off: the pooled scores are used as recorded.
    */
   rescale: boolean;
+  /**
+   * Where each earlier model's map is estimated: on the users of the days its pooled runs were
+   * scored (`pooled-days`: both models score those days' users as they were then) or on the next
+   * run's users (`run-start`, the rule of commit 047e6b4).
+   */
+  rescaleOn: 'pooled-days' | 'run-start';
 }
 
-export const DEFAULT_FEEDBACK: FeedbackSettings = { gain: 0.1, evidenceHalf: 150, maxStep: 0.02, maxOffset: 0.05, poolRuns: 28, basis: 'outcomes', antiWindupShare: 0.9, expectedBand: Number.POSITIVE_INFINITY, rescale: true };
+export const DEFAULT_FEEDBACK: FeedbackSettings = { gain: 0.1, evidenceHalf: 150, maxStep: 0.02, maxOffset: 0.05, poolRuns: 28, basis: 'outcomes', antiWindupShare: 0.9, expectedBand: Number.POSITIVE_INFINITY, rescale: true, rescaleOn: 'run-start' };
 
 /** The controller as first shipped: the target held on Σp with a fast integral (kept for comparison in scripts/sim-held-targets.ts). */
-export const EXPECTED_FEEDBACK: FeedbackSettings = { gain: 0.5, evidenceHalf: 150, maxStep: 0.05, maxOffset: 0.3, poolRuns: 28, basis: 'expected', antiWindupShare: 1, expectedBand: Number.POSITIVE_INFINITY, rescale: false };
+export const EXPECTED_FEEDBACK: FeedbackSettings = { gain: 0.5, evidenceHalf: 150, maxStep: 0.05, maxOffset: 0.3, poolRuns: 28, basis: 'expected', antiWindupShare: 1, expectedBand: Number.POSITIVE_INFINITY, rescale: false, rescaleOn: 'run-start' };
 
 /** Applied targets are recorded with four decimals, so that a plan and its re-plan agree. */
 const RESOLUTION = 1e4;
@@ -287,6 +293,15 @@ const sql = {
              JOIN waste_by_run w ON w.run_id = b.id`,
     values: [window, at],
   }),
+  /** The start of each pooled run (as pooledScores picks them) by the model version that scored it. */
+  pooledStarts: (window: string, at: Date, runs: number) => ({
+    text: `SELECT coalesce(model_version, '') AS model_version, scheduled_for FROM batch_runs
+            WHERE window_name = $1 AND planned_at IS NOT NULL
+              AND scheduled_for + horizon_ms * interval '1 millisecond' <= $2
+              AND model_version IS DISTINCT FROM $4
+            ORDER BY scheduled_for DESC LIMIT $3`,
+    values: [window, at, runs, RECENCY_SCORER_VERSION],
+  }),
   /**
    * The pooled scores of the window's latest runs scored by a model (the recency stand-in's scores
    * are no probabilities) whose horizon is over by `at`, binned as `binOf` bins them, with the
@@ -327,10 +342,11 @@ interface LastRunRow {
 
 /**
  * The maps of earlier models' scores onto the scale of the model that scores the run at `at`
- * (`scaleMap`), for the model versions named; a version missing from the result is pooled as
+ * (`scaleMap`), for the model versions named, estimated on the days their pooled runs started
+ * (`days`, per version; without them, at `at`); a version missing from the result is pooled as
  * recorded. The planner builds it from the stored models (src/propensity/scale-map.ts).
  */
-export type ScaleMapper = (versions: readonly string[], at: Date, horizonMs: number) => Promise<ScaleMaps | undefined>;
+export type ScaleMapper = (versions: readonly string[], at: Date, horizonMs: number, days?: ReadonlyMap<string, readonly Date[]>) => Promise<ScaleMaps | undefined>;
 
 /**
  * The planner's hook: the policy the window's run at `at` applies, held from the window's last
@@ -358,7 +374,18 @@ export async function resolveHeldPolicy(
     histogram.logins[b] = (histogram.logins[b] as number) + Number(row.logins);
     users += Number(row.count);
   }
-  const maps = users > 0 && settings.rescale && scale && window.horizonMs !== undefined ? await scale([...byModel.keys()], at, window.horizonMs) : undefined;
+  let maps: ScaleMaps | undefined;
+  if (users > 0 && settings.rescale && scale && window.horizonMs !== undefined) {
+    // `pooled-days`: each model's map is estimated on the days its pooled runs started (scaleMapsOnDays).
+    let days: Map<string, Date[]> | undefined;
+    if (settings.rescaleOn === 'pooled-days') {
+      days = new Map();
+      for (const row of (await pool.query<{ model_version: string; scheduled_for: Date }>(sql.pooledStarts(window.name, at, settings.poolRuns))).rows) {
+        days.set(row.model_version, [...(days.get(row.model_version) ?? []), new Date(row.scheduled_for)]);
+      }
+    }
+    maps = await scale([...byModel.keys()], at, window.horizonMs, days);
+  }
   const pooled = users > 0 ? poolOnScale(byModel, maps) : undefined;
   const row = (await pool.query<LastRunRow>(sql.lastFinished(window.name, at))).rows[0];
   if (!row) return heldPolicy(window.policy, undefined, pooled, settings);

@@ -146,3 +146,46 @@ export function poolOnScale(byModel: ReadonlyMap<string, ScoreHistogram>, maps: 
   }
   return pooled;
 }
+
+/** One pooled run (window) scored by an earlier model: that model's scores and the serving model's of the same users that day. */
+export interface ScoredDay {
+  model: string;
+  from: ArrayLike<number>;
+  to: ArrayLike<number>;
+}
+
+/**
+ * The maps of earlier models onto the serving model's scale, each estimated on the days it scored
+ * in the pool (`scaleMap` over all their users, both models scoring each day's users as they were
+ * that day), rather than on the next run's users: a map is only valid on the inputs it was
+ * estimated on, and the pooled scores are those days' scores. Estimated on the next run's users
+ * alone, the map between two models that respond differently to the population's activity
+ * follows the day it is computed on (on a dead day it put uci-messages' threshold at a third of
+ * the same two models' map on the day before, and the held rule precomputed 150–400 users a day
+ * for 5 logins), although the pooled scores it moves were recorded on ordinary days.
+ */
+export function scaleMapsOnDays(days: readonly ScoredDay[]): Map<string, Int32Array> {
+  const byModel = new Map<string, ScoredDay[]>();
+  for (const day of days) {
+    const list = byModel.get(day.model) ?? [];
+    byModel.set(day.model, list);
+    list.push(day);
+  }
+  const maps = new Map<string, Int32Array>();
+  for (const [model, list] of byModel) {
+    const n = list.reduce((s, d) => s + Math.min(d.from.length, d.to.length), 0);
+    const from = new Float64Array(n);
+    const to = new Float64Array(n);
+    let o = 0;
+    for (const d of list) {
+      const m = Math.min(d.from.length, d.to.length);
+      for (let i = 0; i < m; i++) {
+        from[o] = d.from[i] as number;
+        to[o++] = d.to[i] as number;
+      }
+    }
+    const map = scaleMap(from, to);
+    if (map) maps.set(model, map);
+  }
+  return maps;
+}

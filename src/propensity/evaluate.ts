@@ -1,6 +1,6 @@
 import { formatDuration } from '../duration.ts';
 import { PrewarmError } from '../errors.ts';
-import { createController, scaleMap, type FeedbackSettings, type ScaleMaps } from '../planner/feedback.ts';
+import { createController, DEFAULT_FEEDBACK, type FeedbackSettings } from '../planner/feedback.ts';
 import { byPropensity, formatPolicy, isModelFree, selectUsers, type Candidate, type Policy } from '../planner/policy.ts';
 import { reliabilityTable, type ReliabilityBin } from './calibration.ts';
 import { FEATURE_COUNT, featureRowsAt } from './features.ts';
@@ -9,7 +9,7 @@ import { averagePrecision, coverageAtWaste, pointAtCoverage, rocAuc, thresholdCu
 import { fitPropensityModel, modelProbability, TrainingSetBuilder, type ModelMetrics, type PropensityModel } from './model.ts';
 import { S, STATE_SIZE, type StateGrid } from './state.ts';
 import { chooseTrainingUsers, DEFAULT_MAX_TRAINING_ROWS } from './training-sample.ts';
-import { noteApplied, trainOrCold } from './online.ts';
+import { HeldScaleMaps, noteApplied, trainOrCold } from './online.ts';
 import { defaultTrainWindows, logExtent, trainingPeriod } from './periods.ts';
 import { backtestRecencyRules, coldStartRule } from './cold-start.ts';
 import { floorToGrid, walkWindows } from './walk.ts';
@@ -170,33 +170,6 @@ export interface ProtocolResult {
 }
 
 /**
- * The maps of the controllers' pooled models onto the serving model's scale: each earlier model
- * scores this window's candidates too (features already computed), and its scores are matched to
- * the serving model's by quantile (`scaleMap`). Models no longer pooled are forgotten.
- */
-function scaleMapsAt(
-  controllers: readonly ReturnType<typeof createController>[],
-  models: Map<string, PropensityModel>,
-  servingKey: string,
-  rows: Float64Array,
-  knownCount: number,
-  serving: Float64Array,
-): ScaleMaps {
-  const pooled = new Set(controllers.flatMap((c) => c.pooledModels()));
-  for (const key of models.keys()) if (key !== servingKey && !pooled.has(key)) models.delete(key);
-  const maps = new Map<string, Int32Array>();
-  const earlier = new Float64Array(knownCount);
-  for (const key of pooled) {
-    const model = models.get(key);
-    if (key === servingKey || !model) continue;
-    for (let u = 0; u < knownCount; u++) earlier[u] = modelProbability(model, rows, u * FEATURE_COUNT);
-    const map = scaleMap(earlier, serving);
-    if (map) maps.set(key, map);
-  }
-  return maps;
-}
-
-/**
  * The offline protocol of docs/design.md over an in-memory log, in one pass: states are advanced
  * window by window; the model is fitted on the windows before testFrom (features at each window
  * start, label = active in the window) when the walk reaches testFrom, then every test window is
@@ -249,10 +222,11 @@ export function runOfflineProtocol(log: LoginLog, options: ProtocolOptions, poli
   const onlineSummary: OnlineSummary | undefined = online ? { retrainEvery: formatDuration(online.retrainEveryMs), retrains: 0, coldStartWindows: 0, coldStartRules: [] } : undefined;
   let trainedAt = Number.NEGATIVE_INFINITY;
   let coldRule: Policy | undefined;
-  // Online: every model trained so far by its key (the retraining's ordinal), for the maps of the
-  // pooled windows' scores onto the serving model's scale (`scaleMap`); pruned to those pooled.
+  // Online: the serving model's key (the retraining's ordinal), and the models and windows the
+  // controllers pool, for the maps of the pooled scores onto the serving model's scale.
   let modelKey = '';
-  const models = new Map<string, PropensityModel>();
+  const feedback = online?.feedback ?? DEFAULT_FEEDBACK;
+  const heldMaps = online ? new HeldScaleMaps(feedback.poolRuns, feedback.rescaleOn) : undefined;
   // The window's scores and users: the controller pools the scores with the users' logins to turn its target into a threshold.
   let ranked = new Float64Array(0);
   let rankedUsers = new Int32Array(0);
@@ -275,7 +249,7 @@ export function runOfflineProtocol(log: LoginLog, options: ProtocolOptions, poli
       trainedAt = startMs;
       onlineSummary.retrains++;
       modelKey = String(onlineSummary.retrains);
-      models.set(modelKey, trained.model);
+      heldMaps?.trained(modelKey, trained.model);
       if (coldRule !== undefined) onlineSummary.modelFrom = new Date(startMs).toISOString();
       coldRule = undefined;
     } else if (model === undefined) {
@@ -320,7 +294,7 @@ export function runOfflineProtocol(log: LoginLog, options: ProtocolOptions, poli
         rankedUsers = Int32Array.from(candidates, (c) => c.u);
       }
       const context = { windowStart: startMs, windowMs: W };
-      const maps = controllers && model && coldRule === undefined ? scaleMapsAt(controllers, models, modelKey, rows, knownCount, scores.subarray(windowScoresFrom, windowScoresFrom + knownCount)) : undefined;
+      const maps = heldMaps && model && coldRule === undefined ? heldMaps.maps(modelKey, rows, knownCount, scores.subarray(windowScoresFrom, windowScoresFrom + knownCount)) : undefined;
       policies.forEach((policy, r) => {
         // Online: a model policy without a model yet selects by the cold start's rule; a held
         // target is the one the controller applies now, its pool on this model's scale.
@@ -347,6 +321,8 @@ export function runOfflineProtocol(log: LoginLog, options: ProtocolOptions, poli
         if (!onlineSummary.coldStartRules.includes(rule)) onlineSummary.coldStartRules.push(rule);
       }
       const loggedIn = controllers ? Uint8Array.from(rankedUsers, (u) => (activeStamp[u] === index ? 1 : 0)) : undefined;
+      // The window the controllers pool next (they observe a window a model selected).
+      if (heldMaps && model && coldRule === undefined) heldMaps.observed(modelKey, rows, scores.subarray(windowScoresFrom, windowScoresFrom + knownCount), knownCount);
       policies.forEach((policy, r) => {
         const users = selections[r] as Int32Array;
         let hits = 0;

@@ -1,8 +1,11 @@
 import { isPrewarmError } from '../errors.ts';
 import type { Policy } from '../planner/policy.ts';
+import type { FeedbackSettings } from '../planner/feedback.ts';
+import { scaleMap, scaleMapsOnDays, type ScaleMaps, type ScoredDay } from '../planner/score-histogram.ts';
 import type { OnlineSummary } from './evaluate.ts';
 import type { LoginLog } from './login-log.ts';
-import type { ModelMetrics, PropensityModel } from './model.ts';
+import { FEATURE_COUNT } from './features.ts';
+import { modelProbability, type ModelMetrics, type PropensityModel } from './model.ts';
 import { COLD_START, trainOnLog, type TrainOnLogOptions } from './train.ts';
 
 export { COLD_START, COLD_START_RULES } from './train.ts';
@@ -57,3 +60,63 @@ export function noteApplied(summary: OnlineSummary, policy: Policy): void {
 }
 
 type Range = { first: number; last: number; min: number; max: number };
+
+/**
+ * The maps of the held targets' pooled scores onto the serving model's scale for the offline walk
+ * (`evaluate --online`), as the planner computes them (`rescaleOn`): on the pooled days — the
+ * windows the controllers pool (the latest `span` a model selected) are kept with their users'
+ * feature rows and scores, and the serving model scores each pooled day's users once, as they were
+ * that day (`scaleMapsOnDays`) — or on the next window's users, which every model still pooled
+ * scores too (`run-start`).
+ */
+export class HeldScaleMaps {
+  readonly #days: { model: string; n: number; rows: Float64Array; scores: Float64Array; rescored?: { model: string; scores: Float64Array } }[] = [];
+  readonly #models = new Map<string, PropensityModel>();
+
+  constructor(
+    readonly span: number,
+    readonly on: FeedbackSettings['rescaleOn'],
+  ) {}
+
+  /** A model trained (its key: the retraining's ordinal). */
+  trained(key: string, model: PropensityModel): void {
+    this.#models.set(key, model);
+  }
+
+  /** A window the controllers observed: the key of the model that scored it, its feature rows and scores (by user). */
+  observed(model: string, rows: Float64Array, scores: Float64Array, n: number): void {
+    this.#days.push(this.on === 'pooled-days' ? { model, n, rows: rows.slice(0, n * FEATURE_COUNT), scores: scores.slice(0, n) } : { model, n, rows: new Float64Array(0), scores: new Float64Array(0) });
+    if (this.#days.length > this.span) this.#days.shift();
+    const pooled = new Set(this.#days.map((d) => d.model));
+    for (const key of this.#models.keys()) if (key !== model && !pooled.has(key)) this.#models.delete(key);
+  }
+
+  /** The maps of the pooled earlier models onto `servingKey`'s model; `rows` and `serving` score the next window's users (`run-start`). */
+  maps(servingKey: string, rows: Float64Array, knownCount: number, serving: Float64Array): ScaleMaps {
+    const servingModel = this.#models.get(servingKey);
+    if (!servingModel) return new Map();
+    if (this.on === 'run-start') {
+      const maps = new Map<string, Int32Array>();
+      const earlier = new Float64Array(knownCount);
+      for (const key of new Set(this.#days.map((d) => d.model))) {
+        const model = this.#models.get(key);
+        if (key === servingKey || !model) continue;
+        for (let u = 0; u < knownCount; u++) earlier[u] = modelProbability(model, rows, u * FEATURE_COUNT);
+        const map = scaleMap(earlier, serving);
+        if (map) maps.set(key, map);
+      }
+      return maps;
+    }
+    const days: ScoredDay[] = [];
+    for (const day of this.#days) {
+      if (day.model === servingKey) continue;
+      if (day.rescored?.model !== servingKey) {
+        const scores = new Float64Array(day.n);
+        for (let u = 0; u < day.n; u++) scores[u] = modelProbability(servingModel, day.rows, u * FEATURE_COUNT);
+        day.rescored = { model: servingKey, scores };
+      }
+      days.push({ model: day.model, from: day.scores, to: day.rescored.scores });
+    }
+    return scaleMapsOnDays(days);
+  }
+}

@@ -1,6 +1,7 @@
 import type { Pool, Sql } from '../db/pool.ts';
 import type { Logger } from '../log.ts';
-import { scaleMap, type ScaleMapper } from '../planner/feedback.ts';
+import type { ScaleMapper } from '../planner/feedback.ts';
+import { scaleMapsOnDays, type ScoredDay } from '../planner/score-histogram.ts';
 import { FEATURE_COUNT, featuresAt, populationContext } from './features.ts';
 import { assertScorable, modelProbability, type PropensityModel } from './model.ts';
 import { knownStateBatches } from './model-scorer.ts';
@@ -16,6 +17,13 @@ import { gridFor, syncGrid } from './state-store.ts';
  */
 export const SCALE_SAMPLE_USERS = 20_000;
 
+/**
+ * With the maps estimated on the pooled runs' days, the sample is drawn on each day: about
+ * SCALE_SAMPLE_USERS over all the days, but at least this many a day (the standard error of a
+ * share of 5 000 users is at most 0.7 percentage points).
+ */
+export const SCALE_SAMPLE_USERS_PER_DAY = 5_000;
+
 /** The SQL of this module, parameterised. */
 export const scaleMapSql = {
   /** The planner's estimate of the known users (the statistics' row count, no scan). */
@@ -29,14 +37,16 @@ export const scaleMapSql = {
  * coverage or waste target into a threshold were scored by the models that served then (daily
  * retraining: up to 28 of them), whose scores are on scales of their own. Each earlier model and
  * the serving one (the newest that serves, as the scorer loads it) score the same sample of
- * known users at the run's start — states rewound to it, features as in scoring — and the
- * earlier model's scores are mapped onto the serving model's by quantile (`scaleMap`). Versions
+ * known users on each day one of the earlier model's pooled runs started (`days`; without them,
+ * at the run's start) — states rewound to it, features as in scoring — and the earlier model's
+ * scores are mapped onto the serving model's by quantile over those days (`scaleMapsOnDays`):
+ * the map is estimated on the inputs whose recorded scores it moves. Versions
  * that are not stored models (a test scorer), models of another window length or that cannot
  * score are left out: their runs pool as recorded.
  */
 export function createScaleMapper(deps: { pool: Pool; log: Logger }): ScaleMapper {
   const { pool, log } = deps;
-  return async (versions, at, horizonMs) => {
+  return async (versions, at, horizonMs, days) => {
     const serving = await latestModelVersion(pool);
     if (!serving) return undefined;
     const earlier = versions.filter((version) => version !== '' && version !== serving.version);
@@ -49,55 +59,73 @@ export function createScaleMapper(deps: { pool: Pool; log: Logger }): ScaleMappe
       if (model && model.windowMs === servingModel.windowMs && scorable(model)) models.set(version, model);
     }
     if (models.size === 0) return undefined;
-    const startMs = at.getTime();
-    const grid = gridFor(servingModel.windowMs, startMs);
+    const grid = gridFor(servingModel.windowMs, at.getTime());
     await syncGrid(pool, grid, log);
     const estimate = Number((await pool.query<{ n: number }>(scaleMapSql.estimateUsers())).rows[0]?.n ?? 0);
-    const shard = { index: 0, count: Math.max(1, Math.ceil(estimate / SCALE_SAMPLE_USERS)) };
-    const parts: Float64Array[] = [];
-    let users = 0;
-    for await (const table of knownStateBatches(pool, grid, startMs, shard, 10_000)) {
-      parts.push(table.states.slice(0, table.userIds.length * STATE_SIZE));
-      users += table.userIds.length;
-    }
-    const states = new Float64Array(users * STATE_SIZE);
-    let offset = 0;
-    for (const part of parts) {
-      states.set(part, offset);
-      offset += part.length;
-    }
-    // The sample's population features: its rates are the population's up to sampling error, and
-    // every model sees the same inputs, which is what the map compares.
-    const context = populationContext(states, users, startMs, grid);
     const windows = horizonMs / servingModel.windowMs;
-    const rows: number[] = [];
-    const row = new Float64Array(FEATURE_COUNT);
-    const features = new Float64Array(users * FEATURE_COUNT);
-    for (let u = 0; u < users; u++) {
-      const base = u * STATE_SIZE;
-      if (!((states[base + S.COUNT] as number) > 0) || !((states[base + S.FIRST] as number) < startMs)) continue;
-      featuresAt(states, base, context, row, 0);
-      features.set(row, rows.length * FEATURE_COUNT);
-      rows.push(u);
+    // Each earlier model's map on the days its pooled runs started (the users as they were then),
+    // or, without them, on the run's start.
+    const startsOf = new Map<number, string[]>();
+    for (const version of models.keys()) {
+      const starts = days?.get(version)?.map((d) => d.getTime()) ?? [at.getTime()];
+      for (const startMs of starts) startsOf.set(startMs, [...(startsOf.get(startMs) ?? []), version]);
     }
-    if (rows.length === 0) return undefined;
-    const scoreWith = (model: PropensityModel): Float64Array => {
-      const out = new Float64Array(rows.length);
-      for (let i = 0; i < rows.length; i++) {
-        const p = modelProbability(model, features, i * FEATURE_COUNT);
-        out[i] = windows === 1 ? p : 1 - Math.pow(1 - p, windows);
-      }
-      return out;
-    };
-    const servingScores = scoreWith(servingModel);
-    const maps = new Map<string, Int32Array>();
-    for (const [version, model] of models) {
-      const map = scaleMap(scoreWith(model), servingScores);
-      if (map) maps.set(version, map);
+    const perDay = Math.max(SCALE_SAMPLE_USERS_PER_DAY, SCALE_SAMPLE_USERS / startsOf.size);
+    const shard = { index: 0, count: Math.max(1, Math.ceil(estimate / perDay)) };
+    const scored: ScoredDay[] = [];
+    let users = 0;
+    for (const [startMs, dayVersions] of startsOf) {
+      const sample = await sampleFeatures(pool, grid, startMs, shard);
+      if (!sample) continue;
+      users += sample.count;
+      const servingScores = scoreSample(servingModel, sample, windows);
+      for (const version of dayVersions) scored.push({ model: version, from: scoreSample(models.get(version) as PropensityModel, sample, windows), to: servingScores });
     }
-    log.debug({ at, serving: serving.version, models: maps.size, users: rows.length }, 'held target: pooled scores mapped onto the serving model');
+    if (scored.length === 0) return undefined;
+    const maps = scaleMapsOnDays(scored);
+    log.debug({ at, serving: serving.version, models: maps.size, days: startsOf.size, users }, 'held target: pooled scores mapped onto the serving model');
     return maps;
   };
+}
+
+/** Known users of one hash shard at `startMs` (states rewound to it), as feature rows. */
+async function sampleFeatures(pool: Pool, grid: ReturnType<typeof gridFor>, startMs: number, shard: { index: number; count: number }): Promise<{ features: Float64Array; count: number } | undefined> {
+  const parts: Float64Array[] = [];
+  let users = 0;
+  for await (const table of knownStateBatches(pool, grid, startMs, shard, 10_000)) {
+    parts.push(table.states.slice(0, table.userIds.length * STATE_SIZE));
+    users += table.userIds.length;
+  }
+  const states = new Float64Array(users * STATE_SIZE);
+  let offset = 0;
+  for (const part of parts) {
+    states.set(part, offset);
+    offset += part.length;
+  }
+  // The sample's population features: its rates are the population's up to sampling error, and
+  // every model sees the same inputs, which is what the map compares.
+  const context = populationContext(states, users, startMs, grid);
+  const row = new Float64Array(FEATURE_COUNT);
+  const features = new Float64Array(users * FEATURE_COUNT);
+  let count = 0;
+  for (let u = 0; u < users; u++) {
+    const base = u * STATE_SIZE;
+    if (!((states[base + S.COUNT] as number) > 0) || !((states[base + S.FIRST] as number) < startMs)) continue;
+    featuresAt(states, base, context, row, 0);
+    features.set(row, count * FEATURE_COUNT);
+    count++;
+  }
+  return count > 0 ? { features, count } : undefined;
+}
+
+/** A model's scores of the sample, over the run's horizon (`windows` of the model's length). */
+function scoreSample(model: PropensityModel, sample: { features: Float64Array; count: number }, windows: number): Float64Array {
+  const out = new Float64Array(sample.count);
+  for (let i = 0; i < sample.count; i++) {
+    const p = modelProbability(model, sample.features, i * FEATURE_COUNT);
+    out[i] = windows === 1 ? p : 1 - Math.pow(1 - p, windows);
+  }
+  return out;
 }
 
 function scorable(model: PropensityModel): boolean {
