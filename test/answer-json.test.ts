@@ -6,19 +6,28 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { answerJson } from '../src/api/answer-json.ts';
 import { recommendationsResponse } from '../src/api/schemas.ts';
 import type { ServeResult } from '../src/serving/service.ts';
+import { storedScore } from '../src/sets/set.ts';
 
 const text = fc.string({ unit: 'binary', maxLength: 24 });
+// Scores as stored (six significant digits, written digit by digit), integers, and any double.
+const score = fc.oneof(
+  fc.double({ noNaN: true }).map(storedScore),
+  fc.double({ min: -1e7, max: 1e7, noNaN: true }).map(storedScore),
+  fc.double({ noNaN: true }),
+  fc.integer({ min: -1e6, max: 1e6 }),
+  fc.constantFrom(0, -0, 1e-6, -1e-6, 9.99999e-7, 1e6, 999999.5, 1e15 - 1, 1e15, 0.1, 1e-7),
+);
 const instant = fc.option(fc.date({ min: new Date('1970-01-01T00:00:00Z'), max: new Date('2200-01-01T00:00:00Z'), noInvalidDate: true }), { nil: null });
 const answer: fc.Arbitrary<ServeResult> = fc.record(
   {
     userId: text,
-    items: fc.array(fc.record({ itemId: text, score: fc.double({ noNaN: true }) }), { maxLength: 12 }),
+    items: fc.array(fc.record({ itemId: text, score }), { maxLength: 12 }),
     source: fc.constantFrom('precomputed', 'reused', 'on_demand', 'fallback'),
     computedAt: instant,
     expiresAt: instant,
     stalenessMs: fc.option(fc.double({ min: 0, max: 1e12, noNaN: true }), { nil: null }),
     behind: fc.boolean(),
-    missedInteractions: fc.option(fc.nat(), { nil: null }),
+    missedInteractions: fc.option(fc.oneof(fc.nat(), fc.constant(Number.MAX_SAFE_INTEGER)), { nil: null }),
     modelVersion: text,
     reason: fc.constantFrom('unknown_user', 'latency_budget', 'overloaded', 'compute_failed'),
   },
@@ -58,6 +67,18 @@ describe('answerJson', () => {
       }),
       { seed: 20261204, numRuns: 400 },
     );
+  });
+
+  it('writes each stored score, across magnitudes, as ${score} writes it', () => {
+    const answerWith = (value: number): ServeResult => ({ userId: 'u', items: [{ itemId: 'i', score: value }], source: 'precomputed', computedAt: null, expiresAt: null, stalenessMs: null, behind: false, missedInteractions: null, modelVersion: 'm' });
+    let seed = 7;
+    const random = () => ((seed = (seed * 48271) % 2147483647) / 2147483647);
+    for (let n = 0; n < 20_000; n++) {
+      const value = storedScore((random() - 0.5) * 10 ** Math.floor(random() * 16 - 8));
+      const written = JSON.parse(answerJson(answerWith(value)).toString('utf8')).items[0].score;
+      expect(answerJson(answerWith(value)).toString('utf8')).toContain(`"score":${value}}`);
+      expect(Object.is(written, value) || (written === 0 && value === 0)).toBe(true);
+    }
   });
 
   it('never runs past its buffer: strings that escape to six bytes a unit, extreme instants and numbers', async () => {

@@ -24,7 +24,7 @@ export function answerJson(result: ServeResult): Buffer {
     out.ascii(i === 0 ? '{"itemId":' : ',{"itemId":');
     out.string(item.itemId);
     out.ascii(',"score":');
-    out.ascii(jsonNumber(item.score));
+    out.number(item.score);
     out.ascii('}');
   }
   out.ascii('],"source":"');
@@ -34,9 +34,11 @@ export function answerJson(result: ServeResult): Buffer {
   out.ascii(',"expiresAt":');
   out.ascii(isoOrNull(result.expiresAt));
   out.ascii(',"stalenessMs":');
-  out.ascii(result.stalenessMs === null ? 'null' : jsonNumber(Math.round(result.stalenessMs)));
+  if (result.stalenessMs === null) out.ascii('null');
+  else out.number(Math.round(result.stalenessMs));
   out.ascii(result.behind ? ',"behind":true,"missedInteractions":' : ',"behind":false,"missedInteractions":');
-  out.ascii(result.missedInteractions === null ? 'null' : jsonNumber(result.missedInteractions));
+  if (result.missedInteractions === null) out.ascii('null');
+  else out.number(result.missedInteractions);
   out.ascii(',"modelVersion":');
   out.string(result.modelVersion);
   if (result.reason !== undefined) {
@@ -95,10 +97,68 @@ class Writer {
     this.#at = at;
   }
 
+  /**
+   * A number as JSON writes it (`${value}`, null when not finite). Integers below 10^15 and the
+   * scores as stored (at most six significant digits, `storedScore`, between 10^-6 and 10^6) are
+   * written digit by digit: `${value}` would put each one's text in V8's number-string cache, a
+   * table in the old generation, which keeps every text alive through the next scavenges — 20 a
+   * login, most of what the answer left in the old generation (README "Benchmarks").
+   */
+  number(value: number): void {
+    const magnitude = Math.abs(value);
+    if (Number.isInteger(value) && magnitude < 1e15) {
+      if (value < 0) this.#buffer[this.#at++] = 0x2d;
+      this.#digits(magnitude, 0);
+      return;
+    }
+    if (magnitude >= 1e-6 && magnitude < 1e6) {
+      // value = ± m / 10^decimals exactly as storedScore computes it: then the decimal m·10^-decimals,
+      // trailing zeros dropped, is the shortest text that reads back as value — what `${value}`
+      // writes (two decimals of at most 15 significant digits never read as the same double).
+      const decimals = 5 - Math.floor(Math.log10(magnitude));
+      const scale = POWERS_OF_TEN[decimals] ?? Number.NaN;
+      const m = Math.round(magnitude * scale);
+      if (m / scale === magnitude) {
+        if (value < 0) this.#buffer[this.#at++] = 0x2d;
+        const fraction = m % scale;
+        this.#digits((m - fraction) / scale, 0);
+        let width = decimals;
+        let digits = fraction;
+        while (width > 0 && digits % 10 === 0) {
+          digits /= 10;
+          width--;
+        }
+        if (width > 0) {
+          this.#buffer[this.#at++] = 0x2e;
+          this.#digits(digits, width);
+        }
+        return;
+      }
+    }
+    this.ascii(jsonNumber(value));
+  }
+
+  /** A non-negative integer's decimal digits, left-padded with zeros to `width`. */
+  #digits(integer: number, width: number): void {
+    let length = 1;
+    while (length < 16 && integer >= POWERS_OF_TEN[length]!) length++;
+    if (length < width) length = width;
+    const buffer = this.#buffer;
+    let rest = integer;
+    for (let at = this.#at + length - 1; at >= this.#at; at--) {
+      const digit = rest % 10;
+      buffer[at] = 0x30 + digit;
+      rest = (rest - digit) / 10;
+    }
+    this.#at += length;
+  }
+
   done(): Buffer {
     return this.#buffer.subarray(0, this.#at);
   }
 }
+
+const POWERS_OF_TEN = Array.from({ length: 17 }, (_, i) => 10 ** i);
 
 /** JSON's number: a finite number as written, anything else null (as the schema serializer). */
 function jsonNumber(value: number): string {
