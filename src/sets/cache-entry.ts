@@ -2,6 +2,8 @@ import { Packr } from 'msgpackr';
 import { isPackedItems, itemsBound, PackedRecommendationSet, writeItems } from './packed-items.ts';
 import type { RecommendationSet } from './set.ts';
 import { writeUtf8 } from '../utf8.ts';
+import { ENTRY_VERSION, KEY_NAMES, KEYS } from './entry-layout.ts';
+import { NOT_THIS_LAYOUT, readEntry } from './entry-reader.ts';
 
 // A cache entry: a MessagePack map of the set's fields and its items in one binary block
 // (src/sets/packed-items.ts), so that a login decodes only the items it answers. Entries are read
@@ -13,9 +15,6 @@ import { writeUtf8 } from '../utf8.ts';
 // reads back exactly what was written, and the same map as msgpackr writes.
 
 const packr = new Packr({ useRecords: false });
-
-/** The entry layout: `items` (the packed block) and `count`. Entries without `v` hold two arrays. */
-const ENTRY_VERSION = 2;
 
 interface CachedFields {
   id: string;
@@ -39,13 +38,6 @@ interface CachedArrays extends CachedFields {
   itemIds: string[];
   scores: number[];
 }
-
-/** The map's keys in the order written, each as a MessagePack fixstr. */
-const KEY_NAMES = ['v', 'id', 'source', 'runId', 'holdout', 'computedAt', 'expiresAt', 'modelVersion', 'computeMs', 'count', 'items'] as const;
-const KEYS = Object.fromEntries(KEY_NAMES.map((name) => [name, Buffer.concat([Buffer.of(0xa0 | name.length), Buffer.from(name, 'latin1')])])) as Record<
-  (typeof KEY_NAMES)[number],
-  Buffer
->;
 
 /** One set's entry in one buffer: the fields as MessagePack, the items' block in place. */
 export function encodeEntry(set: RecommendationSet): Buffer {
@@ -71,6 +63,10 @@ export function encodeEntry(set: RecommendationSet): Buffer {
 
 /** The cached set, or undefined for a value this version did not write (or cannot read). */
 export function decodeEntry(raw: Buffer, userId: string): RecommendationSet | undefined {
+  // The layout this module writes, read without msgpackr (src/sets/entry-reader.ts); msgpackr
+  // reads anything else: entries of the old layout, of another writer, damaged ones.
+  const read = readEntry(raw, userId);
+  if (read !== NOT_THIS_LAYOUT) return read;
   let cached: Partial<CachedEntry & CachedArrays> | null;
   try {
     cached = packr.unpack(raw) as Partial<CachedEntry & CachedArrays> | null;
