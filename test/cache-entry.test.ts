@@ -133,7 +133,7 @@ describe('cache entries', () => {
   });
 
   it('read a model version once per model, and each model its own', () => {
-    const base = { id: 'x', userId: 'u1', source: 'on_demand', runId: null, holdout: true, computedAt: new Date(0), expiresAt: new Date(1), itemIds: [], scores: [], computeMs: 0 } as const;
+    const base: Omit<RecommendationSet, 'modelVersion'> = { id: 'x', userId: 'u1', source: 'on_demand', runId: null, holdout: true, computedAt: new Date(0), expiresAt: new Date(1), itemIds: [], scores: [], computeMs: 0 };
     const first = decodeEntry(encodeEntry({ ...base, modelVersion: 'item-cf-a' }), 'u1');
     const again = decodeEntry(encodeEntry({ ...base, modelVersion: 'item-cf-a' }), 'u1');
     const other = decodeEntry(encodeEntry({ ...base, modelVersion: 'item-cf-b' }), 'u1');
