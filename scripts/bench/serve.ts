@@ -1,14 +1,14 @@
 // Login-path benchmark: the precomputed (hit) path and the on-demand path of `prewarm serve`,
 // each next to a bare Fastify + one Redis GET baseline measured in the same run.
 //   npx tsx scripts/bench/serve.ts [--seconds 10] [--connections 50] [--paths baseline,precomputed,on_demand]
-//                                  [--profile DIR] [--rate N] [--data DIR] [--gc] [--node-flags "FLAGS"]
+//                                  [--profile DIR] [--rate N] [--data DIR] [--gc] [--node-flags="FLAGS"]
 // --data DIR serves the logs in DIR (logins.csv.gz and interactions.csv.gz, e.g.
 // /work/shared/data/oulad-2013) instead of 3 000 generated users;
 // --profile runs prewarm's server under `node --cpu-prof` and prints its self time per function;
 // --rate N sends N requests/s instead of as many as answered (to cost a request on a busy machine);
 // --gc runs both servers under `node --trace-gc-nvp` and reports, per path, the young-generation
 // collections (count, mean pause, KB promoted to the old generation per collection);
-// --node-flags passes node/V8 flags to both servers (e.g. "--no-allocation-site-pretenuring").
+// --node-flags="FLAGS" passes node/V8 flags to both servers (--node-flags=--no-allocation-site-pretenuring).
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
