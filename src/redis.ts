@@ -29,20 +29,21 @@ export function createServingRedis(url: string, log: Logger): Redis {
  * load it kept the login path's short-lived objects alive into the old generation: 1.1–2.0 MB
  * promoted per young-generation collection against ≈ 0.05 MB for the same MGETs sent plainly, and
  * collections of 4–5 ms against ≈ 1 (`node --trace-gc-nvp`, a Fastify route doing one MGET,
- * 14–17k requests/s). Those pauses were the hit path's p99. Corking keeps the one write and sends
- * plain commands.
+ * 14–17k requests/s; scripts/bench/redis-client.ts). Those pauses were the hit path's p99. It
+ * also runs one pipeline at a time, so a turn's reads wait for the previous turn's replies.
+ * Corking keeps the one write and sends plain commands, each answered as its reply arrives.
  */
 class CorkingRedis extends Redis {
-  #corked: Redis['stream'] | undefined;
+  #corked = false;
 
   override sendCommand(command: Command, stream?: Parameters<Redis['sendCommand']>[1]): unknown {
     const socket = this.stream;
-    if (this.#corked === undefined && stream === undefined && this.status === 'ready' && socket?.writable) {
+    if (!this.#corked && stream === undefined && this.status === 'ready' && socket?.writable) {
       socket.cork();
-      this.#corked = socket;
+      this.#corked = true;
       setImmediate(() => {
-        // Uncorks the socket it corked, even if the connection has been replaced meanwhile.
-        this.#corked = undefined;
+        // The socket it corked, even if the connection has been replaced meanwhile.
+        this.#corked = false;
         socket.uncork();
       });
     }
