@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DEFAULT_FLUSH_INTERVAL_MS } from './db/batch-buffer.ts';
 import { parseDuration } from './duration.ts';
 import { PrewarmError } from './errors.ts';
 
@@ -63,7 +64,7 @@ const envSchema = z.object({
   // Sent as `Authorization: Bearer …` to the model service; a header value cannot hold spaces or control characters.
   PREWARM_RECOMMENDER_TOKEN: z.string().regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces').optional(),
   PREWARM_RECOMMENDER_NEIGHBOURS: positiveInt.default(50),
-  PREWARM_FLUSH_INTERVAL_MS: positiveInt.default(200),
+  PREWARM_FLUSH_INTERVAL_MS: positiveInt.default(DEFAULT_FLUSH_INTERVAL_MS),
   PREWARM_FLUSH_MAX_BATCH: positiveInt.default(2_000),
   PREWARM_EVENT_BUFFER_MAX: positiveInt.default(200_000),
   PREWARM_WORKER_CONCURRENCY: positiveInt.default(4),

@@ -1,7 +1,7 @@
 import type { Logger } from '../log.ts';
 import { textArrayLiteral } from '../db/array-literal.ts';
 import { BinaryCopyWriter, copyIn } from '../db/copy-binary.ts';
-import { createBatchBuffer } from '../db/batch-buffer.ts';
+import { createBatchBuffer, DEFAULT_FLUSH_INTERVAL_MS } from '../db/batch-buffer.ts';
 import { withTransaction, type Pool, type PoolClient, type Sql } from '../db/pool.ts';
 import type { RecommendationSet } from '../sets/set.ts';
 import type { RecommendationStore } from '../sets/store.ts';
@@ -39,7 +39,7 @@ export interface EventRecorderOptions {
   store: RecommendationStore;
   recordLogins: RecordLogins;
   log: Logger;
-  /** Flush at least this often. Default 200 ms. */
+  /** Flush at least this often. Default DEFAULT_FLUSH_INTERVAL_MS (50 ms). */
   flushIntervalMs?: number;
   /** Flush as soon as this many events wait; also the most one transaction writes. Default 2,000. */
   maxBatch?: number;
@@ -160,7 +160,7 @@ export function createEventRecorder(options: EventRecorderOptions): EventRecorde
     name: 'logins and serves',
     write: writeBatch,
     log,
-    flushIntervalMs: options.flushIntervalMs ?? 200,
+    flushIntervalMs: options.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS,
     maxBatch: options.maxBatch ?? 2_000,
     maxPending: options.maxPending ?? 200_000,
   });
