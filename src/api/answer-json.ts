@@ -30,9 +30,11 @@ export function answerJson(result: ServeResult): Buffer {
   out.ascii('],"source":"');
   out.ascii(result.source);
   out.ascii('","computedAt":');
-  out.ascii(isoOrNull(result.computedAt));
+  if (result.computedAt === null) out.ascii('null');
+  else out.instant(result.computedAt);
   out.ascii(',"expiresAt":');
-  out.ascii(isoOrNull(result.expiresAt));
+  if (result.expiresAt === null) out.ascii('null');
+  else out.instant(result.expiresAt);
   out.ascii(',"stalenessMs":');
   if (result.stalenessMs === null) out.ascii('null');
   else out.number(Math.round(result.stalenessMs));
@@ -144,13 +146,48 @@ class Writer {
     while (length < 16 && integer >= POWERS_OF_TEN[length]!) length++;
     if (length < width) length = width;
     const buffer = this.#buffer;
+    const first = this.#at;
+    let at = first + length - 1;
     let rest = integer;
-    for (let at = this.#at + length - 1; at >= this.#at; at--) {
-      const digit = rest % 10;
-      buffer[at] = 0x30 + digit;
-      rest = (rest - digit) / 10;
+    // Doubles down to 2^31, then small integers (the usual case from the start: a score's digits).
+    for (; rest >= 0x80000000; at--) {
+      const quotient = Math.floor(rest / 10);
+      buffer[at] = 0x30 + (rest - quotient * 10);
+      rest = quotient;
     }
-    this.#at += length;
+    let small = rest | 0;
+    for (; at >= first; at--) {
+      const quotient = (small / 10) | 0;
+      buffer[at] = 0x30 + (small - quotient * 10);
+      small = quotient;
+    }
+    this.#at = first + length;
+  }
+
+  /** An instant as JSON writes a Date (`toISOString`), in quotes; years 0–9999 digit by digit. */
+  instant(at: Date): void {
+    const year = at.getUTCFullYear();
+    if (!(year >= 0 && year <= 9999)) {
+      this.ascii(`"${at.toISOString()}"`);
+      return;
+    }
+    const buffer = this.#buffer;
+    buffer[this.#at++] = 0x22;
+    this.#digits(year, 4);
+    buffer[this.#at++] = 0x2d;
+    this.#digits(at.getUTCMonth() + 1, 2);
+    buffer[this.#at++] = 0x2d;
+    this.#digits(at.getUTCDate(), 2);
+    buffer[this.#at++] = 0x54;
+    this.#digits(at.getUTCHours(), 2);
+    buffer[this.#at++] = 0x3a;
+    this.#digits(at.getUTCMinutes(), 2);
+    buffer[this.#at++] = 0x3a;
+    this.#digits(at.getUTCSeconds(), 2);
+    buffer[this.#at++] = 0x2e;
+    this.#digits(at.getUTCMilliseconds(), 3);
+    buffer[this.#at++] = 0x5a;
+    buffer[this.#at++] = 0x22;
   }
 
   done(): Buffer {
@@ -163,8 +200,4 @@ const POWERS_OF_TEN = Array.from({ length: 17 }, (_, i) => 10 ** i);
 /** JSON's number: a finite number as written, anything else null (as the schema serializer). */
 function jsonNumber(value: number): string {
   return Number.isFinite(value) ? `${value}` : 'null';
-}
-
-function isoOrNull(at: Date | null): string {
-  return at === null ? 'null' : `"${at.toISOString()}"`;
 }
