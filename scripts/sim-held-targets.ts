@@ -22,7 +22,7 @@ import { bestRecencyRule, knownUsersAt } from '../src/propensity/evaluate.ts';
 import { FEATURE_COUNT, featureRowsAt } from '../src/propensity/features.ts';
 import { readLoginLog } from '../src/propensity/login-log.ts';
 import { pointAtCoverage, thresholdCurve } from '../src/propensity/metrics.ts';
-import { modelProbability, type PropensityModel } from '../src/propensity/model.ts';
+import { modelProbabilities, modelProbability, type PropensityModel } from '../src/propensity/model.ts';
 import { trainOrCold } from '../src/propensity/online.ts';
 import { defaultTrainWindows, logExtent } from '../src/propensity/periods.ts';
 import { S, STATE_SIZE, type StateGrid } from '../src/propensity/state.ts';
@@ -79,9 +79,7 @@ async function cache(argv: string[]): Promise<void> {
           trainedAt = startMs;
           coldK = 0;
           for (const { w: v, rows: vRows } of ring) {
-            const scores = new Float32Array(v.n);
-            for (let u = 0; u < v.n; u++) scores[u] = modelProbability(model, vRows, u * FEATURE_COUNT);
-            v.back.push({ model: modelNo, scores });
+            v.back.push({ model: modelNo, scores: modelProbabilities(model, vRows, v.n, new Float32Array(v.n)) });
           }
         } else if (model === undefined) {
           const rule = bestRecencyRule(log, grid, startMs, { kind: 'coverage', target: 0.8 });
@@ -98,9 +96,7 @@ async function cache(argv: string[]): Promise<void> {
             models.delete(no);
             continue;
           }
-          const scores = new Float32Array(knownCount);
-          for (let u = 0; u < knownCount; u++) scores[u] = modelProbability(earlier, rows, u * FEATURE_COUNT);
-          w.alt.push({ model: no, scores });
+          w.alt.push({ model: no, scores: modelProbabilities(earlier, rows, knownCount, new Float32Array(knownCount)) });
         }
       }
       for (let u = 0; u < knownCount; u++) {

@@ -221,3 +221,10 @@ export function modelLogit(model: PropensityModel, x: ArrayLike<number>, offset 
 export function modelProbability(model: PropensityModel, x: ArrayLike<number>, offset = 0): number {
   return applyCalibration(model.calibration, modelLogit(model, x, offset));
 }
+
+/** The calibrated probabilities of the first `count` feature rows of `rows` (FEATURE_COUNT each), into `out`. */
+export function modelProbabilities<T extends Float64Array | Float32Array = Float64Array>(model: PropensityModel, rows: ArrayLike<number>, count: number, out?: T): T {
+  const scores = out ?? (new Float64Array(count) as T);
+  for (let u = 0; u < count; u++) scores[u] = modelProbability(model, rows, u * FEATURE_COUNT);
+  return scores;
+}

@@ -5,7 +5,7 @@ import { scaleMap, scaleMapsOnDays, type ScaleMaps, type ScoredDay } from '../pl
 import type { OnlineSummary } from './evaluate.ts';
 import type { LoginLog } from './login-log.ts';
 import { FEATURE_COUNT } from './features.ts';
-import { modelProbability, type ModelMetrics, type PropensityModel } from './model.ts';
+import { modelProbabilities, type ModelMetrics, type PropensityModel } from './model.ts';
 import { COLD_START, trainOnLog, type TrainOnLogOptions } from './train.ts';
 
 export { COLD_START, COLD_START_RULES } from './train.ts';
@@ -101,8 +101,7 @@ export class HeldScaleMaps {
       for (const key of new Set(this.#days.map((d) => d.model))) {
         const model = this.#models.get(key);
         if (key === servingKey || !model) continue;
-        for (let u = 0; u < knownCount; u++) earlier[u] = modelProbability(model, rows, u * FEATURE_COUNT);
-        const map = scaleMap(earlier, serving);
+        const map = scaleMap(modelProbabilities(model, rows, knownCount, earlier), serving);
         if (map) maps.set(key, map);
       }
       return maps;
@@ -110,11 +109,7 @@ export class HeldScaleMaps {
     const days: ScoredDay[] = [];
     for (const day of this.#days) {
       if (day.model === servingKey) continue;
-      if (day.rescored?.model !== servingKey) {
-        const scores = new Float64Array(day.n);
-        for (let u = 0; u < day.n; u++) scores[u] = modelProbability(servingModel, day.rows, u * FEATURE_COUNT);
-        day.rescored = { model: servingKey, scores };
-      }
+      if (day.rescored?.model !== servingKey) day.rescored = { model: servingKey, scores: modelProbabilities(servingModel, day.rows, day.n) };
       days.push({ model: day.model, from: day.scores, to: day.rescored.scores });
     }
     return scaleMapsOnDays(days);

@@ -3,7 +3,7 @@ import type { Logger } from '../log.ts';
 import type { ScaleMapper } from '../planner/feedback.ts';
 import { scaleMapsOnDays, type ScoredDay } from '../planner/score-histogram.ts';
 import { FEATURE_COUNT, featuresAt, populationContext } from './features.ts';
-import { assertScorable, modelProbability, type PropensityModel } from './model.ts';
+import { assertScorable, modelProbabilities, type PropensityModel } from './model.ts';
 import { knownStateBatches } from './model-scorer.ts';
 import { latestModelVersion, loadModel } from './model-store.ts';
 import { S, STATE_SIZE } from './state.ts';
@@ -120,11 +120,8 @@ async function sampleFeatures(pool: Pool, grid: ReturnType<typeof gridFor>, star
 
 /** A model's scores of the sample, over the run's horizon (`windows` of the model's length). */
 function scoreSample(model: PropensityModel, sample: { features: Float64Array; count: number }, windows: number): Float64Array {
-  const out = new Float64Array(sample.count);
-  for (let i = 0; i < sample.count; i++) {
-    const p = modelProbability(model, sample.features, i * FEATURE_COUNT);
-    out[i] = windows === 1 ? p : 1 - Math.pow(1 - p, windows);
-  }
+  const out = modelProbabilities(model, sample.features, sample.count);
+  if (windows !== 1) for (let i = 0; i < out.length; i++) out[i] = 1 - Math.pow(1 - (out[i] as number), windows);
   return out;
 }
 
