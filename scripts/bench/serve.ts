@@ -86,11 +86,11 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     await createFreshness({ redis, prefix, pool, log, clock: { now: () => new Date(Date.now() - 86_400_000) }, clockAheadMs: MAX_CLOCK_AHEAD_MS }).start();
     await precompute(pool, redis, prefix, precomputedUsers, log);
 
-    const gcFlags = [...(values.gc ? [GC_TRACE_FLAG] : []), ...values['node-flags'].split(' ').filter((flag) => flag !== '')];
-    const baseline = await startServerProcess([process.execPath, ...gcFlags, '--import', 'tsx', 'scripts/bench/baseline-server.ts'], { PORT: '0', REDIS_URL, PREWARM_CACHE_PREFIX: prefix });
+    const serverFlags = [...(values.gc ? [GC_TRACE_FLAG] : []), ...values['node-flags'].split(' ').filter((flag) => flag !== '')];
+    const baseline = await startServerProcess([process.execPath, ...serverFlags, '--import', 'tsx', 'scripts/bench/baseline-server.ts'], { PORT: '0', REDIS_URL, PREWARM_CACHE_PREFIX: prefix });
     servers.push(baseline);
     const profiling = values.profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', values.profile];
-    const prewarm = await startServerProcess([process.execPath, ...gcFlags, ...profiling, 'src/cli/bin.mjs', 'serve'], {
+    const prewarm = await startServerProcess([process.execPath, ...serverFlags, ...profiling, 'src/cli/bin.mjs', 'serve'], {
       ...env,
       PREWARM_LOG_LEVEL: 'info',
       PORT: '0',

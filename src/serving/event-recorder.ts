@@ -1,7 +1,7 @@
 import type { Logger } from '../log.ts';
 import { textArrayLiteral } from '../db/array-literal.ts';
 import { BinaryCopyWriter, copyIn } from '../db/copy-binary.ts';
-import { createBatchBuffer, DEFAULT_FLUSH_INTERVAL_MS } from '../db/batch-buffer.ts';
+import { createBatchBuffer } from '../db/batch-buffer.ts';
 import { withTransaction, type Pool, type PoolClient, type Sql } from '../db/pool.ts';
 import type { RecommendationSet } from '../sets/set.ts';
 import type { RecommendationStore } from '../sets/store.ts';
@@ -160,7 +160,7 @@ export function createEventRecorder(options: EventRecorderOptions): EventRecorde
     name: 'logins and serves',
     write: writeBatch,
     log,
-    flushIntervalMs: options.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS,
+    flushIntervalMs: options.flushIntervalMs,
     maxBatch: options.maxBatch ?? 2_000,
     maxPending: options.maxPending ?? 200_000,
   });
